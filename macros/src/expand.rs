@@ -1,0 +1,291 @@
+//! Code generation for `#[profiled]` and `profile!`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Block, Expr, ExprAsync, ExprCall, ItemFn, ReturnType, Stmt, Type};
+
+use crate::args::{Args, BlockArgs};
+
+/// The callsite static, the labels and the span constructor shared by every
+/// form of instrumentation.
+struct Parts {
+    callsite: TokenStream,
+    callsite_ident: syn::Ident,
+    /// Expression of type `Option<Labels>`.
+    labels: TokenStream,
+    /// Closure `&SpanMeta -> Span`.
+    span: TokenStream,
+}
+
+fn parts(args: &Args, default_name: TokenStream, span_name: String, site: Span) -> Parts {
+    let callsite_ident = syn::Ident::new("__AGENTPROF_CALLSITE", site);
+    let function = match &args.name {
+        Some(name) => quote!(#name),
+        None => default_name,
+    };
+    let agent = match &args.agent {
+        Some(agent) => quote!(::core::option::Option::Some(#agent)),
+        None => quote!(::core::option::Option::None),
+    };
+    let line = quote_spanned!(site=> ::core::line!());
+    let callsite = quote! {
+        static #callsite_ident: ::agentprof::__private::Callsite =
+            ::agentprof::__private::Callsite::new(#function, #agent, ::core::file!(), #line);
+    };
+    let labels = match &args.labels {
+        Some(labels) if !labels.is_empty() => {
+            let pairs = labels.iter().map(|l| {
+                let key = l.key.to_string();
+                let value = &l.value;
+                quote_spanned!(value.span()=> (#key, &(#value) as &dyn ::core::fmt::Display))
+            });
+            quote!(::core::option::Option::Some(::agentprof::__private::Labels::new(&[#(#pairs),*])))
+        }
+        _ => quote!(::core::option::Option::None),
+    };
+    let meta = syn::Ident::new("__agentprof_meta", Span::mixed_site());
+    let span = if args.wants_span() {
+        let span_name = match &args.name {
+            Some(name) => name.value(),
+            None => span_name,
+        };
+        let label_fields = args.labels.iter().flatten().map(|l| {
+            let key = &l.key;
+            quote!(#key = ::agentprof::__private::tracing::field::Empty)
+        });
+        quote! {
+            |#meta: &::agentprof::__private::SpanMeta| ::agentprof::__private::tracing::info_span!(
+                target: ::core::module_path!(),
+                #span_name,
+                agent = #meta.agent(),
+                invocation_id = #meta.invocation_id(),
+                outcome = ::agentprof::__private::tracing::field::Empty,
+                resource.cpu.micros = ::agentprof::__private::tracing::field::Empty,
+                resource.wall.micros = ::agentprof::__private::tracing::field::Empty,
+                resource.polls = ::agentprof::__private::tracing::field::Empty,
+                #(#label_fields,)*
+            )
+        }
+    } else {
+        quote!(|_: &::agentprof::__private::SpanMeta| ::agentprof::__private::tracing::Span::none())
+    };
+    Parts {
+        callsite,
+        callsite_ident,
+        labels,
+        span,
+    }
+}
+
+/// Whether a type is written as `Result<..>` (any path ending in `Result`),
+/// whose `Err` values count as error outcomes.
+fn is_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
+        Type::Paren(p) => is_result(&p.elem),
+        Type::Group(g) => is_result(&g.elem),
+        _ => false,
+    }
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    quote!(#ty)
+        .into_iter()
+        .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+        || matches!(ty, Type::ImplTrait(_))
+}
+
+/// The `Output = T` of an `impl Future<Output = T>` or
+/// `Pin<Box<dyn Future<Output = T> + ..>>` return type.
+fn future_output(ty: &Type) -> Option<&Type> {
+    fn in_bounds<'a>(
+        bounds: impl IntoIterator<Item = &'a syn::TypeParamBound>,
+    ) -> Option<&'a Type> {
+        bounds.into_iter().find_map(|b| match b {
+            syn::TypeParamBound::Trait(t) => {
+                let last = t.path.segments.last()?;
+                if last.ident != "Future" {
+                    return None;
+                }
+                match &last.arguments {
+                    syn::PathArguments::AngleBracketed(a) => {
+                        a.args.iter().find_map(|arg| match arg {
+                            syn::GenericArgument::AssocType(assoc) if assoc.ident == "Output" => {
+                                Some(&assoc.ty)
+                            }
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    }
+    match ty {
+        Type::ImplTrait(t) => in_bounds(&t.bounds),
+        Type::TraitObject(t) => in_bounds(&t.bounds),
+        Type::Paren(p) => future_output(&p.elem),
+        Type::Group(g) => future_output(&g.elem),
+        Type::Path(p) => {
+            // Pin<Box<dyn Future<..>>>: look through single type arguments.
+            let last = p.path.segments.last()?;
+            match &last.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|arg| match arg {
+                    syn::GenericArgument::Type(inner) => future_output(inner),
+                    _ => None,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn failed_fn(output: Option<&Type>) -> TokenStream {
+    match output {
+        Some(ty) if is_result(ty) => quote!(::agentprof::__private::result_failed),
+        _ => quote!(::agentprof::__private::output_never_failed),
+    }
+}
+
+/// `ProfiledFuture::new(<future>, ..)`, labels evaluated now when recording.
+fn wrap_future(future: TokenStream, parts: &Parts, failed: TokenStream) -> TokenStream {
+    let Parts {
+        callsite_ident,
+        labels,
+        span,
+        ..
+    } = parts;
+    quote! {
+        ::agentprof::__private::ProfiledFuture::new(
+            ::core::future::IntoFuture::into_future(#future),
+            &#callsite_ident,
+            if ::agentprof::is_enabled() { #labels } else { ::core::option::Option::None },
+            #span,
+            #failed,
+        )
+    }
+}
+
+/// Where the future of a non-`async` fn is: its trailing `async` block,
+/// bare or as the argument of `Box::pin(..)` (the shape `async-trait`
+/// generates).
+fn trailing_future(block: &mut Block) -> Option<&mut Expr> {
+    let Some(Stmt::Expr(last, None)) = block.stmts.last_mut() else {
+        return None;
+    };
+    if matches!(last, Expr::Async(_)) {
+        return Some(last);
+    }
+    if let Expr::Call(ExprCall { func, args, .. }) = last {
+        let is_box_pin = matches!(&**func, Expr::Path(p)
+            if p.path.segments.len() >= 2
+                && p.path.segments.iter().rev().nth(1).is_some_and(|s| s.ident == "Box")
+                && p.path.segments.last().is_some_and(|s| s.ident == "pin"));
+        if is_box_pin
+            && args.len() == 1
+            && matches!(args.first(), Some(Expr::Async(ExprAsync { .. })))
+        {
+            return args.first_mut();
+        }
+    }
+    None
+}
+
+/// Input:
+/// ```ignore
+/// #[profiled(agent = "planner")]
+/// pub async fn plan(&self, goal: &str) -> Result<Plan> { body }
+/// ```
+/// Output:
+/// ```ignore
+/// pub async fn plan(&self, goal: &str) -> Result<Plan> {
+///     static __AGENTPROF_CALLSITE: Callsite = Callsite::new(concat!(module_path!(), "::plan"), Some("planner"), ..);
+///     ProfiledFuture::new(async move { body }, &__AGENTPROF_CALLSITE, labels, span, result_failed).await
+/// }
+/// ```
+/// A sync fn instead keeps its body in place behind a guard; one returning
+/// `Result` runs it in a closure so that `?` and `return` reach the outcome.
+pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
+    let ident = &item.sig.ident;
+    let name_text = ident.to_string();
+    let default_name = quote!(::core::concat!(::core::module_path!(), "::", #name_text));
+    let site = ident.span();
+    let parts = parts(args, default_name, name_text, site);
+    let callsite = &parts.callsite;
+    let ret_ty: Option<Type> = match &item.sig.output {
+        ReturnType::Type(_, ty) => Some((**ty).clone()),
+        ReturnType::Default => None,
+    };
+
+    let body: TokenStream = if item.sig.asyncness.is_some() {
+        let block = &item.block;
+        let future = quote_spanned!(block.span()=> async move #block);
+        let wrapped = wrap_future(future, &parts, failed_fn(ret_ty.as_ref()));
+        quote!({ #callsite #wrapped.await })
+    } else if let Some(future) = trailing_future(&mut item.block) {
+        let output = ret_ty.as_ref().and_then(future_output);
+        let failed = failed_fn(output);
+        let original = future.clone();
+        *future = syn::parse2(wrap_future(quote!(#original), &parts, failed))
+            .expect("a call expression always parses");
+        let block = &item.block;
+        quote!({ #callsite #block })
+    } else {
+        let slot = syn::Ident::new("__agentprof_slot", Span::mixed_site());
+        let guard = syn::Ident::new("__agentprof_guard", Span::mixed_site());
+        let ret = syn::Ident::new("__agentprof_ret", Span::mixed_site());
+        let Parts {
+            callsite_ident,
+            labels,
+            span,
+            ..
+        } = &parts;
+        let block = &item.block;
+        let enter = quote! {
+            #callsite
+            let mut #slot = ::agentprof::__private::SyncSlot::new();
+            #[allow(unused_mut)]
+            let mut #guard = #slot.enter(&#callsite_ident, || #labels, #span);
+        };
+        match &ret_ty {
+            Some(ty) if is_result(ty) && !contains_impl_trait(ty) => {
+                let call = quote_spanned!(ty.span()=>
+                    #[allow(clippy::redundant_closure_call)]
+                    let #ret: #ty = (move || -> #ty #block)();
+                );
+                quote!({
+                    #enter
+                    #call
+                    #guard.set_failed(::agentprof::__private::result_failed(&#ret));
+                    #ret
+                })
+            }
+            _ => quote!({ #enter #block }),
+        }
+    };
+
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = &item;
+    quote!(#(#attrs)* #vis #sig #body)
+}
+
+/// `profile!(agent = "x", async { .. })` → a `ProfiledFuture` with its own
+/// callsite.
+pub(crate) fn block(input: BlockArgs) -> TokenStream {
+    let site = input.future.span();
+    let default_name = quote_spanned!(site=>
+        ::core::concat!(::core::module_path!(), "::{async@", ::core::line!(), "}"));
+    let parts = parts(&input.args, default_name, "async_block".to_owned(), site);
+    let callsite = &parts.callsite;
+    let future = &input.future;
+    let wrapped = wrap_future(
+        quote!(#future),
+        &parts,
+        quote!(::agentprof::__private::output_never_failed),
+    );
+    quote!({ #callsite #wrapped })
+}

@@ -1,0 +1,63 @@
+//! The one error type of agentprof.
+
+use std::path::PathBuf;
+
+/// What went wrong, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration key has a value outside what it allows.
+    #[error("invalid value for `{key}`: {message}")]
+    InvalidConfig {
+        /// Dotted key, e.g. `telemetry.profiling.cpu.frequency`.
+        key: String,
+        /// What was wrong and what is allowed.
+        message: String,
+    },
+    /// The configuration text is not valid TOML or has unknown keys.
+    #[error("cannot parse configuration{}: {message}", source_name(.path))]
+    ConfigSyntax {
+        /// The file, when the text came from one.
+        path: Option<PathBuf>,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A configuration file could not be read.
+    #[error("cannot read configuration file {}: {source}", .path.display())]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration asks for a capability this build does not have.
+    #[error("`{key}` asks for {what}, which this build of agentprof does not provide{}", hint_suffix(.hint))]
+    Unsupported {
+        /// Dotted key that asked for it.
+        key: String,
+        /// The capability.
+        what: String,
+        /// How to get it, when there is a way.
+        hint: Option<String>,
+    },
+    /// Serializing a report failed.
+    #[error("cannot serialize report: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+fn source_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!(" in {}", p.display()),
+        None => String::new(),
+    }
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    match hint {
+        Some(h) => format!(" ({h})"),
+        None => String::new(),
+    }
+}
+
+/// `Result` with agentprof's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

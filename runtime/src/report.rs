@@ -1,0 +1,368 @@
+//! The per-function and per-agent report: data model, JSON, and a table.
+//!
+//! The JSON schema is stable: fields are only ever added. A figure that was
+//! not measured (CPU time where the platform has no thread CPU clock) is
+//! `null`, never `0`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON schema written by [`Report::to_json`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How an invocation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Returned normally (for `Result` functions: returned `Ok`).
+    Ok,
+    /// Returned `Err`.
+    Error,
+    /// Panicked.
+    Panicked,
+    /// The future was dropped before it completed.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The name used in JSON and span fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Panicked => "panicked",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Everything agentprof knows about the invocations so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u32,
+    /// One row per (agent, function) pair, sorted by total CPU, descending.
+    pub functions: Vec<FunctionRow>,
+    /// One row per agent (and one with `agent: null` for work outside any
+    /// agent), sorted by CPU, descending.
+    pub agents: Vec<AgentRow>,
+    /// What bounded stores had to cut.
+    pub dropped: Dropped,
+}
+
+/// One function's figures under one agent.
+///
+/// `cpu_ns` is total CPU (own work plus instrumented callees); `self_cpu_ns`
+/// excludes callees. Wall figures likewise; concurrent callees can make
+/// children's wall exceed the caller's, and `self_wall_ns` then stops at 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRow {
+    /// The agent the calls were charged to (`null`: no agent).
+    pub agent: Option<String>,
+    /// Function label.
+    pub function: String,
+    /// Source file of the annotated item.
+    pub file: String,
+    /// Source line of the annotated item.
+    pub line: u32,
+    /// Finished invocations.
+    pub calls: u64,
+    /// Invocations running now.
+    pub active: u64,
+    /// Invocations that returned `Err`.
+    pub errors: u64,
+    /// Invocations that panicked.
+    pub panics: u64,
+    /// Futures dropped before completion.
+    pub cancelled: u64,
+    /// Total thread CPU time, ns.
+    pub cpu_ns: Option<u64>,
+    /// Own thread CPU time, excluding instrumented callees, ns.
+    pub self_cpu_ns: Option<u64>,
+    /// Total wall time, ns.
+    pub wall_ns: u64,
+    /// Wall time minus the wall time of direct instrumented callees, ns.
+    pub self_wall_ns: u64,
+    /// Median wall time per call, ns.
+    pub wall_ns_p50: u64,
+    /// 90th percentile wall time per call, ns.
+    pub wall_ns_p90: u64,
+    /// 99th percentile wall time per call, ns.
+    pub wall_ns_p99: u64,
+    /// Longest call, ns.
+    pub wall_ns_max: u64,
+    /// Median CPU time per call, ns.
+    pub cpu_ns_p50: Option<u64>,
+    /// 90th percentile CPU time per call, ns.
+    pub cpu_ns_p90: Option<u64>,
+    /// 99th percentile CPU time per call, ns.
+    pub cpu_ns_p99: Option<u64>,
+    /// Most CPU in one call, ns.
+    pub cpu_ns_max: Option<u64>,
+    /// Polls (sync calls count one).
+    pub polls: u64,
+}
+
+/// One agent's figures.
+///
+/// `cpu_ns` sums the own CPU of every invocation charged to the agent, so
+/// nested calls are not counted twice. `wall_ns` and the percentiles cover
+/// the agent's *root* invocations: those not called from another invocation
+/// of the same agent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentRow {
+    /// The agent (`null`: work outside any agent).
+    pub agent: Option<String>,
+    /// Finished invocations charged to the agent, nested ones included.
+    pub calls: u64,
+    /// Finished root invocations.
+    pub root_calls: u64,
+    /// Invocations running now.
+    pub active: u64,
+    /// Invocations that returned `Err`.
+    pub errors: u64,
+    /// Invocations that panicked.
+    pub panics: u64,
+    /// Futures dropped before completion.
+    pub cancelled: u64,
+    /// Thread CPU time, ns.
+    pub cpu_ns: Option<u64>,
+    /// Wall time of root invocations, ns.
+    pub wall_ns: u64,
+    /// Median wall time per root invocation, ns.
+    pub wall_ns_p50: u64,
+    /// 99th percentile wall time per root invocation, ns.
+    pub wall_ns_p99: u64,
+    /// 99th percentile CPU time per root invocation, ns.
+    pub cpu_ns_p99: Option<u64>,
+    /// Mean CPU per root invocation, ns.
+    pub avg_cpu_ns: Option<u64>,
+    /// Mean wall time per root invocation, ns.
+    pub avg_wall_ns: u64,
+    /// Polls.
+    pub polls: u64,
+}
+
+/// Counters of what bounded stores cut.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// Label values cut to the maximum length.
+    pub label_values_truncated: u64,
+    /// Label values replaced by `__overflow__` past the per-key limit.
+    pub label_values_overflowed: u64,
+    /// Invocation records pushed out of the recent-invocations ring.
+    pub recent_invocations_evicted: u64,
+    /// `.profiled(label)` labels past the limit, merged into one row.
+    pub dynamic_functions_overflowed: u64,
+    /// CPU of propagated work that finished after its invocation, ns; it is
+    /// in the function's aggregate but not in any single invocation.
+    pub detached_cpu_ns: u64,
+}
+
+/// One finished invocation, from the ring of recent invocations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// Process-unique id.
+    pub id: u64,
+    /// Id of the invocation it ran inside, if any.
+    pub parent_id: Option<u64>,
+    /// Agent charged.
+    pub agent: Option<String>,
+    /// Function label.
+    pub function: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Total thread CPU time, ns.
+    pub cpu_ns: Option<u64>,
+    /// Own thread CPU time, ns.
+    pub self_cpu_ns: Option<u64>,
+    /// Wall time, ns.
+    pub wall_ns: u64,
+    /// Own wall time, ns.
+    pub self_wall_ns: u64,
+    /// Polls.
+    pub polls: u64,
+    /// Extra labels.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Report {
+    /// The report as compact JSON.
+    pub fn to_json(&self) -> crate::Result<String> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    /// The report as indented JSON.
+    pub fn to_json_pretty(&self) -> crate::Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// The row of `function` under `agent`, if it ran.
+    pub fn function(&self, agent: Option<&str>, function: &str) -> Option<&FunctionRow> {
+        self.functions
+            .iter()
+            .find(|r| r.function == function && r.agent.as_deref() == agent)
+    }
+
+    /// Rows of every function whose label ends with `suffix` (e.g. `::plan`).
+    pub fn functions_named<'a>(&'a self, suffix: &'a str) -> impl Iterator<Item = &'a FunctionRow> {
+        self.functions
+            .iter()
+            .filter(move |r| r.function.ends_with(suffix))
+    }
+
+    /// The row of `agent` (`None`: work outside any agent).
+    pub fn agent(&self, agent: Option<&str>) -> Option<&AgentRow> {
+        self.agents.iter().find(|r| r.agent.as_deref() == agent)
+    }
+}
+
+/// A duration in the unit that keeps 3–4 significant digits.
+pub(crate) struct Nanos(pub(crate) Option<u64>);
+
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(ns) = self.0 else {
+            return f.pad("-");
+        };
+        let text = match ns {
+            0..=9_999 => format!("{ns}ns"),
+            10_000..=9_999_999 => format!("{:.1}µs", ns as f64 / 1e3),
+            10_000_000..=9_999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
+            _ => format!("{:.2}s", ns as f64 / 1e9),
+        };
+        f.pad(&text)
+    }
+}
+
+const NO_AGENT: &str = "(none)";
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let agent_width = self
+            .functions
+            .iter()
+            .filter_map(|r| r.agent.as_deref())
+            .chain(self.agents.iter().filter_map(|r| r.agent.as_deref()))
+            .map(|a| a.chars().count())
+            .chain([NO_AGENT.len(), "agent".len()])
+            .max()
+            .unwrap_or(5);
+        let function_width = self
+            .functions
+            .iter()
+            .map(|r| r.function.chars().count())
+            .chain(["function".len()])
+            .max()
+            .unwrap_or(8);
+        writeln!(
+            f,
+            "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "agent", "function", "calls", "err", "panic", "cancel", "cpu", "self cpu", "wall", "wall p50", "wall p99", "cpu p99", "polls",
+            aw = agent_width,
+            fw = function_width,
+        )?;
+        for r in &self.functions {
+            writeln!(
+                f,
+                "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                r.agent.as_deref().unwrap_or(NO_AGENT),
+                r.function,
+                r.calls,
+                r.errors,
+                r.panics,
+                r.cancelled,
+                Nanos(r.cpu_ns),
+                Nanos(r.self_cpu_ns),
+                Nanos(Some(r.wall_ns)),
+                Nanos(Some(r.wall_ns_p50)),
+                Nanos(Some(r.wall_ns_p99)),
+                Nanos(r.cpu_ns_p99),
+                r.polls,
+                aw = agent_width,
+                fw = function_width,
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "agent",
+            "calls",
+            "roots",
+            "err",
+            "panic",
+            "cancel",
+            "cpu",
+            "wall",
+            "wall p50",
+            "wall p99",
+            "cpu p99",
+            aw = agent_width,
+        )?;
+        for r in &self.agents {
+            writeln!(
+                f,
+                "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}",
+                r.agent.as_deref().unwrap_or(NO_AGENT),
+                r.calls,
+                r.root_calls,
+                r.errors,
+                r.panics,
+                r.cancelled,
+                Nanos(r.cpu_ns),
+                Nanos(Some(r.wall_ns)),
+                Nanos(Some(r.wall_ns_p50)),
+                Nanos(Some(r.wall_ns_p99)),
+                Nanos(r.cpu_ns_p99),
+                aw = agent_width,
+            )?;
+        }
+        let d = &self.dropped;
+        if d.label_values_truncated
+            + d.label_values_overflowed
+            + d.recent_invocations_evicted
+            + d.dynamic_functions_overflowed
+            > 0
+        {
+            writeln!(
+                f,
+                "\ndropped: {} label values truncated, {} over the per-key limit, {} recent invocations evicted, {} dynamic labels merged",
+                d.label_values_truncated, d.label_values_overflowed, d.recent_invocations_evicted, d.dynamic_functions_overflowed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_keep_significant_digits() {
+        assert_eq!(Nanos(Some(950)).to_string(), "950ns");
+        assert_eq!(Nanos(Some(12_345)).to_string(), "12.3µs");
+        assert_eq!(Nanos(Some(12_345_678)).to_string(), "12.3ms");
+        assert_eq!(Nanos(Some(12_345_678_901)).to_string(), "12.35s");
+        assert_eq!(Nanos(None).to_string(), "-");
+    }
+
+    #[test]
+    fn json_keeps_unmeasured_cpu_null() {
+        let report = Report {
+            schema_version: SCHEMA_VERSION,
+            functions: vec![FunctionRow {
+                function: "f".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+        assert!(v["functions"][0]["cpu_ns"].is_null());
+        assert_eq!(v["functions"][0]["calls"], 0);
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(back, report);
+    }
+}

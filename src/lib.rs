@@ -1,0 +1,112 @@
+//! agentprof shows where an agent service's CPU time and memory go: per
+//! agent, per function, per invocation, linked to traces.
+//!
+//! ```
+//! #[agentprof::profiled(agent = "planner")]
+//! fn plan(goal: &str) -> Result<Vec<String>, String> {
+//!     Ok(goal.split(' ').map(str::to_owned).collect())
+//! }
+//!
+//! plan("find a flight").unwrap();
+//! let report = agentprof::report();
+//! let row = report.functions_named("::plan").next().unwrap();
+//! assert_eq!(row.calls, 1);
+//! assert_eq!(row.agent.as_deref(), Some("planner"));
+//! println!("{report}");
+//! ```
+//!
+//! # What is measured
+//!
+//! Every call of a `#[profiled]` function is an *invocation*. For each one
+//! agentprof records wall time, thread CPU time summed over every poll (so an
+//! async task that moves between tokio worker threads is charged for each
+//! thread's share, and time spent suspended is not charged), the poll count,
+//! the outcome (ok, error for functions returning `Result`, panicked, or
+//! cancelled when a future is dropped first), its parent invocation, and
+//! self and total figures: self excludes the instrumented calls it made.
+//! Finished invocations go into per-(function, agent) aggregates with
+//! latency and CPU percentiles ([`report`]), a bounded ring of recent
+//! invocations ([`recent_invocations`]) and, unless `span = false`, the
+//! fields of a `tracing` span.
+//!
+//! # The attribute
+//!
+//! ```
+//! # use std::fmt::Display;
+//! #[agentprof::profiled(
+//!     agent = "researcher",          // optional; default: the caller's agent
+//!     name = "researcher::search",   // optional; default: module_path::fn
+//!     labels(session = session, k = top_k), // evaluated once per call
+//!     span = false,                  // optional; default: a tracing span
+//! )]
+//! async fn search(session: &str, top_k: usize) -> Vec<u32> {
+//!     (0..top_k as u32).collect()
+//! }
+//! ```
+//!
+//! With `agent` absent an invocation inherits the agent of the invocation
+//! it runs inside (a tool called by the planner is charged to the planner);
+//! with no caller either, its agent is absent (`null` in JSON), not invented.
+//!
+//! An `async fn` is expanded to the same `async fn` whose body is a wrapped
+//! future:
+//!
+//! ```ignore
+//! async fn search(session: &str, top_k: usize) -> Vec<u32> {
+//!     static __AGENTPROF_CALLSITE: Callsite = Callsite::new("researcher::search", Some("researcher"), file!(), line!());
+//!     ProfiledFuture::new(async move { /* body */ }, &__AGENTPROF_CALLSITE, labels, span, output_never_failed).await
+//! }
+//! ```
+//!
+//! A sync fn keeps its body behind a stack guard (in a closure when it
+//! returns `Result`, so that `?` reaches the outcome). A fn whose body ends in
+//! an `async` block, or in `Box::pin(async move ..)` as `#[async_trait]`
+//! writes it, has that future wrapped. Per call there is no allocation, no
+//! hashing and no formatting unless `labels(...)` is used.
+//!
+//! Futures and async blocks: [`profile!`] and [`FutureExt::profiled`].
+//! Work handed to other tasks or threads: [`spawn`], [`spawn_blocking`],
+//! [`spawn_thread`], [`FutureExt::in_current_invocation`] and [`Context`].
+//!
+//! # Features
+//!
+//! - `enabled` (default): record. Without it `#[profiled]` expands to the
+//!   item exactly as written, `profile!` to its future, and every function
+//!   here is a no-op, so no `cfg` is needed in user code.
+//! - `tokio` (default): [`spawn`] and [`spawn_blocking`].
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// Profiles every call of a function, method or `async fn`.
+///
+/// Arguments, all optional: `agent = "name"`, `name = "label"`,
+/// `labels(key = expr, ..)`, `span = false`. See the [crate docs](crate).
+pub use agentprof_macros::profiled;
+
+/// Profiles a future or async block: `profile!(agent = "x", async { .. })`.
+///
+/// Takes the arguments of [`profiled`](macro@profiled), then the future.
+/// Without `name` the function label is `module::{async@LINE}`.
+pub use agentprof_macros::profile;
+
+pub use agentprof_runtime::{
+    current_context, init, invocation, is_enabled, recent_invocations, report, reset, set_enabled,
+    spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config, Context,
+    CpuProfilingConfig, Dropped, Error, ExporterType, FunctionRow, FutureExt, InvocationRecord,
+    MemoryProfilingConfig, Outcome, ProfileExporterConfig, ProfilingConfig, Report,
+    ResourceAttribution, ResourceContext, ResourceUsage, Result, TelemetryConfig, ENV_OVERRIDES,
+    SCHEMA_VERSION,
+};
+
+#[cfg(feature = "enabled")]
+pub use agentprof_runtime::{InInvocation, ProfiledFuture};
+
+#[cfg(feature = "tokio")]
+pub use agentprof_runtime::{spawn, spawn_blocking};
+
+#[doc(hidden)]
+#[cfg(feature = "enabled")]
+pub mod __private {
+    pub use agentprof_runtime::__private::*;
+    pub use agentprof_runtime::ProfiledFuture;
+}

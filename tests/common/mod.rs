@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Once;
+
+/// Thread CPU time of the calling thread, ns: the reference the profiler's
+/// figures are checked against.
+pub fn thread_cpu_ns() -> u64 {
+    agentprof::__private::read_thread_cpu_clock().expect("thread CPU clock")
+}
+
+/// Burns about `ns` of this thread's CPU time; returns what it used.
+#[inline(never)]
+pub fn burn_cpu_ns(ns: u64) -> u64 {
+    let start = thread_cpu_ns();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    loop {
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+        let used = thread_cpu_ns() - start;
+        if used >= ns {
+            return used;
+        }
+    }
+}
+
+/// Keeps every finished invocation of a test run findable by id.
+pub fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut config = agentprof::Config::default();
+        config.telemetry.profiling.enabled = true;
+        config.telemetry.profiling.attribution.recent_invocations = 1_000_000;
+        agentprof::init(&config).expect("valid test configuration");
+    });
+}
+
+/// The finished invocation `id`.
+pub fn finished(id: u64) -> agentprof::InvocationRecord {
+    agentprof::invocation(id).unwrap_or_else(|| panic!("invocation {id} not in the ring"))
+}
+
+/// Id of the invocation running now.
+pub fn current_id() -> u64 {
+    agentprof::current_context()
+        .invocation_id()
+        .expect("inside an invocation")
+}
+
+/// `|a - b| / b`.
+pub fn rel_diff(a: u64, b: u64) -> f64 {
+    (a as f64 - b as f64).abs() / b as f64
+}
