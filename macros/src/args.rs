@@ -159,6 +159,9 @@ impl Parse for BlockArgs {
             || input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==])
         {
             args.parse_one(input)?;
+            if input.is_empty() {
+                break;
+            }
             input.parse::<Token![,]>()?;
         }
         if input.is_empty() {

@@ -1,0 +1,6 @@
+#[agentprof::profiled]
+const fn plan() -> u32 {
+    1
+}
+
+fn main() {}

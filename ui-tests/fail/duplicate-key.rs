@@ -1,0 +1,4 @@
+#[agentprof::profiled(agent = "planner", agent = "writer")]
+fn plan() {}
+
+fn main() {}

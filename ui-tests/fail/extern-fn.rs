@@ -1,0 +1,4 @@
+#[agentprof::profiled]
+extern "C" fn plan() {}
+
+fn main() {}

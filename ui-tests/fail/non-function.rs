@@ -1,0 +1,4 @@
+#[agentprof::profiled]
+struct Planner;
+
+fn main() {}

@@ -1,0 +1,6 @@
+const AGENT: &str = "planner";
+
+#[agentprof::profiled(agent = AGENT)]
+fn plan() {}
+
+fn main() {}

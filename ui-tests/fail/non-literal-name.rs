@@ -1,0 +1,4 @@
+#[agentprof::profiled(name = concat!("a", "b"))]
+fn plan() {}
+
+fn main() {}

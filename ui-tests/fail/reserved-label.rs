@@ -1,0 +1,4 @@
+#[agentprof::profiled(labels(agent = 1))]
+fn plan() {}
+
+fn main() {}

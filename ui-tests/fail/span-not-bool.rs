@@ -1,0 +1,4 @@
+#[agentprof::profiled(span = "no")]
+fn plan() {}
+
+fn main() {}

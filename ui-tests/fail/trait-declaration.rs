@@ -1,0 +1,6 @@
+trait Tool {
+    #[agentprof::profiled]
+    fn call(&self);
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[agentprof::profiled(agnet = "planner")]
+fn plan() {}
+
+fn main() {}
