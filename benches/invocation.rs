@@ -1,1 +1,192 @@
-fn main() {}
+//! Per-call cost of `#[profiled]`, against the floor it is built on.
+//!
+//! ```text
+//! cargo bench --bench invocation
+//! ```
+//!
+//! One run measures: the thread-CPU-clock read and `Instant::now()` (the
+//! floor); a trivial sync fn bare, under `#[profiled]` with recording on and
+//! off, and under `#[tracing::instrument]` with a `tracing_subscriber`
+//! registry; an async fn's per-poll cost; and the same sync call on one and
+//! on two threads at once. It ends with a summary of overheads and ratios
+//! computed from this run's estimates.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+
+const GROUP: &str = "invocation";
+
+#[inline(never)]
+fn bare(x: u64) -> u64 {
+    x.wrapping_mul(31).wrapping_add(7)
+}
+
+#[agentprof::profiled(agent = "bench")]
+#[inline(never)]
+fn profiled(x: u64) -> u64 {
+    x.wrapping_mul(31).wrapping_add(7)
+}
+
+#[tracing::instrument]
+#[inline(never)]
+fn instrumented(x: u64) -> u64 {
+    x.wrapping_mul(31).wrapping_add(7)
+}
+
+/// Returns `Pending` `n` times, then `Ready`: `n + 1` polls.
+struct Yields(u32);
+
+impl Future for Yields {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        Poll::Pending
+    }
+}
+
+const POLLS: u32 = 100;
+
+async fn bare_async() {
+    Yields(POLLS - 1).await
+}
+
+#[agentprof::profiled(agent = "bench")]
+async fn profiled_async() {
+    Yields(POLLS - 1).await
+}
+
+fn drive<F: Future>(future: F) {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    while future.as_mut().poll(&mut cx).is_pending() {}
+}
+
+fn on_threads(threads: usize, iters: u64, call: fn(u64) -> u64) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(call(black_box(i)));
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    barrier.wait();
+    // Per-call cost as each thread saw it: the slowest thread's time / iters.
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group(GROUP);
+    g.bench_function("thread_cpu_clock_read", |b| {
+        b.iter(|| black_box(agentprof::__private::read_thread_cpu_clock()))
+    });
+    g.bench_function("instant_now", |b| b.iter(|| black_box(Instant::now())));
+    g.bench_function("sync_bare", |b| b.iter(|| bare(black_box(1))));
+    agentprof::set_enabled(true);
+    g.bench_function("sync_profiled_on", |b| b.iter(|| profiled(black_box(1))));
+    agentprof::set_enabled(false);
+    g.bench_function("sync_profiled_off", |b| b.iter(|| profiled(black_box(1))));
+    agentprof::set_enabled(true);
+    let registry = tracing_subscriber::registry();
+    tracing::subscriber::with_default(registry, || {
+        g.bench_function("sync_tracing_instrument_registry", |b| {
+            b.iter(|| instrumented(black_box(1)))
+        });
+        g.bench_function("sync_profiled_on_registry", |b| {
+            b.iter(|| profiled(black_box(1)))
+        });
+    });
+    g.bench_function("async_bare_100_polls", |b| b.iter(|| drive(bare_async())));
+    g.bench_function("async_profiled_100_polls", |b| {
+        b.iter(|| drive(profiled_async()))
+    });
+    g.bench_function("sync_profiled_1_thread", |b| {
+        b.iter_custom(|iters| on_threads(1, iters, profiled))
+    });
+    g.bench_function("sync_profiled_2_threads", |b| {
+        b.iter_custom(|iters| on_threads(2, iters, profiled))
+    });
+    g.bench_function("sync_bare_2_threads", |b| {
+        b.iter_custom(|iters| on_threads(2, iters, bare))
+    });
+    g.finish();
+}
+
+/// Mean estimate of one benchmark of this run, ns.
+fn mean_ns(name: &str) -> Option<f64> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = dir
+        .join("criterion")
+        .join(GROUP)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["mean"]["point_estimate"].as_f64()
+}
+
+fn summary() {
+    let m = |name: &str| mean_ns(name).unwrap_or(f64::NAN);
+    let clock = m("thread_cpu_clock_read");
+    let bare = m("sync_bare");
+    let on = m("sync_profiled_on") - bare;
+    let off = m("sync_profiled_off") - bare;
+    let tracing = m("sync_tracing_instrument_registry") - bare;
+    let per_poll = (m("async_profiled_100_polls") - m("async_bare_100_polls")) / POLLS as f64;
+    let one = m("sync_profiled_1_thread");
+    let two = m("sync_profiled_2_threads");
+    println!("\nsummary (means of this run, ns per call)");
+    println!("  thread CPU clock read            {clock:8.1}");
+    println!(
+        "  Instant::now                     {:8.1}",
+        m("instant_now")
+    );
+    println!("  #[profiled] off, overhead        {off:8.1}   target <= 2");
+    println!(
+        "  #[profiled] on, overhead         {on:8.1}   target <= 2 clock reads + 50 = {:.1}; beyond the reads: {:.1}",
+        2.0 * clock + 50.0,
+        on - 2.0 * clock
+    );
+    println!("  #[tracing::instrument] overhead  {tracing:8.1}   (registry subscriber)");
+    println!(
+        "  #[profiled] on, registry         {:8.1}   (with its span)",
+        m("sync_profiled_on_registry") - bare
+    );
+    println!("  async, overhead per poll         {per_poll:8.1}");
+    println!(
+        "  2 threads / 1 thread per call    {:8.2}x  target <= 1.5x ({two:.1} / {one:.1})",
+        two / one
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    benches(&mut c);
+    c.final_summary();
+    summary();
+}

@@ -1,1 +1,248 @@
-fn main() {}
+//! A simulated multi-agent service, profiled.
+//!
+//! Concurrent sessions each run a planner that calls a researcher (tools
+//! doing real CPU work: JSON parsing, hashing, text scoring) and a writer.
+//! Some tool calls fail with `Err`, and one slow search per few sessions is
+//! cancelled by a timeout. At the end the report is printed and written to
+//! `profiles/report.json`.
+//!
+//! ```text
+//! cargo run --release --example agents
+//! ```
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use agentprof::{profiled, Config};
+use serde_json::Value;
+
+const SESSIONS: u32 = 64;
+const TURNS: usize = 3;
+const DOCUMENTS: usize = 200;
+
+#[derive(Debug)]
+enum ToolError {
+    NotFound(String),
+}
+
+impl std::fmt::Display for ToolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolError::NotFound(what) => write!(f, "not found: {what}"),
+        }
+    }
+}
+
+#[profiled(agent = "planner", labels(session = session))]
+async fn handle_session(session: u32, goal: String) -> Result<String, ToolError> {
+    let mut answer = String::new();
+    for turn in 0..TURNS {
+        let steps = plan_steps(&goal) + turn;
+        let findings = research(session, &goal, steps).await?;
+        answer = write_answer(&goal, &findings).await;
+    }
+    Ok(answer)
+}
+
+/// Runs inside the planner's invocation; no agent of its own, so it is
+/// charged to the planner.
+#[profiled]
+fn plan_steps(goal: &str) -> usize {
+    let words: Vec<&str> = goal.split_whitespace().collect();
+    let mut steps = 0;
+    for window in words.windows(2) {
+        steps += (window[0].len() * 31 + window[1].len()) % 3;
+    }
+    steps.max(2)
+}
+
+#[profiled(agent = "researcher")]
+async fn research(session: u32, goal: &str, steps: usize) -> Result<Vec<(usize, f64)>, ToolError> {
+    let corpus = fetch_documents(session, steps).await;
+    let fingerprints = {
+        let corpus = corpus.clone();
+        // Blocking-pool work still belongs to this invocation.
+        agentprof::spawn_blocking(move || fingerprint(&corpus))
+            .await
+            .expect("fingerprinting")
+    };
+    let mut scored = score_documents(goal, &corpus);
+    scored.truncate(5);
+    if session % 9 == 4 {
+        // The web search is slow for these sessions and gets cut off.
+        match tokio::time::timeout(Duration::from_millis(20), web_search(goal)).await {
+            Ok(extra) => scored.extend(extra),
+            Err(_) => tracing::warn!("web search timed out"),
+        }
+    }
+    let mut cited = Vec::new();
+    for (doc, score) in scored {
+        match lookup_citation(fingerprints[doc]) {
+            Ok(_) => cited.push((doc, score)),
+            Err(ToolError::NotFound(_)) => continue,
+        }
+    }
+    if cited.is_empty() || session % 16 == 5 {
+        return Err(ToolError::NotFound(format!(
+            "no citations for session {session}"
+        )));
+    }
+    Ok(cited)
+}
+
+#[profiled]
+async fn fetch_documents(session: u32, steps: usize) -> Vec<String> {
+    let mut docs = Vec::with_capacity(DOCUMENTS);
+    for i in 0..DOCUMENTS {
+        // A simulated network round trip every few documents.
+        if i % 40 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let raw = serde_json::json!({
+            "id": i,
+            "session": session,
+            "title": format!("report {i} on step {}", i % steps.max(1)),
+            "body": (0..60).map(|w| format!("term{}", (w * 7 + i + session as usize) % 97)).collect::<Vec<_>>(),
+            "meta": {"source": "archive", "rank": i % 13},
+        })
+        .to_string();
+        docs.push(parse_document(&raw));
+    }
+    docs
+}
+
+#[profiled(span = false)]
+fn parse_document(raw: &str) -> String {
+    let value: Value = serde_json::from_str(raw).expect("valid JSON");
+    let words = value["body"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    words
+        .iter()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[profiled]
+fn fingerprint(corpus: &[String]) -> Vec<u64> {
+    corpus
+        .iter()
+        .map(|doc| {
+            let mut h = 0u64;
+            for round in 0..600u64 {
+                let mut hasher = DefaultHasher::new();
+                (doc, round, h).hash(&mut hasher);
+                h = hasher.finish();
+            }
+            h
+        })
+        .collect()
+}
+
+#[profiled]
+fn score_documents(goal: &str, corpus: &[String]) -> Vec<(usize, f64)> {
+    let terms: Vec<String> = goal.split_whitespace().map(str::to_lowercase).collect();
+    let mut scores: Vec<(usize, f64)> = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let words: Vec<&str> = doc.split(' ').collect();
+            let len_norm = 1.0 / (1.0 + words.len() as f64 / 60.0);
+            let score: f64 = terms
+                .iter()
+                .map(|t| {
+                    let tf = words.iter().filter(|w| w.ends_with(t.as_str())).count() as f64;
+                    tf * 2.2 / (tf + 1.2) * len_norm
+                })
+                .sum();
+            (i, score)
+        })
+        .collect();
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scores
+}
+
+#[profiled(agent = "web")]
+async fn web_search(goal: &str) -> Vec<(usize, f64)> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    vec![(goal.len() % DOCUMENTS, 0.1)]
+}
+
+#[profiled]
+fn lookup_citation(fingerprint: u64) -> Result<u64, ToolError> {
+    if fingerprint % 5 == 0 {
+        return Err(ToolError::NotFound(format!("{fingerprint:x}")));
+    }
+    Ok(fingerprint.rotate_left(7))
+}
+
+#[profiled(agent = "writer")]
+async fn write_answer(goal: &str, findings: &[(usize, f64)]) -> String {
+    let mut text = format!("Answer to {goal:?}:\n");
+    for (doc, score) in findings {
+        tokio::task::yield_now().await;
+        let sentence = compose_sentence(*doc, *score);
+        text.push_str(&sentence);
+    }
+    text
+}
+
+#[profiled]
+fn compose_sentence(doc: usize, score: f64) -> String {
+    let mut s = String::new();
+    for i in 0..400 {
+        s.push_str(&format!("{}", (doc * 31 + i) % 10));
+    }
+    format!("- document {doc} (score {score:.3}) digest {}\n", &s[..16])
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = Config::default();
+    config.telemetry.profiling.enabled = true;
+    config.apply_env(|name| std::env::var(name).ok())?;
+    agentprof::init(&config)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let (ok, failed) = runtime.block_on(async {
+        let goals = [
+            "compare flight prices for a trip to lisbon",
+            "summarize term27 and term54 findings for the board",
+            "draft a reply about term3 shipping delays",
+            "find term88 regulations that apply to term41 exports",
+        ];
+        let sessions: Vec<_> = (0..SESSIONS)
+            .map(|s| {
+                tokio::spawn(handle_session(
+                    s,
+                    goals[s as usize % goals.len()].to_owned(),
+                ))
+            })
+            .collect();
+        let (mut ok, mut failed) = (0, 0);
+        for session in sessions {
+            match session.await.expect("session task") {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("session failed: {e}");
+                }
+            }
+        }
+        (ok, failed)
+    });
+    let elapsed = started.elapsed();
+
+    let report = agentprof::report();
+    println!("{report}");
+    println!("{SESSIONS} sessions ({ok} answered, {failed} failed) in {elapsed:.2?}");
+    std::fs::create_dir_all("profiles")?;
+    std::fs::write("profiles/report.json", report.to_json_pretty()?)?;
+    println!("wrote profiles/report.json");
+    Ok(())
+}

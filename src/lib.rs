@@ -90,11 +90,11 @@ pub use agentprof_macros::profiled;
 pub use agentprof_macros::profile;
 
 pub use agentprof_runtime::{
-    current_context, init, invocation, is_enabled, recent_invocations, report, reset, set_enabled,
-    spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config, Context,
-    CpuProfilingConfig, Dropped, Error, ExporterType, FunctionRow, FutureExt, InvocationRecord,
-    MemoryProfilingConfig, Outcome, ProfileExporterConfig, ProfilingConfig, Report,
-    ResourceAttribution, ResourceContext, ResourceUsage, Result, TelemetryConfig, ENV_OVERRIDES,
+    current_context, env_overrides, init, invocation, is_enabled, recent_invocations, report,
+    reset, set_enabled, spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config,
+    Context, CpuProfilingConfig, Dropped, Error, ExporterType, FunctionRow, FutureExt,
+    InvocationRecord, MemoryProfilingConfig, Outcome, ProfileExporterConfig, ProfilingConfig,
+    Report, ResourceAttribution, ResourceContext, ResourceUsage, Result, TelemetryConfig,
     SCHEMA_VERSION,
 };
 

@@ -222,9 +222,15 @@ pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
 
     let body: TokenStream = if item.sig.asyncness.is_some() {
         let block = &item.block;
-        let future = quote_spanned!(block.span()=> async move #block);
-        let wrapped = wrap_future(future, &parts, failed_fn(ret_ty.as_ref()));
-        quote!({ #callsite #wrapped.await })
+        let body = syn::Ident::new("__agentprof_body", Span::mixed_site());
+        // The user's block becomes an `async move` block; lints about that
+        // shape are about our code, not theirs.
+        let future = quote_spanned!(block.span()=>
+            #[allow(clippy::redundant_async_block)]
+            let #body = async move #block;
+        );
+        let wrapped = wrap_future(quote!(#body), &parts, failed_fn(ret_ty.as_ref()));
+        quote!({ #callsite #future #wrapped.await })
     } else if let Some(future) = trailing_future(&mut item.block) {
         let output = ret_ty.as_ref().and_then(future_output);
         let failed = failed_fn(output);

@@ -7,7 +7,7 @@
 //! Memory is bounded by the number of rows (callsites x agents, both from
 //! the program text) plus the fixed-capacity ring.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
@@ -50,8 +50,11 @@ struct Stats {
     root_wall_ns: u64,
     root_cpu_ns: u64,
     detached_cpu_ns: u64,
-    wall: Option<Histogram<u64>>,
-    cpu: Option<Histogram<u64>>,
+    /// Each call lands in exactly one pair, so it costs two histogram
+    /// records: nested calls here, agent roots below. A function's
+    /// percentiles merge both pairs; an agent's use the roots only.
+    nested_wall: Option<Histogram<u64>>,
+    nested_cpu: Option<Histogram<u64>>,
     root_wall: Option<Histogram<u64>>,
     root_cpu: Option<Histogram<u64>>,
 }
@@ -92,26 +95,26 @@ impl Stats {
         self.root_wall_ns += o.root_wall_ns;
         self.root_cpu_ns += o.root_cpu_ns;
         self.detached_cpu_ns += o.detached_cpu_ns;
-        merge_into(&mut self.wall, &o.wall);
-        merge_into(&mut self.cpu, &o.cpu);
+        merge_into(&mut self.nested_wall, &o.nested_wall);
+        merge_into(&mut self.nested_cpu, &o.nested_cpu);
         merge_into(&mut self.root_wall, &o.root_wall);
         merge_into(&mut self.root_cpu, &o.root_cpu);
     }
 
     fn clear(&mut self) {
         let mut keep = [
-            self.wall.take(),
-            self.cpu.take(),
+            self.nested_wall.take(),
+            self.nested_cpu.take(),
             self.root_wall.take(),
             self.root_cpu.take(),
         ];
         for h in keep.iter_mut().flatten() {
             h.reset();
         }
-        let [wall, cpu, root_wall, root_cpu] = keep;
+        let [nested_wall, nested_cpu, root_wall, root_cpu] = keep;
         *self = Stats {
-            wall,
-            cpu,
+            nested_wall,
+            nested_cpu,
             root_wall,
             root_cpu,
             ..Stats::default()
@@ -120,6 +123,15 @@ impl Stats {
 
     fn cpu_measured(&self) -> bool {
         self.calls == 0 || self.cpu_calls > 0
+    }
+
+    /// Per-call wall and CPU histograms over every call.
+    fn all_calls(&self) -> (Option<Histogram<u64>>, Option<Histogram<u64>>) {
+        let mut wall = self.nested_wall.clone();
+        merge_into(&mut wall, &self.root_wall);
+        let mut cpu = self.nested_cpu.clone();
+        merge_into(&mut cpu, &self.root_cpu);
+        (wall, cpu)
     }
 }
 
@@ -170,21 +182,23 @@ impl AgentEntry {
         s.wall_ns += f.wall_ns;
         s.self_wall_ns += f.self_wall_ns;
         s.polls += f.polls;
-        record_into(&mut s.wall, f.wall_ns);
         if let (Some(cpu), Some(self_cpu)) = (f.cpu_ns, f.self_cpu_ns) {
             s.cpu_calls += 1;
             s.cpu_ns += cpu;
             s.self_cpu_ns += self_cpu;
-            record_into(&mut s.cpu, cpu);
         }
-        if f.frame.agent_root {
+        let s = &mut *s;
+        let (wall_histogram, cpu_histogram) = if f.frame.agent_root {
             s.root_calls += 1;
             s.root_wall_ns += f.wall_ns;
-            record_into(&mut s.root_wall, f.wall_ns);
-            if let Some(cpu) = f.cpu_ns {
-                s.root_cpu_ns += cpu;
-                record_into(&mut s.root_cpu, cpu);
-            }
+            s.root_cpu_ns += f.cpu_ns.unwrap_or(0);
+            (&mut s.root_wall, &mut s.root_cpu)
+        } else {
+            (&mut s.nested_wall, &mut s.nested_cpu)
+        };
+        record_into(wall_histogram, f.wall_ns);
+        if let Some(cpu) = f.cpu_ns {
+            record_into(cpu_histogram, cpu);
         }
     }
 
@@ -258,30 +272,61 @@ impl RecentEntry {
     }
 }
 
-#[repr(align(128))]
-struct RecentShard(Mutex<VecDeque<RecentEntry>>);
+/// One thread shard of the ring: fixed slots written round-robin, so a
+/// push is a lock, a move into a slot and an index bump.
+struct Ring {
+    slots: Vec<Option<RecentEntry>>,
+    next: usize,
+}
 
-static RECENT: [RecentShard; SHARDS] = [const { RecentShard(Mutex::new(VecDeque::new())) }; SHARDS];
-static RECENT_CAPACITY: AtomicUsize = AtomicUsize::new(1024);
+impl Ring {
+    const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn resize(&mut self, capacity: usize) {
+        let mut kept: Vec<RecentEntry> = self.drain_oldest_first();
+        let excess = kept.len().saturating_sub(capacity);
+        kept.drain(..excess);
+        self.slots = Vec::with_capacity(capacity);
+        self.slots.extend(kept.into_iter().map(Some));
+        self.next = self.slots.len() % capacity.max(1);
+        self.slots.resize_with(capacity, || None);
+    }
+
+    fn drain_oldest_first(&mut self) -> Vec<RecentEntry> {
+        let (newer, older) = self.slots.split_at_mut(self.next);
+        older
+            .iter_mut()
+            .chain(newer.iter_mut())
+            .filter_map(Option::take)
+            .collect()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RecentEntry> {
+        self.slots.iter().flatten()
+    }
+}
+
+#[repr(align(128))]
+struct RecentShard(Mutex<Ring>);
+
+static RECENT: [RecentShard; SHARDS] = [const { RecentShard(Mutex::new(Ring::new())) }; SHARDS];
+static RECENT_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_RECENT);
 static RECENT_EVICTED: AtomicU64 = AtomicU64::new(0);
+const DEFAULT_RECENT: usize = 1024;
 
 pub(crate) fn set_recent_capacity(capacity: usize) {
     RECENT_CAPACITY.store(capacity, Relaxed);
-    let per_shard = capacity.div_ceil(SHARDS);
     for shard in &RECENT {
-        let mut ring = lock(&shard.0);
-        while ring.len() > per_shard {
-            ring.pop_front();
-        }
-        ring.shrink_to(per_shard);
+        lock(&shard.0).resize(capacity.div_ceil(SHARDS));
     }
 }
 
 pub(crate) fn push_recent(f: &Finished<'_>) {
-    let per_shard = RECENT_CAPACITY.load(Relaxed).div_ceil(SHARDS);
-    if per_shard == 0 {
-        return;
-    }
     let frame = f.frame;
     let entry = RecentEntry {
         id: frame.id,
@@ -297,15 +342,22 @@ pub(crate) fn push_recent(f: &Finished<'_>) {
         labels: frame.labels.clone(),
     };
     let mut ring = lock(&RECENT[my_shard()].0);
-    if ring.capacity() < per_shard {
-        let missing = per_shard - ring.len();
-        ring.reserve_exact(missing);
+    if ring.slots.is_empty() {
+        let capacity = RECENT_CAPACITY.load(Relaxed);
+        if capacity == 0 {
+            return;
+        }
+        ring.resize(capacity.div_ceil(SHARDS));
     }
-    if ring.len() >= per_shard {
-        ring.pop_front();
+    let next = ring.next;
+    if ring.slots[next].replace(entry).is_some() {
         RECENT_EVICTED.fetch_add(1, Relaxed);
     }
-    ring.push_back(entry);
+    ring.next = if next + 1 == ring.slots.len() {
+        0
+    } else {
+        next + 1
+    };
 }
 
 /// The most recent finished invocations (up to the configured capacity),
@@ -421,6 +473,7 @@ pub fn report() -> Report {
             }
             detached += s.detached_cpu_ns;
             let cpu = s.cpu_measured();
+            let (wall_histogram, cpu_histogram) = s.all_calls();
             functions.push(FunctionRow {
                 agent: entry.agent.map(str::to_owned),
                 function: callsite.function().to_owned(),
@@ -435,14 +488,14 @@ pub fn report() -> Report {
                 self_cpu_ns: cpu.then_some(s.self_cpu_ns),
                 wall_ns: s.wall_ns,
                 self_wall_ns: s.self_wall_ns,
-                wall_ns_p50: quantile(&s.wall, 0.5),
-                wall_ns_p90: quantile(&s.wall, 0.9),
-                wall_ns_p99: quantile(&s.wall, 0.99),
-                wall_ns_max: s.wall.as_ref().map_or(0, |h| h.max()),
-                cpu_ns_p50: cpu.then(|| quantile(&s.cpu, 0.5)),
-                cpu_ns_p90: cpu.then(|| quantile(&s.cpu, 0.9)),
-                cpu_ns_p99: cpu.then(|| quantile(&s.cpu, 0.99)),
-                cpu_ns_max: cpu.then(|| s.cpu.as_ref().map_or(0, |h| h.max())),
+                wall_ns_p50: quantile(&wall_histogram, 0.5),
+                wall_ns_p90: quantile(&wall_histogram, 0.9),
+                wall_ns_p99: quantile(&wall_histogram, 0.99),
+                wall_ns_max: wall_histogram.as_ref().map_or(0, |h| h.max()),
+                cpu_ns_p50: cpu.then(|| quantile(&cpu_histogram, 0.5)),
+                cpu_ns_p90: cpu.then(|| quantile(&cpu_histogram, 0.9)),
+                cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
+                cpu_ns_max: cpu.then(|| cpu_histogram.as_ref().map_or(0, |h| h.max())),
                 polls: s.polls,
             });
             let slot = agents.entry(entry.agent).or_default();
@@ -510,7 +563,9 @@ pub fn reset() {
         }
     }
     for shard in &RECENT {
-        lock(&shard.0).clear();
+        let mut ring = lock(&shard.0);
+        ring.slots.iter_mut().for_each(|slot| *slot = None);
+        ring.next = 0;
     }
     RECENT_EVICTED.store(0, Relaxed);
     DYNAMIC_OVERFLOW.store(0, Relaxed);

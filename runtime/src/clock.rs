@@ -12,29 +12,58 @@ pub(crate) fn thread_cpu_ns() -> Option<u64> {
     imp::thread_cpu_ns()
 }
 
+/// Monotonic wall-clock time, in nanoseconds from an arbitrary origin.
+///
+/// A plain integer rather than `Instant`, so a frame's start costs one vDSO
+/// read and its duration one subtraction.
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    imp::monotonic_ns()
+}
+
 #[cfg(unix)]
 mod imp {
     #[inline]
-    pub(super) fn thread_cpu_ns() -> Option<u64> {
+    fn read(clock: libc::clockid_t) -> Option<u64> {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: `ts` is a valid, writable timespec for the duration of the
-        // call, and CLOCK_THREAD_CPUTIME_ID needs no other state.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        // call, and reading a clock needs no other state.
+        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
         if rc != 0 {
             return None;
         }
         Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
+
+    #[inline]
+    pub(super) fn thread_cpu_ns() -> Option<u64> {
+        read(libc::CLOCK_THREAD_CPUTIME_ID)
+    }
+
+    #[inline]
+    pub(super) fn monotonic_ns() -> u64 {
+        // CLOCK_MONOTONIC cannot fail with a valid timespec; 0 would only
+        // make one duration wrong, never panic.
+        read(libc::CLOCK_MONOTONIC).unwrap_or(0)
+    }
 }
 
 #[cfg(not(unix))]
 mod imp {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
     #[inline]
     pub(super) fn thread_cpu_ns() -> Option<u64> {
         None
+    }
+
+    pub(super) fn monotonic_ns() -> u64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
     }
 }
 

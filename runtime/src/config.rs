@@ -33,7 +33,7 @@
 //! not silently fall back to a default.
 //!
 //! Every key can be overridden by an environment variable (see
-//! [`ENV_OVERRIDES`]), applied after the file.
+//! [`env_overrides`]), applied after the file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -293,103 +293,61 @@ fn parse_num<T: std::str::FromStr>(v: &str) -> std::result::Result<T, String> {
         .map_err(|_| format!("{v:?} is not a non-negative integer"))
 }
 
-/// Environment variables that override keys, applied after the file:
-/// `(variable, key)`.
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("AGENTPROF_TELEMETRY_ENABLED", "telemetry.enabled"),
-    ("AGENTPROF_PROFILING_ENABLED", "telemetry.profiling.enabled"),
-    (
-        "AGENTPROF_CPU_FREQUENCY",
-        "telemetry.profiling.cpu.frequency",
-    ),
-    (
-        "AGENTPROF_CPU_CONTINUOUS",
-        "telemetry.profiling.cpu.continuous",
-    ),
-    (
-        "AGENTPROF_CPU_DURATION_SECONDS",
-        "telemetry.profiling.cpu.duration_seconds",
-    ),
-    (
-        "AGENTPROF_MEMORY_TRACK_ALLOCATIONS",
-        "telemetry.profiling.memory.track_allocations",
-    ),
-    (
-        "AGENTPROF_MEMORY_SAMPLING_RATE",
-        "telemetry.profiling.memory.sampling_rate",
-    ),
-    (
-        "AGENTPROF_MEMORY_HEAP_PROFILING",
-        "telemetry.profiling.memory.heap_profiling",
-    ),
-    (
-        "AGENTPROF_EXPORTER_TYPE",
-        "telemetry.profiling.exporter.type",
-    ),
-    (
-        "AGENTPROF_EXPORTER_PYROSCOPE_ENDPOINT",
-        "telemetry.profiling.exporter.pyroscope_endpoint",
-    ),
-    (
-        "AGENTPROF_EXPORTER_FILE_OUTPUT_DIR",
-        "telemetry.profiling.exporter.file_output_dir",
-    ),
-    (
-        "AGENTPROF_RECENT_INVOCATIONS",
-        "telemetry.profiling.attribution.recent_invocations",
-    ),
-    (
-        "AGENTPROF_LABEL_VALUE_MAX_LEN",
-        "telemetry.profiling.attribution.label_value_max_len",
-    ),
-    (
-        "AGENTPROF_LABEL_VALUES_PER_KEY",
-        "telemetry.profiling.attribution.label_values_per_key",
-    ),
-];
+/// One environment variable that overrides one key.
+struct Override {
+    variable: &'static str,
+    key: &'static str,
+    set: Setter,
+}
 
-fn setter(key: &str) -> Setter {
-    match key {
-        "telemetry.enabled" => |c, v| Ok(c.telemetry.enabled = parse_bool(v)?),
-        "telemetry.profiling.enabled" => |c, v| Ok(c.telemetry.profiling.enabled = parse_bool(v)?),
-        "telemetry.profiling.cpu.frequency" => {
-            |c, v| Ok(c.telemetry.profiling.cpu.frequency = parse_num(v)?)
-        }
-        "telemetry.profiling.cpu.continuous" => {
-            |c, v| Ok(c.telemetry.profiling.cpu.continuous = parse_bool(v)?)
-        }
-        "telemetry.profiling.cpu.duration_seconds" => {
-            |c, v| Ok(c.telemetry.profiling.cpu.duration = Duration::from_secs(parse_num(v)?))
-        }
-        "telemetry.profiling.memory.track_allocations" => {
-            |c, v| Ok(c.telemetry.profiling.memory.track_allocations = parse_bool(v)?)
-        }
-        "telemetry.profiling.memory.sampling_rate" => {
-            |c, v| Ok(c.telemetry.profiling.memory.sampling_rate = parse_num(v)?)
-        }
-        "telemetry.profiling.memory.heap_profiling" => {
-            |c, v| Ok(c.telemetry.profiling.memory.heap_profiling = parse_bool(v)?)
-        }
-        "telemetry.profiling.exporter.type" => {
-            |c, v| Ok(c.telemetry.profiling.exporter.type_ = v.trim().parse()?)
-        }
-        "telemetry.profiling.exporter.pyroscope_endpoint" => {
-            |c, v| Ok(c.telemetry.profiling.exporter.pyroscope_endpoint = Some(v.to_owned()))
-        }
-        "telemetry.profiling.exporter.file_output_dir" => {
-            |c, v| Ok(c.telemetry.profiling.exporter.file_output_dir = Some(v.to_owned()))
-        }
-        "telemetry.profiling.attribution.recent_invocations" => {
-            |c, v| Ok(c.telemetry.profiling.attribution.recent_invocations = parse_num(v)?)
-        }
-        "telemetry.profiling.attribution.label_value_max_len" => {
-            |c, v| Ok(c.telemetry.profiling.attribution.label_value_max_len = parse_num(v)?)
-        }
-        "telemetry.profiling.attribution.label_values_per_key" => {
-            |c, v| Ok(c.telemetry.profiling.attribution.label_values_per_key = parse_num(v)?)
-        }
-        _ => unreachable!("every ENV_OVERRIDES key has a setter"),
-    }
+macro_rules! overrides {
+    ($($variable:literal => $key:literal : |$c:ident, $v:ident| $field:expr => $parse:expr;)*) => {
+        &[$(Override {
+            variable: $variable,
+            key: $key,
+            set: |$c, $v| {
+                $field = $parse;
+                Ok(())
+            },
+        }),*]
+    };
+}
+
+const OVERRIDES: &[Override] = overrides! {
+    "AGENTPROF_TELEMETRY_ENABLED" => "telemetry.enabled":
+        |c, v| c.telemetry.enabled => parse_bool(v)?;
+    "AGENTPROF_PROFILING_ENABLED" => "telemetry.profiling.enabled":
+        |c, v| c.telemetry.profiling.enabled => parse_bool(v)?;
+    "AGENTPROF_CPU_FREQUENCY" => "telemetry.profiling.cpu.frequency":
+        |c, v| c.telemetry.profiling.cpu.frequency => parse_num(v)?;
+    "AGENTPROF_CPU_CONTINUOUS" => "telemetry.profiling.cpu.continuous":
+        |c, v| c.telemetry.profiling.cpu.continuous => parse_bool(v)?;
+    "AGENTPROF_CPU_DURATION_SECONDS" => "telemetry.profiling.cpu.duration_seconds":
+        |c, v| c.telemetry.profiling.cpu.duration => Duration::from_secs(parse_num(v)?);
+    "AGENTPROF_MEMORY_TRACK_ALLOCATIONS" => "telemetry.profiling.memory.track_allocations":
+        |c, v| c.telemetry.profiling.memory.track_allocations => parse_bool(v)?;
+    "AGENTPROF_MEMORY_SAMPLING_RATE" => "telemetry.profiling.memory.sampling_rate":
+        |c, v| c.telemetry.profiling.memory.sampling_rate => parse_num(v)?;
+    "AGENTPROF_MEMORY_HEAP_PROFILING" => "telemetry.profiling.memory.heap_profiling":
+        |c, v| c.telemetry.profiling.memory.heap_profiling => parse_bool(v)?;
+    "AGENTPROF_EXPORTER_TYPE" => "telemetry.profiling.exporter.type":
+        |c, v| c.telemetry.profiling.exporter.type_ => v.trim().parse()?;
+    "AGENTPROF_EXPORTER_PYROSCOPE_ENDPOINT" => "telemetry.profiling.exporter.pyroscope_endpoint":
+        |c, v| c.telemetry.profiling.exporter.pyroscope_endpoint => Some(v.to_owned());
+    "AGENTPROF_EXPORTER_FILE_OUTPUT_DIR" => "telemetry.profiling.exporter.file_output_dir":
+        |c, v| c.telemetry.profiling.exporter.file_output_dir => Some(v.to_owned());
+    "AGENTPROF_RECENT_INVOCATIONS" => "telemetry.profiling.attribution.recent_invocations":
+        |c, v| c.telemetry.profiling.attribution.recent_invocations => parse_num(v)?;
+    "AGENTPROF_LABEL_VALUE_MAX_LEN" => "telemetry.profiling.attribution.label_value_max_len":
+        |c, v| c.telemetry.profiling.attribution.label_value_max_len => parse_num(v)?;
+    "AGENTPROF_LABEL_VALUES_PER_KEY" => "telemetry.profiling.attribution.label_values_per_key":
+        |c, v| c.telemetry.profiling.attribution.label_values_per_key => parse_num(v)?;
+};
+
+/// The environment variables that override configuration keys, applied
+/// after the file, as `(variable, key)`.
+pub fn env_overrides() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OVERRIDES.iter().map(|o| (o.variable, o.key))
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> Error {
@@ -436,10 +394,11 @@ impl Config {
     /// Applies overrides from `lookup` (the environment, or a map in tests),
     /// then validates.
     pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<()> {
-        for (name, key) in ENV_OVERRIDES {
-            if let Some(value) = lookup(name) {
-                setter(key)(self, &value)
-                    .map_err(|message| invalid(key, format!("{message} (from ${name})")))?;
+        for o in OVERRIDES {
+            if let Some(value) = lookup(o.variable) {
+                (o.set)(self, &value).map_err(|message| {
+                    invalid(o.key, format!("{message} (from ${})", o.variable))
+                })?;
             }
         }
         self.validate()

@@ -15,12 +15,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
 
 use tracing::Span;
 
 use crate::attribution::{self, AgentEntry};
 use crate::callsite::Callsite;
+use crate::clock;
 use crate::context::{self, Shared};
 use crate::labels::Labels;
 use crate::report::Outcome;
@@ -52,7 +52,7 @@ pub(crate) struct Frame {
     pub(crate) kind: FrameKind,
     pub(crate) labels: Option<Labels>,
     pub(crate) span: Span,
-    start: Instant,
+    start_ns: u64,
     self_cpu_ns: AtomicU64,
     children_cpu_ns: AtomicU64,
     children_wall_ns: AtomicU64,
@@ -105,7 +105,7 @@ impl Frame {
             kind: FrameKind::Invocation,
             labels,
             span,
-            start: Instant::now(),
+            start_ns: clock::monotonic_ns(),
             self_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
             children_wall_ns: AtomicU64::new(0),
@@ -127,7 +127,7 @@ impl Frame {
             labels: None,
             span: Span::none(),
             kind: FrameKind::Propagated(shared),
-            start: Instant::now(),
+            start_ns: clock::monotonic_ns(),
             self_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
             children_wall_ns: AtomicU64::new(0),
@@ -168,7 +168,7 @@ impl Frame {
     }
 
     fn finish(&self, outcome: Outcome) {
-        let wall_ns = self.start.elapsed().as_nanos() as u64;
+        let wall_ns = clock::monotonic_ns().saturating_sub(self.start_ns);
         let mut self_cpu = self.self_cpu_ns.load(Relaxed);
         let mut children_cpu = self.children_cpu_ns.load(Relaxed);
         if let Some(shared) = self.shared.get() {

@@ -13,8 +13,8 @@ mod error;
 mod report;
 
 pub use config::{
-    AttributionConfig, Config, CpuProfilingConfig, ExporterType, MemoryProfilingConfig,
-    ProfileExporterConfig, ProfilingConfig, TelemetryConfig, ENV_OVERRIDES,
+    env_overrides, AttributionConfig, Config, CpuProfilingConfig, ExporterType,
+    MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig, TelemetryConfig,
 };
 pub use error::{Error, Result};
 pub use report::{

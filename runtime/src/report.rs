@@ -227,9 +227,9 @@ impl fmt::Display for Nanos {
             return f.pad("-");
         };
         let text = match ns {
-            0..=9_999 => format!("{ns}ns"),
-            10_000..=9_999_999 => format!("{:.1}µs", ns as f64 / 1e3),
-            10_000_000..=9_999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
+            0..=999 => format!("{ns}ns"),
+            1_000..=999_999 => format!("{:.1}µs", ns as f64 / 1e3),
+            1_000_000..=999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
             _ => format!("{:.2}s", ns as f64 / 1e9),
         };
         f.pad(&text)
@@ -320,16 +320,12 @@ impl fmt::Display for Report {
             )?;
         }
         let d = &self.dropped;
-        if d.label_values_truncated
-            + d.label_values_overflowed
-            + d.recent_invocations_evicted
-            + d.dynamic_functions_overflowed
-            > 0
+        if d.label_values_truncated + d.label_values_overflowed + d.dynamic_functions_overflowed > 0
         {
             writeln!(
                 f,
-                "\ndropped: {} label values truncated, {} over the per-key limit, {} recent invocations evicted, {} dynamic labels merged",
-                d.label_values_truncated, d.label_values_overflowed, d.recent_invocations_evicted, d.dynamic_functions_overflowed
+                "\ncut by bounds: {} label values truncated, {} label values over the per-key limit, {} future labels merged",
+                d.label_values_truncated, d.label_values_overflowed, d.dynamic_functions_overflowed
             )?;
         }
         Ok(())
@@ -343,9 +339,10 @@ mod tests {
     #[test]
     fn durations_keep_significant_digits() {
         assert_eq!(Nanos(Some(950)).to_string(), "950ns");
+        assert_eq!(Nanos(Some(1_250)).to_string(), "1.2µs");
         assert_eq!(Nanos(Some(12_345)).to_string(), "12.3µs");
         assert_eq!(Nanos(Some(12_345_678)).to_string(), "12.3ms");
-        assert_eq!(Nanos(Some(12_345_678_901)).to_string(), "12.35s");
+        assert_eq!(Nanos(Some(6_583_900_000)).to_string(), "6.58s");
         assert_eq!(Nanos(None).to_string(), "-");
     }
 
