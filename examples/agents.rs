@@ -4,7 +4,8 @@
 //! doing real CPU work: JSON parsing, hashing, text scoring) and a writer.
 //! Some tool calls fail with `Err`, and one slow search per few sessions is
 //! cancelled by a timeout. At the end the report is printed and written to
-//! `profiles/report.json`.
+//! `profiles/report.json`, and the sampled heap profile to
+//! `profiles/mem_profile.pb.gz` (open it with `go tool pprof`).
 //!
 //! ```text
 //! cargo run --release --example agents
@@ -14,8 +15,11 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use agentprof::{profiled, Config};
+use agentprof::{profiled, Config, HeapProfiler};
 use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
 
 const SESSIONS: u32 = 64;
 const TURNS: usize = 3;
@@ -202,6 +206,7 @@ fn compose_sentence(doc: usize, score: f64) -> String {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::default();
     config.telemetry.profiling.enabled = true;
+    config.telemetry.profiling.memory.heap_profiling = true;
     config.apply_env(|name| std::env::var(name).ok())?;
     agentprof::init(&config)?;
 
@@ -244,5 +249,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all("profiles")?;
     std::fs::write("profiles/report.json", report.to_json_pretty()?)?;
     println!("wrote profiles/report.json");
+    if HeapProfiler::is_running() {
+        let heap = HeapProfiler::default().snapshot();
+        std::fs::write("profiles/mem_profile.pb.gz", heap.to_pprof_gzip())?;
+        println!(
+            "wrote profiles/mem_profile.pb.gz ({} sampled stacks; the profiler reserves {} KiB)",
+            heap.stacks.len(),
+            HeapProfiler::reserved_bytes() / 1024
+        );
+    }
     Ok(())
 }

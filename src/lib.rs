@@ -90,6 +90,10 @@ pub use agentprof_macros::profiled;
 pub use agentprof_macros::profile;
 
 pub use agentprof_runtime::{
+    allocator_installed, memory_stats, Allocator, HeapGrowth, MemoryStats, MemoryTimelinePoint,
+    SystemMemoryInfo,
+};
+pub use agentprof_runtime::{
     current_context, env_overrides, init, invocation, is_enabled, recent_invocations, report,
     reset, set_enabled, spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config,
     Context, CpuProfilingConfig, Dropped, Error, ExporterType, FunctionRow, FutureExt,
@@ -99,7 +103,11 @@ pub use agentprof_runtime::{
 };
 
 #[cfg(feature = "enabled")]
-pub use agentprof_runtime::{InInvocation, ProfiledFuture};
+pub use agentprof_runtime::{
+    pprof, start_memory_timeline, stop_memory_timeline, system_memory, HeapDropped, HeapProfile,
+    HeapProfiler, HeapProfilerConfig, HeapStack, InInvocation, ProfiledFuture,
+    DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
+};
 
 #[cfg(feature = "tokio")]
 pub use agentprof_runtime::{spawn, spawn_blocking};

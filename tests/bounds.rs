@@ -86,6 +86,29 @@ fn schema_probe(x: u64) -> u64 {
 }
 
 #[test]
+fn without_the_allocator_memory_figures_are_absent_and_the_report_says_why() {
+    schema_probe(2);
+    let report = agentprof::report();
+    assert!(report.memory.is_none());
+    assert!(report
+        .memory_note
+        .as_deref()
+        .unwrap()
+        .contains("#[global_allocator]"));
+    let row = report.functions_named("::schema_probe").next().unwrap();
+    assert_eq!(
+        (row.alloc_bytes, row.peak_bytes, row.retained_bytes),
+        (None, None, None)
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert!(
+        json["functions"][0]["alloc_bytes"].is_null(),
+        "absent, not zero"
+    );
+    assert!(report.to_string().contains("#[global_allocator]"));
+}
+
+#[test]
 fn report_json_has_the_stable_schema() {
     schema_probe(1);
     let json: serde_json::Value =

@@ -3,6 +3,9 @@
 
 mod common;
 
+#[global_allocator]
+static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -98,6 +101,8 @@ async fn traced_step(session: &str) -> Result<u64, String> {
     tracing::info!("inside the step");
     tokio::task::yield_now().await;
     common::burn_cpu_ns(3_000_000);
+    let buffer = vec![0u8; 100_000];
+    std::hint::black_box(&buffer);
     tracing::info!("after the await");
     Ok(common::current_id())
 }
@@ -150,6 +155,19 @@ fn spans_carry_agent_invocation_and_resource_fields() {
         Some(&(record.wall_ns / 1000).to_string())
     );
     assert!(record.cpu_ns.unwrap() >= 3_000_000);
+    assert_eq!(
+        step.fields.get("resource.memory.bytes"),
+        Some(&record.alloc_bytes.unwrap().to_string())
+    );
+    assert_eq!(
+        step.fields.get("resource.memory.peak"),
+        Some(&record.peak_bytes.unwrap().to_string())
+    );
+    assert_eq!(
+        step.fields.get("resource.memory.allocations"),
+        Some(&record.allocs.unwrap().to_string())
+    );
+    assert!(record.peak_bytes.unwrap() >= 100_000);
     assert_eq!(
         step.events,
         vec!["inside the step", "after the await"],

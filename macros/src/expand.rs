@@ -64,6 +64,9 @@ fn parts(args: &Args, default_name: TokenStream, span_name: String, site: Span) 
                 resource.cpu.micros = ::agentprof::__private::tracing::field::Empty,
                 resource.wall.micros = ::agentprof::__private::tracing::field::Empty,
                 resource.polls = ::agentprof::__private::tracing::field::Empty,
+                resource.memory.bytes = ::agentprof::__private::tracing::field::Empty,
+                resource.memory.peak = ::agentprof::__private::tracing::field::Empty,
+                resource.memory.allocations = ::agentprof::__private::tracing::field::Empty,
                 #(#label_fields,)*
             )
         }

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use crate::callsite::Callsite;
 use crate::context;
-use crate::invocation::Finished;
+use crate::invocation::{Finished, MemoryUsage};
 use crate::labels::{self, Labels};
 use crate::report::{
     AgentRow, Dropped, FunctionRow, InvocationRecord, Outcome, Report, SCHEMA_VERSION,
@@ -50,6 +50,18 @@ struct Stats {
     root_wall_ns: u64,
     root_cpu_ns: u64,
     detached_cpu_ns: u64,
+    /// Calls whose memory was measured (allocator installed).
+    memory_calls: u64,
+    alloc_bytes: u64,
+    allocs: u64,
+    self_alloc_bytes: u64,
+    self_allocs: u64,
+    freed_bytes: u64,
+    retained_bytes: i64,
+    peak_bytes: u64,
+    root_retained_bytes: i64,
+    root_peak_bytes: u64,
+    alloc_per_call: Option<Histogram<u64>>,
     /// Each call lands in exactly one pair, so it costs two histogram
     /// records: nested calls here, agent roots below. A function's
     /// percentiles merge both pairs; an agent's use the roots only.
@@ -95,6 +107,17 @@ impl Stats {
         self.root_wall_ns += o.root_wall_ns;
         self.root_cpu_ns += o.root_cpu_ns;
         self.detached_cpu_ns += o.detached_cpu_ns;
+        self.memory_calls += o.memory_calls;
+        self.alloc_bytes += o.alloc_bytes;
+        self.allocs += o.allocs;
+        self.self_alloc_bytes += o.self_alloc_bytes;
+        self.self_allocs += o.self_allocs;
+        self.freed_bytes += o.freed_bytes;
+        self.retained_bytes += o.retained_bytes;
+        self.peak_bytes = self.peak_bytes.max(o.peak_bytes);
+        self.root_retained_bytes += o.root_retained_bytes;
+        self.root_peak_bytes = self.root_peak_bytes.max(o.root_peak_bytes);
+        merge_into(&mut self.alloc_per_call, &o.alloc_per_call);
         merge_into(&mut self.nested_wall, &o.nested_wall);
         merge_into(&mut self.nested_cpu, &o.nested_cpu);
         merge_into(&mut self.root_wall, &o.root_wall);
@@ -107,18 +130,24 @@ impl Stats {
             self.nested_cpu.take(),
             self.root_wall.take(),
             self.root_cpu.take(),
+            self.alloc_per_call.take(),
         ];
         for h in keep.iter_mut().flatten() {
             h.reset();
         }
-        let [nested_wall, nested_cpu, root_wall, root_cpu] = keep;
+        let [nested_wall, nested_cpu, root_wall, root_cpu, alloc_per_call] = keep;
         *self = Stats {
+            alloc_per_call,
             nested_wall,
             nested_cpu,
             root_wall,
             root_cpu,
             ..Stats::default()
         };
+    }
+
+    fn memory_measured(&self) -> bool {
+        self.memory_calls > 0
     }
 
     fn cpu_measured(&self) -> bool {
@@ -144,6 +173,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The aggregate row of one callsite under one agent.
 #[derive(Debug)]
 pub(crate) struct AgentEntry {
+    pub(crate) callsite: &'static Callsite,
     pub(crate) agent: Option<&'static str>,
     pub(crate) next: Option<&'static AgentEntry>,
     shards: [Shard; SHARDS],
@@ -155,8 +185,13 @@ fn my_shard() -> usize {
 }
 
 impl AgentEntry {
-    pub(crate) fn new(agent: Option<&'static str>, next: Option<&'static AgentEntry>) -> Self {
+    pub(crate) fn new(
+        callsite: &'static Callsite,
+        agent: Option<&'static str>,
+        next: Option<&'static AgentEntry>,
+    ) -> Self {
         Self {
+            callsite,
             agent,
             next,
             shards: Default::default(),
@@ -186,6 +221,21 @@ impl AgentEntry {
             s.cpu_calls += 1;
             s.cpu_ns += cpu;
             s.self_cpu_ns += self_cpu;
+        }
+        if let Some(m) = &f.memory {
+            s.memory_calls += 1;
+            s.alloc_bytes += m.alloc_bytes;
+            s.allocs += m.allocs;
+            s.self_alloc_bytes += m.self_alloc_bytes;
+            s.self_allocs += m.self_allocs;
+            s.freed_bytes += m.freed_bytes;
+            s.retained_bytes += m.retained_bytes;
+            s.peak_bytes = s.peak_bytes.max(m.peak_bytes);
+            if f.frame.agent_root {
+                s.root_retained_bytes += m.retained_bytes;
+                s.root_peak_bytes = s.root_peak_bytes.max(m.peak_bytes);
+            }
+            record_into(&mut s.alloc_per_call, m.alloc_bytes);
         }
         let s = &mut *s;
         let (wall_histogram, cpu_histogram) = if f.frame.agent_root {
@@ -247,6 +297,7 @@ struct RecentEntry {
     self_wall_ns: u64,
     polls: u64,
     labels: Option<Labels>,
+    memory: Option<MemoryUsage>,
 }
 
 impl RecentEntry {
@@ -268,6 +319,11 @@ impl RecentEntry {
                 .flat_map(|l| l.iter())
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            alloc_bytes: self.memory.map(|m| m.alloc_bytes),
+            allocs: self.memory.map(|m| m.allocs),
+            freed_bytes: self.memory.map(|m| m.freed_bytes),
+            retained_bytes: self.memory.map(|m| m.retained_bytes),
+            peak_bytes: self.memory.map(|m| m.peak_bytes),
         }
     }
 }
@@ -340,6 +396,7 @@ pub(crate) fn push_recent(f: &Finished<'_>) {
         self_wall_ns: f.self_wall_ns,
         polls: f.polls,
         labels: frame.labels.clone(),
+        memory: f.memory,
     };
     let mut ring = lock(&RECENT[my_shard()].0);
     if ring.slots.is_empty() {
@@ -474,6 +531,7 @@ pub fn report() -> Report {
             detached += s.detached_cpu_ns;
             let cpu = s.cpu_measured();
             let (wall_histogram, cpu_histogram) = s.all_calls();
+            let mem = s.memory_measured();
             functions.push(FunctionRow {
                 agent: entry.agent.map(str::to_owned),
                 function: callsite.function().to_owned(),
@@ -497,6 +555,13 @@ pub fn report() -> Report {
                 cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
                 cpu_ns_max: cpu.then(|| cpu_histogram.as_ref().map_or(0, |h| h.max())),
                 polls: s.polls,
+                alloc_bytes: mem.then_some(s.alloc_bytes),
+                allocs: mem.then_some(s.allocs),
+                freed_bytes: mem.then_some(s.freed_bytes),
+                retained_bytes: mem.then_some(s.retained_bytes),
+                peak_bytes: mem.then_some(s.peak_bytes),
+                alloc_bytes_p50: mem.then(|| quantile(&s.alloc_per_call, 0.5)),
+                alloc_bytes_p99: mem.then(|| quantile(&s.alloc_per_call, 0.99)),
             });
             let slot = agents.entry(entry.agent).or_default();
             slot.0.merge(&s);
@@ -514,6 +579,7 @@ pub fn report() -> Report {
         .into_iter()
         .map(|(agent, (s, active))| {
             let cpu = s.cpu_measured();
+            let mem = s.memory_measured();
             AgentRow {
                 agent: agent.map(str::to_owned),
                 calls: s.calls,
@@ -530,6 +596,10 @@ pub fn report() -> Report {
                 avg_cpu_ns: cpu.then(|| s.root_cpu_ns.checked_div(s.root_calls).unwrap_or(0)),
                 avg_wall_ns: s.root_wall_ns.checked_div(s.root_calls).unwrap_or(0),
                 polls: s.polls,
+                alloc_bytes: mem.then_some(s.self_alloc_bytes),
+                allocs: mem.then_some(s.self_allocs),
+                retained_bytes: mem.then_some(s.root_retained_bytes),
+                peak_bytes: mem.then_some(s.root_peak_bytes),
             }
         })
         .collect();
@@ -539,10 +609,18 @@ pub fn report() -> Report {
             .cmp(&a.cpu_ns.unwrap_or(0))
             .then(b.wall_ns.cmp(&a.wall_ns))
     });
+    let memory = crate::alloc::memory_stats();
     Report {
         schema_version: SCHEMA_VERSION,
         functions,
         agents: agent_rows,
+        memory_note: memory
+            .is_none()
+            .then(|| crate::alloc::INSTALL_HINT.to_owned()),
+        memory,
+        system_memory: crate::system::system_memory().ok(),
+        memory_timeline: crate::system::timeline(),
+        heap_growth: crate::heap::growth(),
         dropped: Dropped {
             label_values_truncated: labels::TRUNCATED.load(Relaxed),
             label_values_overflowed: labels::OVERFLOWED.load(Relaxed),

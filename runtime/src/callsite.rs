@@ -73,7 +73,7 @@ impl Callsite {
                 }
                 cursor = entry.next;
             }
-            let entry = Box::into_raw(Box::new(AgentEntry::new(agent, published(head))));
+            let entry = Box::into_raw(Box::new(AgentEntry::new(self, agent, published(head))));
             match self
                 .entries
                 .compare_exchange(head, entry, Ordering::AcqRel, Ordering::Acquire)

@@ -14,9 +14,11 @@
 //! duration_seconds = 30    # window length for continuous profiling
 //!
 //! [telemetry.profiling.memory]
-//! track_allocations = false
-//! sampling_rate = 100      # sample 1 in N allocations (1%)
+//! track_allocations = false  # true: record every allocation's stack
+//! sampling_rate = 100        # heap sample interval = rate x 512 KiB / 100
 //! heap_profiling = false
+//! timeline_interval_ms = 1000
+//! timeline_capacity = 3600
 //!
 //! [telemetry.profiling.exporter]
 //! type = "file"            # "file" | "pyroscope"
@@ -149,18 +151,59 @@ mod seconds {
 }
 
 /// `[telemetry.profiling.memory]`.
+///
+/// With the counting allocator installed, allocation totals per process and
+/// per invocation are always kept (they are counters, cheap). These keys
+/// control the heap profiler, which records stacks:
+///
+/// - `heap_profiling = true` samples allocations with a mean interval of
+///   `sampling_rate x 512 KiB / 100` bytes: the default `sampling_rate = 100`
+///   gives 512 KiB, Go's default; `1` gives 5 KiB (about 100x more samples).
+///   `sample_interval_bytes`, when set, is used instead.
+/// - `track_allocations = true` records every allocation (interval 1 byte):
+///   exact, and expensive.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryProfilingConfig {
-    /// Count allocations per invocation (default `false`).
+    /// Record the stack of every allocation (default `false`).
     #[serde(default)]
     pub track_allocations: bool,
-    /// Sample 1 in `sampling_rate` allocations on average (default 100).
+    /// Heap sampling density; see the type docs (default 100).
     #[serde(default = "default_sampling_rate")]
     pub sampling_rate: u64,
     /// Sampled heap profile (default `false`).
     #[serde(default)]
     pub heap_profiling: bool,
+    /// Mean bytes between heap samples, overriding `sampling_rate`.
+    #[serde(default)]
+    pub sample_interval_bytes: Option<u64>,
+    /// Period of the RSS/allocator timeline in ms (default 1000; 0: off).
+    #[serde(default = "default_timeline_interval")]
+    pub timeline_interval_ms: u64,
+    /// Readings the timeline keeps (default 3600).
+    #[serde(default = "default_timeline_capacity")]
+    pub timeline_capacity: usize,
+}
+
+impl MemoryProfilingConfig {
+    /// Mean bytes between heap samples this configuration asks for, or
+    /// `None` when it asks for no heap profiling.
+    pub fn heap_sample_interval(&self) -> Option<u64> {
+        if self.track_allocations {
+            return Some(1);
+        }
+        self.heap_profiling.then(|| {
+            self.sample_interval_bytes
+                .unwrap_or((self.sampling_rate.saturating_mul(512 * 1024) / 100).max(1))
+        })
+    }
+}
+
+fn default_timeline_interval() -> u64 {
+    1000
+}
+fn default_timeline_capacity() -> usize {
+    3600
 }
 
 fn default_sampling_rate() -> u64 {
@@ -173,6 +216,9 @@ impl Default for MemoryProfilingConfig {
             track_allocations: false,
             sampling_rate: default_sampling_rate(),
             heap_profiling: false,
+            sample_interval_bytes: None,
+            timeline_interval_ms: default_timeline_interval(),
+            timeline_capacity: default_timeline_capacity(),
         }
     }
 }
@@ -330,6 +376,12 @@ const OVERRIDES: &[Override] = overrides! {
         |c, v| c.telemetry.profiling.memory.sampling_rate => parse_num(v)?;
     "AGENTPROF_MEMORY_HEAP_PROFILING" => "telemetry.profiling.memory.heap_profiling":
         |c, v| c.telemetry.profiling.memory.heap_profiling => parse_bool(v)?;
+    "AGENTPROF_MEMORY_SAMPLE_INTERVAL_BYTES" => "telemetry.profiling.memory.sample_interval_bytes":
+        |c, v| c.telemetry.profiling.memory.sample_interval_bytes => Some(parse_num(v)?);
+    "AGENTPROF_MEMORY_TIMELINE_INTERVAL_MS" => "telemetry.profiling.memory.timeline_interval_ms":
+        |c, v| c.telemetry.profiling.memory.timeline_interval_ms => parse_num(v)?;
+    "AGENTPROF_MEMORY_TIMELINE_CAPACITY" => "telemetry.profiling.memory.timeline_capacity":
+        |c, v| c.telemetry.profiling.memory.timeline_capacity => parse_num(v)?;
     "AGENTPROF_EXPORTER_TYPE" => "telemetry.profiling.exporter.type":
         |c, v| c.telemetry.profiling.exporter.type_ => v.trim().parse()?;
     "AGENTPROF_EXPORTER_PYROSCOPE_ENDPOINT" => "telemetry.profiling.exporter.pyroscope_endpoint":
@@ -428,6 +480,18 @@ impl Config {
                 "must be at least 1 (1 samples every allocation, 100 one in a hundred)",
             ));
         }
+        if p.memory.sample_interval_bytes == Some(0) {
+            return Err(invalid(
+                "telemetry.profiling.memory.sample_interval_bytes",
+                "must be at least 1 (1 records every allocation)",
+            ));
+        }
+        if p.memory.timeline_interval_ms > 0 && p.memory.timeline_capacity == 0 {
+            return Err(invalid(
+                "telemetry.profiling.memory.timeline_capacity",
+                "must be at least 1 while timeline_interval_ms is set",
+            ));
+        }
         if p.exporter.type_ == ExporterType::Pyroscope {
             match p.exporter.pyroscope_endpoint.as_deref() {
                 None => {
@@ -505,18 +569,6 @@ impl Config {
             return unsupported(
                 "telemetry.profiling.cpu.continuous",
                 "continuous CPU profiling",
-            );
-        }
-        if p.memory.track_allocations {
-            return unsupported(
-                "telemetry.profiling.memory.track_allocations",
-                "allocation tracking",
-            );
-        }
-        if p.memory.heap_profiling {
-            return unsupported(
-                "telemetry.profiling.memory.heap_profiling",
-                "heap profiling",
             );
         }
         if p.exporter.type_ == ExporterType::Pyroscope {
@@ -633,6 +685,20 @@ pyroscope_endpoint = "http://localhost:4040"
             .unwrap_err()
             .to_string();
         assert!(e.contains("frequency"), "{e}");
+    }
+
+    #[test]
+    fn sampling_rate_maps_to_a_byte_interval() {
+        let mut m = MemoryProfilingConfig::default();
+        assert_eq!(m.heap_sample_interval(), None);
+        m.heap_profiling = true;
+        assert_eq!(m.heap_sample_interval(), Some(512 * 1024));
+        m.sampling_rate = 1;
+        assert_eq!(m.heap_sample_interval(), Some(5242));
+        m.sample_interval_bytes = Some(4096);
+        assert_eq!(m.heap_sample_interval(), Some(4096));
+        m.track_allocations = true;
+        assert_eq!(m.heap_sample_interval(), Some(1));
     }
 
     #[test]

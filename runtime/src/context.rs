@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use crate::alloc::ThreadMemory;
 use crate::callsite::Callsite;
 use crate::clock;
 use crate::invocation::Frame;
@@ -25,6 +26,7 @@ pub(crate) struct ThreadState {
     cpu_edge: Cell<u64>,
     /// `thread_index << ID_SEQ_BITS | sequence`; 0 until first use.
     next_id: Cell<u64>,
+    memory: ThreadMemory,
 }
 
 const ID_SEQ_BITS: u32 = 40;
@@ -36,6 +38,7 @@ thread_local! {
             current: Cell::new(std::ptr::null()),
             cpu_edge: Cell::new(0),
             next_id: Cell::new(0),
+            memory: ThreadMemory::new(),
         }
     };
 }
@@ -83,6 +86,13 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Frame>) -> R) -> R {
     })
 }
 
+/// The allocator's per-thread state. The slot has no destructor, so this
+/// works at any point of a thread's life, teardown included.
+#[inline(always)]
+pub(crate) fn with_memory(f: impl FnOnce(&ThreadMemory)) {
+    THREAD.with(|t| f(&t.memory));
+}
+
 /// Makes `frame` current, charging the CPU since the last edge to the frame
 /// that was current. Returns the previous slot value for [`leave`].
 #[inline]
@@ -91,9 +101,11 @@ pub(crate) fn enter(frame: &Frame) -> *const Frame {
     THREAD.with(|t| {
         let prev = t.current.get();
         // SAFETY: as in `with_current`.
-        if let Some(prev_frame) = unsafe { prev.as_ref() } {
+        let prev_frame = unsafe { prev.as_ref() };
+        if let Some(prev_frame) = prev_frame {
             prev_frame.charge_cpu(now, t.cpu_edge.get());
         }
+        t.memory.charge_edge(prev_frame);
         t.cpu_edge.set(now.unwrap_or(0));
         t.current.set(frame);
         prev
@@ -106,6 +118,7 @@ pub(crate) fn leave(frame: &Frame, prev: *const Frame) {
     let now = clock::thread_cpu_ns();
     THREAD.with(|t| {
         frame.charge_cpu(now, t.cpu_edge.get());
+        t.memory.charge_edge(Some(frame));
         t.cpu_edge.set(now.unwrap_or(0));
         t.current.set(prev);
     });
@@ -134,6 +147,10 @@ pub(crate) struct Shared {
     /// has ended; later contributions go straight to the aggregates.
     self_cpu_ns: AtomicU64,
     children_cpu_ns: AtomicU64,
+    /// Memory of propagated work: own bytes, own count, freed, callees'
+    /// bytes, callees' count. Not sealed: what arrives after the invocation
+    /// ended is only in the process totals.
+    memory: [AtomicU64; 5],
 }
 
 const SEALED: u64 = 1 << 63;
@@ -147,7 +164,33 @@ impl Shared {
             entry: frame.entry,
             self_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
+            memory: Default::default(),
         }
+    }
+
+    pub(crate) fn contribute_memory(
+        &self,
+        bytes: u64,
+        count: u64,
+        freed: u64,
+        children_bytes: u64,
+        children_count: u64,
+    ) {
+        for (slot, value) in
+            self.memory
+                .iter()
+                .zip([bytes, count, freed, children_bytes, children_count])
+        {
+            if value != 0 {
+                slot.fetch_add(value, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn memory(&self) -> (u64, u64, u64, u64, u64) {
+        let [a, b, c, d, e] = &self.memory;
+        let load = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        (load(a), load(b), load(c), load(d), load(e))
     }
 
     /// Adds CPU from propagated work; false when the invocation already

@@ -40,6 +40,12 @@ pub enum Error {
         /// How to get it, when there is a way.
         hint: Option<String>,
     },
+    /// Bytes that are not a pprof profile.
+    #[error("not a pprof profile: {message}")]
+    ProfileDecode {
+        /// What the decoder said.
+        message: String,
+    },
     /// Serializing a report failed.
     #[error("cannot serialize report: {0}")]
     Serialize(#[from] serde_json::Error),

@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
@@ -60,6 +60,40 @@ pub(crate) struct Frame {
     cpu_unmeasured: AtomicBool,
     panicked: AtomicBool,
     shared: OnceLock<Arc<Shared>>,
+    memory: MemoryCounters,
+}
+
+/// Bytes an invocation allocated and freed, its callees' included.
+#[derive(Debug, Default)]
+struct MemoryCounters {
+    alloc_bytes: AtomicU64,
+    allocs: AtomicU64,
+    freed_bytes: AtomicU64,
+    /// Allocated minus freed so far, and its highest value.
+    live: AtomicI64,
+    peak: AtomicI64,
+    children_alloc_bytes: AtomicU64,
+    children_allocs: AtomicU64,
+}
+
+/// What a finished invocation allocated (present when the counting
+/// allocator is installed).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MemoryUsage {
+    pub(crate) alloc_bytes: u64,
+    pub(crate) allocs: u64,
+    pub(crate) self_alloc_bytes: u64,
+    pub(crate) self_allocs: u64,
+    pub(crate) freed_bytes: u64,
+    pub(crate) retained_bytes: i64,
+    pub(crate) peak_bytes: u64,
+}
+
+#[inline]
+fn bump_i64(counter: &AtomicI64, by: i64) -> i64 {
+    let value = counter.load(Relaxed).wrapping_add(by);
+    counter.store(value, Relaxed);
+    value
 }
 
 /// What a finished invocation cost.
@@ -71,6 +105,7 @@ pub(crate) struct Finished<'a> {
     pub(crate) cpu_ns: Option<u64>,
     pub(crate) self_cpu_ns: Option<u64>,
     pub(crate) polls: u64,
+    pub(crate) memory: Option<MemoryUsage>,
 }
 
 #[inline]
@@ -91,10 +126,15 @@ impl Frame {
         let entry = callsite.entry_for(agent);
         entry.started();
         let id = context::next_invocation_id();
-        let span = make_span(&SpanMeta { id, agent });
-        if let Some(labels) = &labels {
-            span::record_labels(&span, labels);
-        }
+        // A subscriber's work on our span is the profiler's cost, not the
+        // caller's.
+        let span = crate::alloc::untracked(|| {
+            let span = make_span(&SpanMeta { id, agent });
+            if let Some(labels) = &labels {
+                span::record_labels(&span, labels);
+            }
+            span
+        });
         Self {
             callsite,
             id,
@@ -113,6 +153,7 @@ impl Frame {
             cpu_unmeasured: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             shared: OnceLock::new(),
+            memory: MemoryCounters::default(),
         }
     }
 
@@ -135,6 +176,7 @@ impl Frame {
             cpu_unmeasured: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             shared: OnceLock::new(),
+            memory: MemoryCounters::default(),
         }
     }
 
@@ -144,7 +186,7 @@ impl Frame {
             FrameKind::Propagated(shared) => shared.clone(),
             FrameKind::Invocation => self
                 .shared
-                .get_or_init(|| Arc::new(Shared::new(self)))
+                .get_or_init(|| crate::alloc::untracked(|| Arc::new(Shared::new(self))))
                 .clone(),
         }
     }
@@ -157,6 +199,55 @@ impl Frame {
         }
     }
 
+    /// Charges what the thread allocated while this frame was current:
+    /// `rise` is how far live bytes climbed above their level at the start
+    /// of that stretch.
+    #[inline]
+    pub(crate) fn charge_memory(&self, bytes: u64, count: u64, freed: u64, rise: i64) {
+        let m = &self.memory;
+        let live_before = m.live.load(Relaxed);
+        if live_before + rise > m.peak.load(Relaxed) {
+            m.peak.store(live_before + rise, Relaxed);
+        }
+        bump(&m.alloc_bytes, bytes);
+        bump(&m.allocs, count);
+        bump(&m.freed_bytes, freed);
+        bump_i64(&m.live, bytes as i64 - freed as i64);
+    }
+
+    fn memory_usage(&self) -> Option<MemoryUsage> {
+        if !crate::alloc::allocator_installed() {
+            return None;
+        }
+        let m = &self.memory;
+        let (mut alloc_bytes, mut allocs, mut freed_bytes) = (
+            m.alloc_bytes.load(Relaxed),
+            m.allocs.load(Relaxed),
+            m.freed_bytes.load(Relaxed),
+        );
+        let (mut children_alloc_bytes, mut children_allocs) = (
+            m.children_alloc_bytes.load(Relaxed),
+            m.children_allocs.load(Relaxed),
+        );
+        if let Some(shared) = self.shared.get() {
+            let (a, n, f, ca, cn) = shared.memory();
+            alloc_bytes += a + ca;
+            allocs += n + cn;
+            freed_bytes += f;
+            children_alloc_bytes += ca;
+            children_allocs += cn;
+        }
+        Some(MemoryUsage {
+            alloc_bytes,
+            allocs,
+            self_alloc_bytes: alloc_bytes - children_alloc_bytes,
+            self_allocs: allocs - children_allocs,
+            freed_bytes,
+            retained_bytes: alloc_bytes as i64 - freed_bytes as i64,
+            peak_bytes: m.peak.load(Relaxed).max(0) as u64,
+        })
+    }
+
     /// Moves what propagated work accumulated during one poll into the
     /// invocation it works for.
     pub(crate) fn flush_propagated(&self) {
@@ -164,6 +255,17 @@ impl Frame {
             let own = self.self_cpu_ns.swap(0, Relaxed);
             let children = self.children_cpu_ns.swap(0, Relaxed);
             shared.contribute(own, children);
+            let m = &self.memory;
+            let children_alloc = m.children_alloc_bytes.swap(0, Relaxed);
+            let children_allocs = m.children_allocs.swap(0, Relaxed);
+            shared.contribute_memory(
+                m.alloc_bytes.swap(0, Relaxed) - children_alloc,
+                m.allocs.swap(0, Relaxed) - children_allocs,
+                m.freed_bytes.swap(0, Relaxed),
+                children_alloc,
+                children_allocs,
+            );
+            m.live.store(0, Relaxed);
         }
     }
 
@@ -186,6 +288,7 @@ impl Frame {
             cpu_ns,
             self_cpu_ns: measured.then_some(self_cpu),
             polls: self.polls.load(Relaxed),
+            memory: self.memory_usage(),
         };
         // The slot is already restored: the frame now current is the one
         // this invocation ran inside, which owns its cost as a child's.
@@ -198,11 +301,27 @@ impl Frame {
                 if enclosing.id == self.parent_id {
                     bump(&enclosing.children_wall_ns, wall_ns);
                 }
+                if let Some(mem) = &finished.memory {
+                    let m = &enclosing.memory;
+                    // The callee's peak sat on top of what the caller held.
+                    let peak = m.live.load(Relaxed) + mem.peak_bytes as i64;
+                    if peak > m.peak.load(Relaxed) {
+                        m.peak.store(peak, Relaxed);
+                    }
+                    bump(&m.alloc_bytes, mem.alloc_bytes);
+                    bump(&m.allocs, mem.allocs);
+                    bump(&m.freed_bytes, mem.freed_bytes);
+                    bump_i64(&m.live, mem.retained_bytes);
+                    bump(&m.children_alloc_bytes, mem.alloc_bytes);
+                    bump(&m.children_allocs, mem.allocs);
+                }
             }
         });
-        span::record_finish(&self.span, &finished);
-        self.entry.record(&finished);
-        attribution::push_recent(&finished);
+        crate::alloc::untracked(|| {
+            span::record_finish(&self.span, &finished);
+            self.entry.record(&finished);
+            attribution::push_recent(&finished);
+        });
     }
 }
 
@@ -322,6 +441,8 @@ impl Drop for SyncGuard<'_> {
     }
 }
 
+// The frame lives inline: boxing it would allocate on every invocation.
+#[allow(clippy::large_enum_variant)]
 enum State<S> {
     Pending {
         callsite: &'static Callsite,

@@ -41,6 +41,10 @@ pub struct Labels(Arc<[(&'static str, Arc<str>)]>);
 impl Labels {
     /// Formats each value once, truncating and interning it within bounds.
     pub fn new(pairs: &[(&'static str, &dyn Display)]) -> Self {
+        crate::alloc::untracked(|| Self::format(pairs))
+    }
+
+    fn format(pairs: &[(&'static str, &dyn Display)]) -> Self {
         let max_len = MAX_VALUE_LEN.load(Relaxed);
         let mut formatted = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {

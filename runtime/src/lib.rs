@@ -18,9 +18,12 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use report::{
-    AgentRow, Dropped, FunctionRow, InvocationRecord, Outcome, Report, SCHEMA_VERSION,
+    AgentRow, Dropped, FunctionRow, HeapGrowth, InvocationRecord, MemoryStats, MemoryTimelinePoint,
+    Outcome, Report, SystemMemoryInfo, SCHEMA_VERSION,
 };
 
+#[cfg(feature = "enabled")]
+mod alloc;
 #[cfg(feature = "enabled")]
 mod attribution;
 #[cfg(feature = "enabled")]
@@ -30,16 +33,24 @@ mod clock;
 #[cfg(feature = "enabled")]
 mod context;
 #[cfg(feature = "enabled")]
+mod heap;
+#[cfg(feature = "enabled")]
 mod invocation;
 #[cfg(feature = "enabled")]
 mod labels;
+#[cfg(feature = "enabled")]
+pub mod pprof;
 #[cfg(feature = "enabled")]
 mod resource;
 #[cfg(feature = "enabled")]
 mod span;
 #[cfg(feature = "enabled")]
 mod switch;
+#[cfg(feature = "enabled")]
+mod system;
 
+#[cfg(feature = "enabled")]
+pub use alloc::{allocator_installed, memory_stats, Allocator, INSTALL_HINT};
 #[cfg(feature = "enabled")]
 pub use attribution::{invocation, recent_invocations, report, reset};
 #[cfg(feature = "enabled")]
@@ -47,11 +58,17 @@ pub use context::{current_context, spawn_thread, Context, FutureExt, InInvocatio
 #[cfg(all(feature = "enabled", feature = "tokio"))]
 pub use context::{spawn, spawn_blocking};
 #[cfg(feature = "enabled")]
+pub use heap::{
+    HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack, DEFAULT_SAMPLE_INTERVAL,
+};
+#[cfg(feature = "enabled")]
 pub use invocation::ProfiledFuture;
 #[cfg(feature = "enabled")]
 pub use resource::{AgentResourceStats, ResourceAttribution, ResourceContext, ResourceUsage};
 #[cfg(feature = "enabled")]
 pub use switch::{is_enabled, set_enabled};
+#[cfg(feature = "enabled")]
+pub use system::{start_memory_timeline, stop_memory_timeline, system_memory};
 
 #[cfg(not(feature = "enabled"))]
 mod noop;
@@ -59,7 +76,8 @@ mod noop;
 pub use noop::*;
 
 /// Applies a configuration: the runtime switch (`telemetry.enabled` and
-/// `telemetry.profiling.enabled`) and the bounds of the attribution stores.
+/// `telemetry.profiling.enabled`), the bounds of the attribution stores,
+/// the heap profiler and the memory timeline.
 ///
 /// Fails, changing nothing, when the configuration is invalid or turns on a
 /// capability this build does not have.
@@ -70,9 +88,26 @@ pub fn init(config: &Config) -> Result<()> {
     }
     #[cfg(feature = "enabled")]
     {
-        let a = &config.telemetry.profiling.attribution;
-        attribution::set_recent_capacity(a.recent_invocations);
-        labels::configure(a.label_value_max_len, a.label_values_per_key);
+        let p = &config.telemetry.profiling;
+        if config.recording() {
+            if let Some(interval) = p.memory.heap_sample_interval() {
+                HeapProfiler::start(HeapProfilerConfig {
+                    sample_interval: interval,
+                    ..HeapProfilerConfig::default()
+                })?;
+            }
+            if p.memory.timeline_interval_ms > 0 {
+                start_memory_timeline(
+                    std::time::Duration::from_millis(p.memory.timeline_interval_ms),
+                    p.memory.timeline_capacity,
+                )?;
+            }
+        }
+        attribution::set_recent_capacity(p.attribution.recent_invocations);
+        labels::configure(
+            p.attribution.label_value_max_len,
+            p.attribution.label_values_per_key,
+        );
         set_enabled(config.recording());
     }
     Ok(())

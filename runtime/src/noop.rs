@@ -195,3 +195,59 @@ impl ResourceAttribution {
         Vec::new()
     }
 }
+
+/// The global allocator wrapper; in this build it only forwards.
+#[derive(Debug, Default)]
+pub struct Allocator<A = std::alloc::System> {
+    inner: A,
+}
+
+impl Allocator<std::alloc::System> {
+    /// Wraps the system allocator.
+    pub const fn system() -> Self {
+        Self {
+            inner: std::alloc::System,
+        }
+    }
+}
+
+impl<A> Allocator<A> {
+    /// Wraps `inner`.
+    pub const fn new(inner: A) -> Self {
+        Self { inner }
+    }
+}
+
+// SAFETY: every method forwards to the wrapped allocator unchanged.
+unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for Allocator<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { self.inner.alloc(layout) }
+    }
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { self.inner.alloc_zeroed(layout) }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { self.inner.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Always `false` in this build.
+pub fn allocator_installed() -> bool {
+    false
+}
+
+/// Always `None` in this build.
+pub fn memory_stats() -> Option<crate::MemoryStats> {
+    None
+}

@@ -37,6 +37,29 @@ impl Outcome {
     }
 }
 
+/// Process-wide allocation totals (the design document's `MemoryStats`).
+///
+/// Threads fold their counts in batches, so a reading lags the truth by at
+/// most 256 events or 256 KiB per thread; `peak_usage` is the highest
+/// `current_usage` seen at a fold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Bytes allocated since start (realloc growth included).
+    pub total_allocated: u64,
+    /// Bytes freed since start (realloc shrinkage included).
+    pub total_freed: u64,
+    /// Bytes in use now.
+    pub current_usage: u64,
+    /// Highest `current_usage` observed.
+    pub peak_usage: u64,
+    /// Allocations.
+    pub allocation_count: u64,
+    /// Deallocations.
+    pub deallocation_count: u64,
+    /// Resizes (`realloc`).
+    pub reallocation_count: u64,
+}
+
 /// Everything agentprof knows about the invocations so far.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -49,6 +72,55 @@ pub struct Report {
     pub agents: Vec<AgentRow>,
     /// What bounded stores had to cut.
     pub dropped: Dropped,
+    /// Process allocation totals; `null` without the counting allocator.
+    pub memory: Option<MemoryStats>,
+    /// How to get memory figures, when they are absent.
+    pub memory_note: Option<String>,
+    /// Resident and virtual size when the report was made.
+    pub system_memory: Option<SystemMemoryInfo>,
+    /// Recent RSS and allocator readings, oldest first (empty unless the
+    /// timeline sampler runs).
+    pub memory_timeline: Vec<MemoryTimelinePoint>,
+    /// Where sampled in-use heap grew most between the last two heap
+    /// snapshots (empty unless the heap profiler took two).
+    pub heap_growth: Vec<HeapGrowth>,
+}
+
+/// Resident set and virtual size of the process (the design document's
+/// `SystemMemoryInfo`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemMemoryInfo {
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+    /// Virtual memory size, bytes.
+    pub virtual_bytes: u64,
+}
+
+/// One reading of the memory timeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryTimelinePoint {
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// Resident set size, bytes (absent where it cannot be read).
+    pub rss_bytes: Option<u64>,
+    /// Allocator bytes in use (absent without the counting allocator).
+    pub current_bytes: Option<u64>,
+    /// Allocator peak so far.
+    pub peak_bytes: Option<u64>,
+}
+
+/// A call site whose sampled in-use heap grew between two heap snapshots:
+/// the leak signal.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeapGrowth {
+    /// Innermost frame outside allocator internals.
+    pub function: String,
+    /// Agent of the invocation that allocated.
+    pub agent: Option<String>,
+    /// Estimated in-use bytes at the newer snapshot.
+    pub inuse_bytes: i64,
+    /// Estimated growth since the older snapshot, bytes.
+    pub growth_bytes: i64,
 }
 
 /// One function's figures under one agent.
@@ -102,6 +174,21 @@ pub struct FunctionRow {
     pub cpu_ns_max: Option<u64>,
     /// Polls (sync calls count one).
     pub polls: u64,
+    /// Bytes allocated, callees included (`null` without the allocator).
+    pub alloc_bytes: Option<u64>,
+    /// Allocations, callees included.
+    pub allocs: Option<u64>,
+    /// Bytes freed, callees included.
+    pub freed_bytes: Option<u64>,
+    /// Allocated minus freed at the end of each call, summed: what the
+    /// calls left behind (negative: they freed older memory).
+    pub retained_bytes: Option<i64>,
+    /// Highest live bytes during any one call.
+    pub peak_bytes: Option<u64>,
+    /// Median bytes allocated per call.
+    pub alloc_bytes_p50: Option<u64>,
+    /// 99th percentile bytes allocated per call.
+    pub alloc_bytes_p99: Option<u64>,
 }
 
 /// One agent's figures.
@@ -142,6 +229,15 @@ pub struct AgentRow {
     pub avg_wall_ns: u64,
     /// Polls.
     pub polls: u64,
+    /// Bytes allocated by the agent's own invocations (callees charged to
+    /// other agents excluded).
+    pub alloc_bytes: Option<u64>,
+    /// Allocations, likewise.
+    pub allocs: Option<u64>,
+    /// What root invocations left behind.
+    pub retained_bytes: Option<i64>,
+    /// Highest live bytes during one root invocation.
+    pub peak_bytes: Option<u64>,
 }
 
 /// Counters of what bounded stores cut.
@@ -185,6 +281,16 @@ pub struct InvocationRecord {
     pub polls: u64,
     /// Extra labels.
     pub labels: Vec<(String, String)>,
+    /// Bytes allocated, callees included (`null` without the allocator).
+    pub alloc_bytes: Option<u64>,
+    /// Allocations, callees included.
+    pub allocs: Option<u64>,
+    /// Bytes freed.
+    pub freed_bytes: Option<u64>,
+    /// Allocated minus freed at the end.
+    pub retained_bytes: Option<i64>,
+    /// Highest live bytes during the invocation.
+    pub peak_bytes: Option<u64>,
 }
 
 impl Report {
@@ -236,6 +342,26 @@ impl fmt::Display for Nanos {
     }
 }
 
+/// A byte count in binary units.
+pub(crate) struct Bytes(pub(crate) Option<i64>);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(b) = self.0 else {
+            return f.pad("-");
+        };
+        let magnitude = b.unsigned_abs() as f64;
+        let sign = if b < 0 { "-" } else { "" };
+        let text = match b.unsigned_abs() {
+            0..=1023 => format!("{b}B"),
+            1024..=1_048_575 => format!("{sign}{:.1}KiB", magnitude / 1024.0),
+            1_048_576..=1_073_741_823 => format!("{sign}{:.1}MiB", magnitude / 1_048_576.0),
+            _ => format!("{sign}{:.2}GiB", magnitude / 1_073_741_824.0),
+        };
+        f.pad(&text)
+    }
+}
+
 const NO_AGENT: &str = "(none)";
 
 impl fmt::Display for Report {
@@ -256,15 +382,20 @@ impl fmt::Display for Report {
             .chain(["function".len()])
             .max()
             .unwrap_or(8);
-        writeln!(
+        let memory = self.memory.is_some();
+        write!(
             f,
             "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
             "agent", "function", "calls", "err", "panic", "cancel", "cpu", "self cpu", "wall", "wall p50", "wall p99", "cpu p99", "polls",
             aw = agent_width,
             fw = function_width,
         )?;
+        if memory {
+            write!(f, "  {:>10} {:>10} {:>10}", "allocated", "peak", "retained")?;
+        }
+        writeln!(f)?;
         for r in &self.functions {
-            writeln!(
+            write!(
                 f,
                 "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
                 r.agent.as_deref().unwrap_or(NO_AGENT),
@@ -283,6 +414,16 @@ impl fmt::Display for Report {
                 aw = agent_width,
                 fw = function_width,
             )?;
+            if memory {
+                write!(
+                    f,
+                    "  {:>10} {:>10} {:>10}",
+                    Bytes(r.alloc_bytes.map(|b| b as i64)),
+                    Bytes(r.peak_bytes.map(|b| b as i64)),
+                    Bytes(r.retained_bytes)
+                )?;
+            }
+            writeln!(f)?;
         }
         writeln!(f)?;
         writeln!(
@@ -319,6 +460,35 @@ impl fmt::Display for Report {
                 aw = agent_width,
             )?;
         }
+        match (&self.memory, &self.memory_note) {
+            (Some(m), _) => writeln!(
+                f,
+                "\nheap: {} in use, {} peak, {} allocated in {} allocations",
+                Bytes(Some(m.current_usage as i64)),
+                Bytes(Some(m.peak_usage as i64)),
+                Bytes(Some(m.total_allocated as i64)),
+                m.allocation_count
+            )?,
+            (None, Some(note)) => writeln!(f, "\n{note}")?,
+            (None, None) => {}
+        }
+        if let Some(s) = &self.system_memory {
+            writeln!(
+                f,
+                "process: {} resident, {} virtual",
+                Bytes(Some(s.rss_bytes as i64)),
+                Bytes(Some(s.virtual_bytes as i64))
+            )?;
+        }
+        for g in self.heap_growth.iter().take(5) {
+            writeln!(
+                f,
+                "heap grew {} at {} ({})",
+                Bytes(Some(g.growth_bytes)),
+                g.function,
+                g.agent.as_deref().unwrap_or(NO_AGENT)
+            )?;
+        }
         let d = &self.dropped;
         if d.label_values_truncated + d.label_values_overflowed + d.dynamic_functions_overflowed > 0
         {
@@ -344,6 +514,9 @@ mod tests {
         assert_eq!(Nanos(Some(12_345_678)).to_string(), "12.3ms");
         assert_eq!(Nanos(Some(6_583_900_000)).to_string(), "6.58s");
         assert_eq!(Nanos(None).to_string(), "-");
+        assert_eq!(Bytes(Some(512)).to_string(), "512B");
+        assert_eq!(Bytes(Some(-3 << 20)).to_string(), "-3.0MiB");
+        assert_eq!(Bytes(None).to_string(), "-");
     }
 
     #[test]

@@ -25,5 +25,10 @@ pub(crate) fn record_finish(span: &Span, finished: &Finished<'_>) {
     }
     span.record("resource.wall.micros", finished.wall_ns / 1_000);
     span.record("resource.polls", finished.polls);
+    if let Some(memory) = &finished.memory {
+        span.record("resource.memory.bytes", memory.alloc_bytes);
+        span.record("resource.memory.peak", memory.peak_bytes);
+        span.record("resource.memory.allocations", memory.allocs);
+    }
     span.record("outcome", finished.outcome.as_str());
 }

@@ -55,3 +55,39 @@ pub fn current_id() -> u64 {
 pub fn rel_diff(a: u64, b: u64) -> f64 {
     (a as f64 - b as f64).abs() / b as f64
 }
+
+/// `go tool pprof <args> <file>`'s output, or `None` when Go is absent and
+/// not required. With `AGENTPROF_REQUIRE_GO_PPROF=1` (as CI sets it) a
+/// missing Go is a failure, not a skip.
+pub fn go_pprof(args: &[&str], file: &std::path::Path) -> Option<String> {
+    let required = std::env::var("AGENTPROF_REQUIRE_GO_PPROF").is_ok_and(|v| v == "1");
+    let output = std::process::Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(file)
+        .env("HOME", std::env::temp_dir())
+        .output();
+    match output {
+        Ok(out) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success(),
+                "go tool pprof {args:?} failed:\n{text}"
+            );
+            Some(text)
+        }
+        Err(e) if !required => {
+            eprintln!(
+                "skipping go tool pprof ({e}); set AGENTPROF_REQUIRE_GO_PPROF=1 to require it"
+            );
+            None
+        }
+        Err(e) => {
+            panic!("go tool pprof is required (AGENTPROF_REQUIRE_GO_PPROF=1) but cannot run: {e}")
+        }
+    }
+}
