@@ -4,8 +4,12 @@
 //! doing real CPU work: JSON parsing, hashing, text scoring) and a writer.
 //! Some tool calls fail with `Err`, and one slow search per few sessions is
 //! cancelled by a timeout. At the end the report is printed and written to
-//! `profiles/report.json`, and the sampled heap profile to
-//! `profiles/mem_profile.pb.gz` (open it with `go tool pprof`).
+//! `profiles/report.json`; the CPU profile (every sample labelled with its
+//! agent, function and invocation) to `profiles/cpu.pb.gz` and
+//! `profiles/flamegraph.svg`; the sampled heap profile to
+//! `profiles/mem_profile.pb.gz`. Open the profiles with
+//! `go tool pprof -top profiles/cpu.pb.gz` (or `-tags`, or `-http=:8080`),
+//! the SVG in a browser.
 //!
 //! ```text
 //! cargo run --release --example agents
@@ -15,7 +19,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use agentprof::{profiled, Config, HeapProfiler};
+use agentprof::{profiled, Config, CpuProfiler, HeapProfiler};
 use serde_json::Value;
 
 #[global_allocator]
@@ -213,6 +217,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let mut cpu = CpuProfiler::new(config.telemetry.profiling.cpu.clone())?;
+    cpu.start()?;
     let started = Instant::now();
     let (ok, failed) = runtime.block_on(async {
         let goals = [
@@ -242,6 +248,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (ok, failed)
     });
     let elapsed = started.elapsed();
+    let cpu_report = cpu.stop_and_collect()?;
 
     let report = agentprof::report();
     println!("{report}");
@@ -249,6 +256,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all("profiles")?;
     std::fs::write("profiles/report.json", report.to_json_pretty()?)?;
     println!("wrote profiles/report.json");
+    std::fs::write("profiles/cpu.pb.gz", cpu_report.pprof_gzip())?;
+    std::fs::write("profiles/flamegraph.svg", cpu_report.flamegraph_svg()?)?;
+    println!(
+        "wrote profiles/cpu.pb.gz and profiles/flamegraph.svg ({} samples, {:.0} Hz delivered of {} Hz requested, {:?} timers)",
+        cpu_report.sample_count(),
+        cpu_report.delivered_hz(),
+        cpu_report.requested_hz,
+        cpu_report.mode
+    );
+    for (agent, ns) in cpu_report.cpu_by("agent") {
+        let agent = if agent.is_empty() {
+            "(none)"
+        } else {
+            agent.as_str()
+        };
+        println!("  sampled CPU {agent:<12} {:>8.1} ms", ns as f64 / 1e6);
+    }
     if HeapProfiler::is_running() {
         let heap = HeapProfiler::default().snapshot();
         std::fs::write("profiles/mem_profile.pb.gz", heap.to_pprof_gzip())?;

@@ -104,9 +104,9 @@ pub use agentprof_runtime::{
 
 #[cfg(feature = "enabled")]
 pub use agentprof_runtime::{
-    pprof, start_memory_timeline, stop_memory_timeline, system_memory, HeapDropped, HeapProfile,
-    HeapProfiler, HeapProfilerConfig, HeapStack, InInvocation, ProfiledFuture,
-    DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
+    pprof, start_memory_timeline, stop_memory_timeline, system_memory, CpuProfiler, CpuReport,
+    CpuSample, HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack, InInvocation,
+    ProfiledFuture, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
 };
 
 #[cfg(feature = "tokio")]

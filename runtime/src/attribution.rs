@@ -177,6 +177,8 @@ pub(crate) struct AgentEntry {
     pub(crate) agent: Option<&'static str>,
     pub(crate) next: Option<&'static AgentEntry>,
     shards: [Shard; SHARDS],
+    /// CPU the sampler attributed to this row, ns.
+    sampled_cpu_ns: AtomicU64,
 }
 
 #[inline]
@@ -195,6 +197,7 @@ impl AgentEntry {
             agent,
             next,
             shards: Default::default(),
+            sampled_cpu_ns: AtomicU64::new(0),
         }
     }
 
@@ -252,6 +255,10 @@ impl AgentEntry {
         }
     }
 
+    pub(crate) fn add_sampled_cpu(&self, ns: u64) {
+        self.sampled_cpu_ns.fetch_add(ns, Relaxed);
+    }
+
     /// CPU of propagated work that arrived after its invocation ended.
     pub(crate) fn add_detached_cpu(&self, own: u64, children: u64) {
         let mut s = lock(&self.shards[my_shard()].stats);
@@ -274,6 +281,7 @@ impl AgentEntry {
         for shard in &self.shards {
             lock(&shard.stats).clear();
         }
+        self.sampled_cpu_ns.store(0, Relaxed);
     }
 }
 
@@ -520,14 +528,16 @@ fn quantile(h: &Option<Histogram<u64>>, q: f64) -> u64 {
 pub fn report() -> Report {
     let callsites: Vec<&'static Callsite> = lock(&CALLSITES).clone();
     let mut functions = Vec::new();
-    let mut agents: BTreeMap<Option<&'static str>, (Stats, u64)> = BTreeMap::new();
+    let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
     let mut detached = 0;
     for callsite in callsites {
         for entry in callsite.entries() {
             let (s, active) = entry.merged();
-            if s.calls == 0 && active == 0 && s.detached_cpu_ns == 0 {
+            let sampled_cpu = entry.sampled_cpu_ns.load(Relaxed);
+            if s.calls == 0 && active == 0 && s.detached_cpu_ns == 0 && sampled_cpu == 0 {
                 continue;
             }
+            let sampled = crate::cpu::SAMPLED.load(Relaxed).then_some(sampled_cpu);
             detached += s.detached_cpu_ns;
             let cpu = s.cpu_measured();
             let (wall_histogram, cpu_histogram) = s.all_calls();
@@ -555,6 +565,7 @@ pub fn report() -> Report {
                 cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
                 cpu_ns_max: cpu.then(|| cpu_histogram.as_ref().map_or(0, |h| h.max())),
                 polls: s.polls,
+                sampled_cpu_ns: sampled,
                 alloc_bytes: mem.then_some(s.alloc_bytes),
                 allocs: mem.then_some(s.allocs),
                 freed_bytes: mem.then_some(s.freed_bytes),
@@ -566,6 +577,10 @@ pub fn report() -> Report {
             let slot = agents.entry(entry.agent).or_default();
             slot.0.merge(&s);
             slot.1 += active;
+            slot.2 = match (slot.2, sampled) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
         }
     }
     functions.sort_by(|a, b| {
@@ -577,7 +592,7 @@ pub fn report() -> Report {
     });
     let mut agent_rows: Vec<AgentRow> = agents
         .into_iter()
-        .map(|(agent, (s, active))| {
+        .map(|(agent, (s, active, sampled))| {
             let cpu = s.cpu_measured();
             let mem = s.memory_measured();
             AgentRow {
@@ -596,6 +611,7 @@ pub fn report() -> Report {
                 avg_cpu_ns: cpu.then(|| s.root_cpu_ns.checked_div(s.root_calls).unwrap_or(0)),
                 avg_wall_ns: s.root_wall_ns.checked_div(s.root_calls).unwrap_or(0),
                 polls: s.polls,
+                sampled_cpu_ns: sampled,
                 alloc_bytes: mem.then_some(s.self_alloc_bytes),
                 allocs: mem.then_some(s.self_allocs),
                 retained_bytes: mem.then_some(s.root_retained_bytes),

@@ -27,6 +27,10 @@ pub(crate) struct ThreadState {
     /// `thread_index << ID_SEQ_BITS | sequence`; 0 until first use.
     next_id: Cell<u64>,
     memory: ThreadMemory,
+    /// CPU profiling session of the last sample on this thread, and the
+    /// thread CPU time then: a sample stands for the CPU since.
+    sample_generation: Cell<u64>,
+    sample_cpu_ns: Cell<u64>,
 }
 
 const ID_SEQ_BITS: u32 = 40;
@@ -39,6 +43,8 @@ thread_local! {
             cpu_edge: Cell::new(0),
             next_id: Cell::new(0),
             memory: ThreadMemory::new(),
+            sample_generation: Cell::new(0),
+            sample_cpu_ns: Cell::new(0),
         }
     };
 }
@@ -91,6 +97,33 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Frame>) -> R) -> R {
 #[inline(always)]
 pub(crate) fn with_memory(f: impl FnOnce(&ThreadMemory)) {
     THREAD.with(|t| f(&t.memory));
+}
+
+/// The CPU time this thread's new sample stands for: the thread CPU time
+/// since its previous sample in the same session; for its first, since
+/// `baseline` (its CPU when sampling of it began) or else one period.
+/// Async-signal-safe: a const thread-local and `clock_gettime`.
+#[inline]
+pub(crate) fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 {
+    let now = clock::thread_cpu_ns();
+    THREAD.with(|t| {
+        let previous = if t.sample_generation.get() == generation {
+            Some(t.sample_cpu_ns.get())
+        } else {
+            baseline
+        };
+        t.sample_generation.set(generation);
+        match now {
+            Some(now) => {
+                t.sample_cpu_ns.set(now);
+                match previous {
+                    Some(prev) if now > prev => now - prev,
+                    _ => period_ns,
+                }
+            }
+            None => period_ns,
+        }
+    })
 }
 
 /// Makes `frame` current, charging the CPU since the last edge to the frame

@@ -33,6 +33,8 @@ mod clock;
 #[cfg(feature = "enabled")]
 mod context;
 #[cfg(feature = "enabled")]
+mod cpu;
+#[cfg(feature = "enabled")]
 mod heap;
 #[cfg(feature = "enabled")]
 mod invocation;
@@ -57,6 +59,8 @@ pub use attribution::{invocation, recent_invocations, report, reset};
 pub use context::{current_context, spawn_thread, Context, FutureExt, InInvocation};
 #[cfg(all(feature = "enabled", feature = "tokio"))]
 pub use context::{spawn, spawn_blocking};
+#[cfg(feature = "enabled")]
+pub use cpu::{CpuProfiler, CpuReport, CpuSample, TimerMode};
 #[cfg(feature = "enabled")]
 pub use heap::{
     HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack, DEFAULT_SAMPLE_INTERVAL,

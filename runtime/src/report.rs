@@ -174,6 +174,9 @@ pub struct FunctionRow {
     pub cpu_ns_max: Option<u64>,
     /// Polls (sync calls count one).
     pub polls: u64,
+    /// CPU the sampling profiler attributed to this function's invocations
+    /// (own frames and callees), ns; `null` unless the profiler ran.
+    pub sampled_cpu_ns: Option<u64>,
     /// Bytes allocated, callees included (`null` without the allocator).
     pub alloc_bytes: Option<u64>,
     /// Allocations, callees included.
@@ -229,6 +232,8 @@ pub struct AgentRow {
     pub avg_wall_ns: u64,
     /// Polls.
     pub polls: u64,
+    /// CPU the sampling profiler attributed to the agent, ns.
+    pub sampled_cpu_ns: Option<u64>,
     /// Bytes allocated by the agent's own invocations (callees charged to
     /// other agents excluded).
     pub alloc_bytes: Option<u64>,
@@ -383,6 +388,7 @@ impl fmt::Display for Report {
             .max()
             .unwrap_or(8);
         let memory = self.memory.is_some();
+        let sampled = self.functions.iter().any(|r| r.sampled_cpu_ns.is_some());
         write!(
             f,
             "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
@@ -390,6 +396,9 @@ impl fmt::Display for Report {
             aw = agent_width,
             fw = function_width,
         )?;
+        if sampled {
+            write!(f, " {:>10}", "sampled")?;
+        }
         if memory {
             write!(f, "  {:>10} {:>10} {:>10}", "allocated", "peak", "retained")?;
         }
@@ -414,6 +423,9 @@ impl fmt::Display for Report {
                 aw = agent_width,
                 fw = function_width,
             )?;
+            if sampled {
+                write!(f, " {:>10}", Nanos(r.sampled_cpu_ns))?;
+            }
             if memory {
                 write!(
                     f,

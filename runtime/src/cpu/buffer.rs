@@ -1,0 +1,120 @@
+//! The pre-allocated, lock-free buffer between the signal handler and the
+//! drainer thread.
+//!
+//! The handler claims a slot with one `fetch_add`, fills it only if the
+//! slot was free (otherwise the sample is dropped and counted), and
+//! publishes it with a Release store; the drainer copies published slots
+//! out and frees them. No lock, no allocation on the handler's side.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+
+/// Deepest stack a CPU sample keeps (innermost frames).
+pub(crate) const MAX_FRAMES: usize = 128;
+
+const FREE: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+
+pub(crate) struct Slot {
+    state: AtomicU8,
+    tid: AtomicU64,
+    weight_ns: AtomicU64,
+    invocation: AtomicU64,
+    entry: AtomicUsize,
+    depth: AtomicUsize,
+    frames: [AtomicU64; MAX_FRAMES],
+}
+
+/// A sample as the handler records it.
+#[derive(Clone, Debug)]
+pub(crate) struct RawSample {
+    pub(crate) tid: u64,
+    pub(crate) weight_ns: u64,
+    pub(crate) invocation: u64,
+    /// `&'static AgentEntry` as an address, 0 outside any invocation.
+    pub(crate) entry: usize,
+    pub(crate) frames: Vec<u64>,
+}
+
+pub(crate) struct SampleBuffer {
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+    pub(crate) dropped_full: AtomicU64,
+}
+
+impl SampleBuffer {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            slots: (0..capacity.max(1))
+                .map(|_| Slot {
+                    state: AtomicU8::new(FREE),
+                    tid: AtomicU64::new(0),
+                    weight_ns: AtomicU64::new(0),
+                    invocation: AtomicU64::new(0),
+                    entry: AtomicUsize::new(0),
+                    depth: AtomicUsize::new(0),
+                    frames: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            dropped_full: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn reserved_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
+    /// Async-signal-safe: atomics only.
+    pub(crate) fn push(
+        &self,
+        tid: u64,
+        weight_ns: u64,
+        invocation: u64,
+        entry: usize,
+        frames: &[u64],
+    ) -> bool {
+        let index = self.next.fetch_add(1, Relaxed) % self.slots.len();
+        let slot = &self.slots[index];
+        if slot
+            .state
+            .compare_exchange(FREE, WRITING, Acquire, Relaxed)
+            .is_err()
+        {
+            self.dropped_full.fetch_add(1, Relaxed);
+            return false;
+        }
+        slot.tid.store(tid, Relaxed);
+        slot.weight_ns.store(weight_ns, Relaxed);
+        slot.invocation.store(invocation, Relaxed);
+        slot.entry.store(entry, Relaxed);
+        let depth = frames.len().min(MAX_FRAMES);
+        for (dst, &src) in slot.frames.iter().zip(&frames[..depth]) {
+            dst.store(src, Relaxed);
+        }
+        slot.depth.store(depth, Relaxed);
+        slot.state.store(READY, Release);
+        true
+    }
+
+    /// Moves every published sample into `out`.
+    pub(crate) fn drain(&self, out: &mut Vec<RawSample>) {
+        for slot in self.slots.iter() {
+            if slot.state.load(Acquire) != READY {
+                continue;
+            }
+            let depth = slot.depth.load(Relaxed).min(MAX_FRAMES);
+            out.push(RawSample {
+                tid: slot.tid.load(Relaxed),
+                weight_ns: slot.weight_ns.load(Relaxed),
+                invocation: slot.invocation.load(Relaxed),
+                entry: slot.entry.load(Relaxed),
+                frames: slot.frames[..depth]
+                    .iter()
+                    .map(|f| f.load(Relaxed))
+                    .collect(),
+            });
+            slot.state.store(FREE, Release);
+        }
+    }
+}

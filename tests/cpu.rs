@@ -1,0 +1,262 @@
+//! The CPU sampler: labels per invocation, honest weights, readable output.
+//! CPU profiling is process-wide, so the tests here run one at a time.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use agentprof::{profiled, CpuProfiler};
+use common::{burn_cpu_ns, rel_diff, setup};
+
+#[global_allocator]
+static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn busy_threads(threads: usize, each_ns: u64) -> u64 {
+    let handles: Vec<_> = (0..threads)
+        .map(|_| std::thread::spawn(move || burn_cpu_ns(each_ns)))
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+fn total_matches_consumed(hz: u32) {
+    let mut profiler = CpuProfiler::with_frequency(hz).unwrap();
+    profiler.start().unwrap();
+    assert_eq!(profiler.mode(), Some(agentprof::TimerMode::PerThread));
+    let consumed = busy_threads(2, 600_000_000);
+    let report = profiler.stop_and_collect().unwrap();
+    let busy: u64 = report
+        .samples
+        .iter()
+        .filter(|s| s.function_names().iter().any(|n| n.contains("burn_cpu_ns")))
+        .map(|s| s.cpu_ns)
+        .sum();
+    eprintln!(
+        "{hz} Hz: {} samples, delivered {:.0} Hz per CPU second, profile {} ns (burn frames {busy} ns), consumed {consumed} ns, dropped {}/{}/{}",
+        report.sample_count(),
+        report.delivered_hz(),
+        report.total_cpu_ns(),
+        report.dropped_buffer_full,
+        report.dropped_unwinder_busy,
+        report.dropped_keys
+    );
+    assert!(
+        rel_diff(busy, consumed) < 0.10,
+        "{hz} Hz: profile has {busy} ns in the busy loops, threads used {consumed} ns"
+    );
+}
+
+#[test]
+fn profile_cpu_adds_up_to_consumed_cpu_at_100_and_1000_hz() {
+    setup();
+    let _serial = serial();
+    total_matches_consumed(100);
+    total_matches_consumed(1000);
+}
+
+#[profiled(agent = "alpha")]
+async fn alpha_step(rounds: u32) -> u64 {
+    let mut used = 0;
+    for _ in 0..rounds {
+        used += burn_cpu_ns(1_000_000);
+        tokio::task::yield_now().await;
+    }
+    used
+}
+
+#[profiled(agent = "beta")]
+async fn beta_step(rounds: u32) -> u64 {
+    let mut used = 0;
+    for _ in 0..rounds {
+        used += burn_cpu_ns(1_000_000);
+        tokio::task::yield_now().await;
+    }
+    used
+}
+
+#[test]
+fn samples_carry_the_agent_of_interleaved_async_tasks() {
+    setup();
+    let _serial = serial();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let mut profiler = CpuProfiler::with_frequency(100).unwrap();
+    profiler.start().unwrap();
+    let (alpha, beta) = runtime.block_on(async {
+        // Three alpha tasks and one beta task, all the same shape, share the
+        // two workers: a 3:1 CPU split, interleaved at 1 ms.
+        let alphas: Vec<_> = (0..3).map(|_| tokio::spawn(alpha_step(1500))).collect();
+        let beta = tokio::spawn(beta_step(1500));
+        let mut alpha = 0;
+        for a in alphas {
+            alpha += a.await.unwrap();
+        }
+        (alpha, beta.await.unwrap())
+    });
+    let report = profiler.stop_and_collect().unwrap();
+    let by_agent = report.cpu_by("agent");
+    let (a, b) = (by_agent["alpha"] as f64, by_agent["beta"] as f64);
+    let sampled = 100.0 * a / (a + b);
+    let measured = 100.0 * alpha as f64 / (alpha + beta) as f64;
+    eprintln!(
+        "alpha share: sampled {sampled:.1}%, measured {measured:.1}%, {} samples",
+        report.sample_count()
+    );
+    assert!(
+        (sampled - 75.0).abs() <= 3.0,
+        "sampled alpha share {sampled:.1}% (measured {measured:.1}%)"
+    );
+
+    let row = agentprof::report();
+    let alpha_row = row.agent(Some("alpha")).unwrap();
+    let sampled_ns = alpha_row
+        .sampled_cpu_ns
+        .expect("sampled CPU next to measured");
+    assert!(
+        rel_diff(sampled_ns, alpha_row.cpu_ns.unwrap()) < 0.15,
+        "sampled {sampled_ns} vs measured {:?}",
+        alpha_row.cpu_ns
+    );
+
+    let alpha_only = report.filter_label("agent", "alpha");
+    assert!(alpha_only.samples.iter().all(|s| s.agent == Some("alpha")));
+    let sample = alpha_only
+        .samples
+        .iter()
+        .find(|s| s.invocation_id.is_some())
+        .unwrap();
+    assert_eq!(
+        sample.function,
+        Some(&*format!("{}::alpha_step", module_path!()))
+    );
+
+    let dir = std::env::temp_dir().join(format!("agentprof-cpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cpu.pb.gz");
+    std::fs::write(&file, report.pprof_gzip()).unwrap();
+    let decoded = agentprof::pprof::Profile::decode(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(decoded.string(decoded.sample_type[1].r#type), "cpu");
+    assert_eq!(decoded.string(decoded.sample_type[1].unit), "nanoseconds");
+    let total: i64 = decoded.sample.iter().map(|s| s.value[1]).sum();
+    assert_eq!(total as u64, report.total_cpu_ns());
+    let labelled = decoded
+        .sample
+        .iter()
+        .find(|s| decoded.label(s, "agent") == Some("beta"))
+        .unwrap();
+    let span = decoded.label(labelled, "span_id").unwrap();
+    assert_eq!(span.len(), 16, "span ids are 16 hex digits: {span}");
+    assert!(decoded.label(labelled, "thread").is_some());
+    if let Some(tags) = common::go_pprof(&["-tags"], &file) {
+        assert!(
+            tags.contains("alpha") && tags.contains("beta"),
+            "go tool pprof -tags:\n{tags}"
+        );
+    }
+    if let Some(top) = common::go_pprof(&["-tagfocus", "agent=beta", "-top"], &file) {
+        assert!(
+            top.contains("beta_step") && !top.contains("alpha_step"),
+            "-tagfocus agent=beta:\n{top}"
+        );
+    }
+    let svg = String::from_utf8(
+        report
+            .filter_label("agent", "beta")
+            .flamegraph_svg()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("beta_step") && !svg.contains("alpha_step"));
+    let diff = agentprof::CpuReport::differential_flamegraph(
+        &report.filter_label("agent", "beta"),
+        &report,
+    )
+    .unwrap();
+    assert!(String::from_utf8(diff).unwrap().contains("alpha_step"));
+}
+
+#[test]
+fn a_stopped_profiler_restores_the_previous_sigprof_disposition_and_restarts() {
+    setup();
+    let _serial = serial();
+    let previous = sigprof_handler();
+    for _ in 0..3 {
+        let mut profiler = CpuProfiler::with_frequency(250).unwrap();
+        profiler.start().unwrap();
+        assert_ne!(sigprof_handler(), previous);
+        let mut second = CpuProfiler::with_frequency(100).unwrap();
+        let refused = second.start().unwrap_err().to_string();
+        assert!(refused.contains("second CPU profiler"), "{refused}");
+        burn_cpu_ns(50_000_000);
+        let report = profiler.stop_and_collect().unwrap();
+        assert!(report.sample_count() > 0);
+        assert_eq!(sigprof_handler(), previous);
+    }
+}
+
+fn sigprof_handler() -> usize {
+    // Read through /proc rather than sigaction, to keep this test free of
+    // unsafe code: SigCgt lists the caught signals as a hex mask.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caught = status.lines().find(|l| l.starts_with("SigCgt:")).unwrap();
+    let mask = u64::from_str_radix(caught.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    ((mask >> 26) & 1) as usize // SIGPROF is 27
+}
+
+#[test]
+fn soak_sampling_at_1000_hz_through_allocation_panics_and_backtraces() {
+    setup();
+    let _serial = serial();
+    let seconds: u64 = std::env::var("AGENTPROF_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let mut profiler = CpuProfiler::with_frequency(1000).unwrap();
+    profiler.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut rounds = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let mut kept: Vec<Vec<u8>> = Vec::new();
+                    for i in 0..500 {
+                        kept.push(vec![t as u8; 16 + (i * 37) % 4000]);
+                    }
+                    drop(kept);
+                    let _ = std::panic::catch_unwind(|| {
+                        let v: Vec<u32> = Vec::new();
+                        v[rounds as usize % 3]
+                    });
+                    if rounds % 50 == 0 {
+                        let trace = std::backtrace::Backtrace::force_capture();
+                        std::hint::black_box(trace.to_string().len());
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        })
+        .collect();
+    let rounds: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    std::panic::set_hook(previous_hook);
+    let report = profiler.stop_and_collect().unwrap();
+    eprintln!(
+        "soak: {rounds} rounds, {} samples, dropped {}/{}/{}",
+        report.sample_count(),
+        report.dropped_buffer_full,
+        report.dropped_unwinder_busy,
+        report.dropped_keys
+    );
+    assert!(rounds > 0 && report.sample_count() > 100);
+}
