@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use agentprof::{HeapProfiler, HeapProfilerConfig};
 use criterion::Criterion;
 
+mod common;
+
 const GROUP: &str = "allocator";
 const SYSTEM: u8 = 0;
 const COUNTING: u8 = 1;
@@ -133,23 +135,6 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn mean_ns(name: &str) -> f64 {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(GROUP)
-        .join(name)
-        .join("new")
-        .join("estimates.json");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["mean"]["point_estimate"].as_f64())
-        .unwrap_or(f64::NAN)
-}
-
 fn main() {
     let mut c = Criterion::default()
         .configure_from_args()
@@ -159,9 +144,9 @@ fn main() {
     c.final_summary();
     println!("\nsummary (means of this run, per churn batch of ~200 allocations)");
     for threads in [1, 2] {
-        let system = mean_ns(&format!("system_{threads}t"));
-        let counting = mean_ns(&format!("counting_{threads}t"));
-        let heap = mean_ns(&format!("counting_heap_512k_{threads}t"));
+        let system = common::mean_ns(GROUP, &format!("system_{threads}t"));
+        let counting = common::mean_ns(GROUP, &format!("counting_{threads}t"));
+        let heap = common::mean_ns(GROUP, &format!("counting_heap_512k_{threads}t"));
         println!(
             "  {threads} thread(s): system {system:.0} ns, attribution {:.3}x (target <= 1.10), with heap sampling {:.3}x (target <= 1.15)",
             counting / system,

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use criterion::Criterion;
 
+mod common;
+
 const GROUP: &str = "cpu";
 
 #[inline(never)]
@@ -89,18 +91,7 @@ fn main() {
     g.finish();
     c.final_summary();
 
-    let mean = |name: &str| -> f64 {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/criterion")
-            .join(GROUP)
-            .join(name)
-            .join("new/estimates.json");
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["mean"]["point_estimate"].as_f64())
-            .unwrap_or(f64::NAN)
-    };
+    let mean = |name: &str| common::mean_ns(GROUP, name);
     let off = mean("off");
     println!("\nsummary (means of this run; workload = 2 threads x ~20 ms CPU)");
     println!("  off                  {:8.2} ms", off / 1e6);

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
+mod common;
+
 const GROUP: &str = "invocation";
 
 #[inline(never)]
@@ -131,24 +133,8 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// Mean estimate of one benchmark of this run, ns.
-fn mean_ns(name: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(GROUP)
-        .join(name)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["mean"]["point_estimate"].as_f64()
-}
-
 fn summary() {
-    let m = |name: &str| mean_ns(name).unwrap_or(f64::NAN);
+    let m = |name: &str| common::mean_ns(GROUP, name);
     let clock = m("thread_cpu_clock_read");
     let bare = m("sync_bare");
     let on = m("sync_profiled_on") - bare;
