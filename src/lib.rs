@@ -104,9 +104,10 @@ pub use agentprof_runtime::{
 
 #[cfg(feature = "enabled")]
 pub use agentprof_runtime::{
-    pprof, start_memory_timeline, stop_memory_timeline, system_memory, CpuProfiler, CpuReport,
-    CpuSample, HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack, InInvocation,
-    ProfiledFuture, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
+    export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,
+    CpuProfiler, CpuReport, CpuSample, HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig,
+    HeapStack, InInvocation, ProfiledFuture, Profiler, ProfilerBuilder, RunningProfiler,
+    ShutdownSummary, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
 };
 
 #[cfg(feature = "tokio")]

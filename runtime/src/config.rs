@@ -268,6 +268,32 @@ pub struct ProfileExporterConfig {
     /// Output directory of the file exporter (default `./profiles`).
     #[serde(default = "default_output_dir")]
     pub file_output_dir: Option<String>,
+    /// Windows the file exporter keeps (default 48).
+    #[serde(default = "default_max_windows")]
+    pub max_windows: usize,
+    /// Bytes the file exporter keeps (default 256 MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Windows waiting for the exporters before the oldest is dropped
+    /// (default 4).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// How long shutdown waits for the exporters, ms (default 5000).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn default_max_windows() -> usize {
+    48
+}
+fn default_max_bytes() -> u64 {
+    256 << 20
+}
+fn default_queue_size() -> usize {
+    4
+}
+fn default_shutdown_timeout() -> u64 {
+    5000
 }
 
 fn default_output_dir() -> Option<String> {
@@ -280,6 +306,10 @@ impl Default for ProfileExporterConfig {
             type_: ExporterType::File,
             pyroscope_endpoint: None,
             file_output_dir: default_output_dir(),
+            max_windows: default_max_windows(),
+            max_bytes: default_max_bytes(),
+            queue_size: default_queue_size(),
+            shutdown_timeout_ms: default_shutdown_timeout(),
         }
     }
 }
@@ -388,6 +418,14 @@ const OVERRIDES: &[Override] = overrides! {
         |c, v| c.telemetry.profiling.exporter.pyroscope_endpoint => Some(v.to_owned());
     "AGENTPROF_EXPORTER_FILE_OUTPUT_DIR" => "telemetry.profiling.exporter.file_output_dir":
         |c, v| c.telemetry.profiling.exporter.file_output_dir => Some(v.to_owned());
+    "AGENTPROF_EXPORTER_MAX_WINDOWS" => "telemetry.profiling.exporter.max_windows":
+        |c, v| c.telemetry.profiling.exporter.max_windows => parse_num(v)?;
+    "AGENTPROF_EXPORTER_MAX_BYTES" => "telemetry.profiling.exporter.max_bytes":
+        |c, v| c.telemetry.profiling.exporter.max_bytes => parse_num(v)?;
+    "AGENTPROF_EXPORTER_QUEUE_SIZE" => "telemetry.profiling.exporter.queue_size":
+        |c, v| c.telemetry.profiling.exporter.queue_size => parse_num(v)?;
+    "AGENTPROF_EXPORTER_SHUTDOWN_TIMEOUT_MS" => "telemetry.profiling.exporter.shutdown_timeout_ms":
+        |c, v| c.telemetry.profiling.exporter.shutdown_timeout_ms => parse_num(v)?;
     "AGENTPROF_RECENT_INVOCATIONS" => "telemetry.profiling.attribution.recent_invocations":
         |c, v| c.telemetry.profiling.attribution.recent_invocations => parse_num(v)?;
     "AGENTPROF_LABEL_VALUE_MAX_LEN" => "telemetry.profiling.attribution.label_value_max_len":
@@ -509,6 +547,18 @@ impl Config {
                 Some(_) => {}
             }
         }
+        if p.exporter.queue_size == 0 {
+            return Err(invalid(
+                "telemetry.profiling.exporter.queue_size",
+                "must be at least 1 window",
+            ));
+        }
+        if p.exporter.max_windows == 0 {
+            return Err(invalid(
+                "telemetry.profiling.exporter.max_windows",
+                "must be at least 1 window",
+            ));
+        }
         if p.exporter.file_output_dir.as_deref() == Some("") {
             return Err(invalid(
                 "telemetry.profiling.exporter.file_output_dir",
@@ -555,21 +605,8 @@ impl Config {
     /// refused by [`crate::init`] rather than accepted and ignored.
     pub fn unsupported(&self) -> Option<Error> {
         let p = &self.telemetry.profiling;
-        let unsupported = |key: &str, what: &str| {
-            Some(Error::Unsupported {
-                key: key.to_owned(),
-                what: what.to_owned(),
-                hint: Some("set it to false or remove it".to_owned()),
-            })
-        };
         if !self.recording() {
             return None;
-        }
-        if p.cpu.continuous {
-            return unsupported(
-                "telemetry.profiling.cpu.continuous",
-                "continuous CPU profiling",
-            );
         }
         if p.exporter.type_ == ExporterType::Pyroscope {
             return Some(Error::Unsupported {

@@ -40,6 +40,14 @@ pub enum Error {
         /// How to get it, when there is a way.
         hint: Option<String>,
     },
+    /// An exporter could not deliver a window.
+    #[error("{exporter} exporter: {message}")]
+    Export {
+        /// Which exporter.
+        exporter: String,
+        /// What failed, naming the path or endpoint.
+        message: String,
+    },
     /// Bytes that are not a pprof profile.
     #[error("not a pprof profile: {message}")]
     ProfileDecode {

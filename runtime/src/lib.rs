@@ -31,9 +31,13 @@ mod callsite;
 #[cfg(feature = "enabled")]
 mod clock;
 #[cfg(feature = "enabled")]
+mod collector;
+#[cfg(feature = "enabled")]
 mod context;
 #[cfg(feature = "enabled")]
 mod cpu;
+#[cfg(feature = "enabled")]
+pub mod export;
 #[cfg(feature = "enabled")]
 mod heap;
 #[cfg(feature = "enabled")]
@@ -42,6 +46,8 @@ mod invocation;
 mod labels;
 #[cfg(feature = "enabled")]
 pub mod pprof;
+#[cfg(feature = "enabled")]
+mod profiler;
 #[cfg(feature = "enabled")]
 mod resource;
 #[cfg(feature = "enabled")]
@@ -56,6 +62,8 @@ pub use alloc::{allocator_installed, memory_stats, Allocator, INSTALL_HINT};
 #[cfg(feature = "enabled")]
 pub use attribution::{invocation, recent_invocations, report, reset};
 #[cfg(feature = "enabled")]
+pub use collector::{CollectorStats, ShutdownSummary};
+#[cfg(feature = "enabled")]
 pub use context::{current_context, spawn_thread, Context, FutureExt, InInvocation};
 #[cfg(all(feature = "enabled", feature = "tokio"))]
 pub use context::{spawn, spawn_blocking};
@@ -67,6 +75,8 @@ pub use heap::{
 };
 #[cfg(feature = "enabled")]
 pub use invocation::ProfiledFuture;
+#[cfg(feature = "enabled")]
+pub use profiler::{Profiler, ProfilerBuilder, RunningProfiler};
 #[cfg(feature = "enabled")]
 pub use resource::{AgentResourceStats, ResourceAttribution, ResourceContext, ResourceUsage};
 #[cfg(feature = "enabled")]

@@ -318,6 +318,38 @@ impl CpuProfiler {
         ))
     }
 
+    /// Returns what was sampled since the start or the previous cut, and
+    /// keeps sampling: how continuous profiling makes windows without a gap.
+    pub fn cut_window(&mut self) -> Result<CpuReport> {
+        let running = self.running.as_mut().ok_or_else(|| Error::Unsupported {
+            key: "CpuProfiler".to_owned(),
+            what: "cutting a window from a profiler that is not running".to_owned(),
+            hint: Some("call start() first".to_owned()),
+        })?;
+        let mut raw = Vec::new();
+        drain_into(&running.aggregate, &mut raw);
+        let aggregate =
+            std::mem::take(&mut *running.aggregate.lock().unwrap_or_else(|e| e.into_inner()));
+        let (dropped_full, dropped_busy, modules) = session_counters();
+        let report = CpuReport::new(
+            aggregate.samples,
+            report::Meta {
+                requested_hz: self.frequency,
+                period_ns: 1_000_000_000 / self.frequency as u64,
+                started_at: running.started_at,
+                duration: running.started.elapsed(),
+                mode: running.timers.mode,
+                modules,
+                dropped_buffer_full: dropped_full,
+                dropped_unwinder_busy: dropped_busy,
+                dropped_keys: aggregate.dropped_keys,
+            },
+        );
+        running.started_at = SystemTime::now();
+        running.started = Instant::now();
+        Ok(report)
+    }
+
     /// Stops and renders a flamegraph SVG.
     pub fn flamegraph(&mut self) -> Result<Vec<u8>> {
         self.stop_and_collect()?.flamegraph_svg()
@@ -344,6 +376,18 @@ impl Drop for CpuProfiler {
             let _ = self.stop_and_collect();
         }
     }
+}
+
+/// (buffer full, unwinder busy, modules) of the running session.
+fn session_counters() -> (u64, u64, usize) {
+    // SAFETY: called while the session is published (see `free_session`).
+    unsafe { signal::SESSION.load(Acquire).as_ref() }.map_or((0, 0, 0), |s| {
+        (
+            s.buffer.dropped_full.load(Relaxed),
+            s.dropped_busy.load(Relaxed),
+            s.unwinder.modules,
+        )
+    })
 }
 
 fn drain_into(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
