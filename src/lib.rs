@@ -113,6 +113,9 @@ pub use agentprof_runtime::{
 #[cfg(feature = "tokio")]
 pub use agentprof_runtime::{spawn, spawn_blocking};
 
+#[cfg(feature = "metrics")]
+pub use agentprof_runtime::publish_metrics;
+
 #[doc(hidden)]
 #[cfg(feature = "enabled")]
 pub mod __private {

@@ -647,6 +647,14 @@ pub fn report() -> Report {
     }
 }
 
+/// Clears one callsite's rows (the profiler's own calibration calls).
+#[cfg(feature = "metrics")]
+pub(crate) fn forget(callsite: &'static Callsite) {
+    for entry in callsite.entries() {
+        entry.clear();
+    }
+}
+
 /// Clears aggregates, the recent-invocation ring and drop counters.
 /// Invocations running now still finish into the cleared aggregates.
 pub fn reset() {

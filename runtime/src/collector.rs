@@ -233,17 +233,24 @@ fn cut(window: Window, cpu: &mut Option<CpuProfiler>, last: bool) -> Payload {
         }
         .ok()
     });
+    #[cfg(feature = "metrics")]
+    if let Some(r) = &cpu_report {
+        crate::metrics::add_samples(r.sample_count());
+    }
     let cpu = cpu_report.map(|r| {
         let svg = r.flamegraph_svg().unwrap_or_default();
         (r.pprof_gzip(), svg)
     });
     let heap =
         HeapProfiler::is_running().then(|| HeapProfiler::default().snapshot().to_pprof_gzip());
+    let report = crate::attribution::report();
+    #[cfg(feature = "metrics")]
+    crate::metrics::publish(&report);
     Payload {
         window,
         cpu,
         heap,
-        report: crate::attribution::report(),
+        report,
     }
 }
 

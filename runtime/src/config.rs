@@ -265,6 +265,33 @@ pub struct ProfileExporterConfig {
     /// Pyroscope base URL, required with `type = "pyroscope"`.
     #[serde(default)]
     pub pyroscope_endpoint: Option<String>,
+    /// The `service_name` series label (default: the executable's name).
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Static series labels.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// HTTP basic auth user (with `basic_auth_password`).
+    #[serde(default)]
+    pub basic_auth_user: Option<String>,
+    /// HTTP basic auth password.
+    #[serde(default)]
+    pub basic_auth_password: Option<String>,
+    /// Bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// `X-Scope-OrgID` tenant header.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// More request headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Per-request timeout, ms (default 10000).
+    #[serde(default = "default_push_timeout")]
+    pub timeout_ms: u64,
+    /// Retries on 5xx and timeouts (default 2).
+    #[serde(default = "default_push_retries")]
+    pub max_retries: u32,
     /// Output directory of the file exporter (default `./profiles`).
     #[serde(default = "default_output_dir")]
     pub file_output_dir: Option<String>,
@@ -283,6 +310,12 @@ pub struct ProfileExporterConfig {
     pub shutdown_timeout_ms: u64,
 }
 
+fn default_push_timeout() -> u64 {
+    10_000
+}
+fn default_push_retries() -> u32 {
+    2
+}
 fn default_max_windows() -> usize {
     48
 }
@@ -305,6 +338,15 @@ impl Default for ProfileExporterConfig {
         Self {
             type_: ExporterType::File,
             pyroscope_endpoint: None,
+            application_name: None,
+            tags: Default::default(),
+            basic_auth_user: None,
+            basic_auth_password: None,
+            bearer_token: None,
+            tenant_id: None,
+            headers: Default::default(),
+            timeout_ms: default_push_timeout(),
+            max_retries: default_push_retries(),
             file_output_dir: default_output_dir(),
             max_windows: default_max_windows(),
             max_bytes: default_max_bytes(),
@@ -547,6 +589,18 @@ impl Config {
                 Some(_) => {}
             }
         }
+        if p.exporter.basic_auth_user.is_some() != p.exporter.basic_auth_password.is_some() {
+            return Err(invalid(
+                "telemetry.profiling.exporter.basic_auth_user",
+                "basic_auth_user and basic_auth_password go together",
+            ));
+        }
+        if p.exporter.basic_auth_user.is_some() && p.exporter.bearer_token.is_some() {
+            return Err(invalid(
+                "telemetry.profiling.exporter.bearer_token",
+                "choose basic auth or a bearer token, not both",
+            ));
+        }
         if p.exporter.queue_size == 0 {
             return Err(invalid(
                 "telemetry.profiling.exporter.queue_size",
@@ -608,11 +662,14 @@ impl Config {
         if !self.recording() {
             return None;
         }
-        if p.exporter.type_ == ExporterType::Pyroscope {
+        if p.exporter.type_ == ExporterType::Pyroscope && !cfg!(feature = "pyroscope") {
             return Some(Error::Unsupported {
                 key: "telemetry.profiling.exporter.type".to_owned(),
                 what: "the Pyroscope exporter".to_owned(),
-                hint: Some("use type = \"file\"".to_owned()),
+                hint: Some(
+                    "build agentprof with the `pyroscope` feature, or use type = \"file\""
+                        .to_owned(),
+                ),
             });
         }
         None

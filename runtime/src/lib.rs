@@ -44,6 +44,8 @@ mod heap;
 mod invocation;
 #[cfg(feature = "enabled")]
 mod labels;
+#[cfg(feature = "metrics")]
+mod metrics;
 #[cfg(feature = "enabled")]
 pub mod pprof;
 #[cfg(feature = "enabled")]
@@ -75,6 +77,8 @@ pub use heap::{
 };
 #[cfg(feature = "enabled")]
 pub use invocation::ProfiledFuture;
+#[cfg(feature = "metrics")]
+pub use metrics::publish_metrics;
 #[cfg(feature = "enabled")]
 pub use profiler::{Profiler, ProfilerBuilder, RunningProfiler};
 #[cfg(feature = "enabled")]

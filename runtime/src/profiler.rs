@@ -41,11 +41,16 @@ impl Profiler {
                     max_bytes: e.max_bytes,
                 },
             )),
+            #[cfg(feature = "pyroscope")]
+            ExporterType::Pyroscope => {
+                Box::new(crate::export::PyroscopeExporter::new(pyroscope_config(e))?)
+            }
+            #[cfg(not(feature = "pyroscope"))]
             ExporterType::Pyroscope => {
                 return Err(Error::Unsupported {
                     key: "telemetry.profiling.exporter.type".to_owned(),
                     what: "the Pyroscope exporter".to_owned(),
-                    hint: Some("use type = \"file\"".to_owned()),
+                    hint: Some("build agentprof with the `pyroscope` feature".to_owned()),
                 })
             }
         };
@@ -195,4 +200,33 @@ impl Drop for RunningProfiler {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+#[cfg(feature = "pyroscope")]
+fn pyroscope_config(e: &crate::config::ProfileExporterConfig) -> crate::export::PyroscopeConfig {
+    use crate::export::{PyroscopeAuth, PyroscopeConfig};
+    let application = e.application_name.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "agentprof".to_owned())
+    });
+    let mut config = PyroscopeConfig::new(
+        e.pyroscope_endpoint.clone().unwrap_or_default(),
+        application,
+    );
+    config.tags = e.tags.clone().into_iter().collect();
+    config.auth = match (&e.basic_auth_user, &e.basic_auth_password, &e.bearer_token) {
+        (Some(user), Some(password), _) => PyroscopeAuth::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        (_, _, Some(token)) => PyroscopeAuth::Bearer(token.clone()),
+        _ => PyroscopeAuth::None,
+    };
+    config.tenant_id = e.tenant_id.clone();
+    config.headers = e.headers.clone().into_iter().collect();
+    config.timeout = Duration::from_millis(e.timeout_ms);
+    config.max_retries = e.max_retries;
+    config
 }

@@ -8,8 +8,12 @@
 //! handles.
 
 mod file;
+#[cfg(feature = "pyroscope")]
+pub mod pyroscope;
 
 pub use file::{FileExporter, FileRetention};
+#[cfg(feature = "pyroscope")]
+pub use pyroscope::{PyroscopeAuth, PyroscopeConfig, PyroscopeExporter};
 
 use std::time::SystemTime;
 

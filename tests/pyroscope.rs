@@ -1,0 +1,274 @@
+//! The Pyroscope exporter against a loopback HTTP server that speaks the
+//! push API: what it sends, and how it behaves when the server refuses,
+//! fails, hangs or rejects.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentprof::export::pyroscope::PushRequest;
+use agentprof::export::{PyroscopeAuth, PyroscopeConfig, PyroscopeExporter};
+use agentprof::{profiled, Profiler};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Accept,
+    Status(u16),
+    Hang,
+}
+
+struct Captured {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct Server {
+    url: String,
+    requests: Arc<Mutex<Vec<Captured>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (captured, stopping) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        if let Some(request) = read_request(&stream) {
+                            captured.lock().unwrap().push(request);
+                        }
+                        match behaviour {
+                            Behaviour::Accept => respond(stream, 200),
+                            Behaviour::Status(code) => respond(stream, code),
+                            Behaviour::Hang => held.push(stream),
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server {
+            url,
+            requests,
+            stop,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Captured> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_owned();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let length: usize = headers.get("content-length")?.parse().ok()?;
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Captured {
+        path,
+        headers,
+        body,
+    })
+}
+
+fn respond(mut stream: TcpStream, status: u16) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[profiled(agent = "pushed")]
+fn pushed_work() -> u64 {
+    common::burn_cpu_ns(2_000_000)
+}
+
+/// Runs the workload until `windows` windows were cut; returns the p99
+/// latency of the instrumented calls, in µs.
+fn work_until(profiler: &agentprof::RunningProfiler, windows: u64) -> u64 {
+    let mut latencies = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while profiler.stats().windows < windows && Instant::now() < give_up {
+        let start = Instant::now();
+        pushed_work();
+        latencies.push(start.elapsed().as_micros() as u64);
+    }
+    latencies.sort_unstable();
+    latencies
+        .get(latencies.len() * 99 / 100)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn config(url: &str) -> PyroscopeConfig {
+    let mut config = PyroscopeConfig::new(url, "agentprof-test");
+    config.tags = vec![("env".to_owned(), "ci".to_owned())];
+    config.timeout = Duration::from_millis(300);
+    config.max_retries = 2;
+    config.backoff = Duration::from_millis(20);
+    config
+}
+
+#[test]
+fn pushes_follow_the_push_api_with_labels_and_auth() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start(Behaviour::Accept);
+    let mut config = config(&server.url);
+    config.auth = PyroscopeAuth::Basic {
+        user: "agent".to_owned(),
+        password: "s3cret".to_owned(),
+    };
+    config.tenant_id = Some("team-a".to_owned());
+    config.headers = vec![("X-Extra".to_owned(), "yes".to_owned())];
+    let profiler = Profiler::builder()
+        .window(Duration::from_millis(300))
+        .exporter(PyroscopeExporter::new(config).unwrap())
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    work_until(&profiler, 2);
+    let summary = profiler.shutdown();
+    assert_eq!(summary.stats.errors, 0, "{summary:?}");
+
+    let requests = server.requests.lock().unwrap();
+    assert!(!requests.is_empty());
+    let request = &requests[0];
+    assert_eq!(request.path, "/push.v1.PusherService/Push");
+    assert_eq!(request.headers["content-type"], "application/proto");
+    assert_eq!(request.headers["content-encoding"], "gzip");
+    assert_eq!(request.headers["authorization"], "Basic YWdlbnQ6czNjcmV0");
+    assert_eq!(request.headers["x-scope-orgid"], "team-a");
+    assert_eq!(request.headers["x-extra"], "yes");
+
+    let push: PushRequest = prost::Message::decode(gunzip(&request.body).as_slice()).unwrap();
+    let series = &push.series[0];
+    let labels: BTreeMap<_, _> = series
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    assert_eq!(labels["__name__"], "process_cpu");
+    assert_eq!(labels["service_name"], "agentprof-test");
+    assert_eq!(labels["env"], "ci");
+    let raw = &series.samples[0].raw_profile;
+    let profile = agentprof::pprof::Profile::decode(raw).unwrap();
+    let total: i64 = profile.sample.iter().map(|s| s.value[1]).sum();
+    assert!(total > 10_000_000, "cpu/nanoseconds total {total}");
+    let sample = profile
+        .sample
+        .iter()
+        .find(|s| profile.label(s, "agent") == Some("pushed"))
+        .unwrap();
+    assert_eq!(profile.label(sample, "span_id").map(str::len), Some(16));
+    let file = std::env::temp_dir().join(format!("agentprof-pushed-{}.pb.gz", std::process::id()));
+    std::fs::write(&file, raw).unwrap();
+    if let Some(raw) = common::go_pprof(&["-raw"], &file) {
+        assert!(raw.contains("span_id") && raw.contains("pushed"), "{raw}");
+    }
+}
+
+#[test]
+fn faults_are_counted_retried_as_they_should_and_never_block_the_application() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let baseline = {
+        let profiler = Profiler::builder()
+            .window(Duration::from_millis(200))
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        let p99 = work_until(&profiler, 3);
+        profiler.shutdown();
+        p99
+    };
+    let refused_url = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let cases: Vec<(&str, Option<Server>, u64)> = vec![
+        ("refused", None, 0),
+        ("500", Some(Server::start(Behaviour::Status(500))), 3),
+        ("hang", Some(Server::start(Behaviour::Hang)), 3),
+        ("400", Some(Server::start(Behaviour::Status(400))), 1),
+    ];
+    for (name, server, attempts_per_push) in cases {
+        let url = server
+            .as_ref()
+            .map_or(refused_url.clone(), |s| s.url.clone());
+        let profiler = Profiler::builder()
+            .window(Duration::from_millis(200))
+            .queue_size(2)
+            .shutdown_timeout(Duration::from_secs(3))
+            .exporter(PyroscopeExporter::new(config(&url)).unwrap())
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        let p99 = work_until(&profiler, 4);
+        let started = Instant::now();
+        let summary = profiler.shutdown();
+        let took = started.elapsed();
+        eprintln!(
+            "{name}: p99 {p99} µs (no export: {baseline} µs), shutdown {took:?}, {summary:?}"
+        );
+        assert!(summary.stats.errors >= 1, "{name}: {summary:?}");
+        assert_eq!(summary.stats.exported, 0, "{name}");
+        assert!(
+            took < Duration::from_secs(20),
+            "{name}: shutdown did not return ({took:?})"
+        );
+        if let Some(server) = &server {
+            let pushes = server.requests.lock().unwrap().len() as u64;
+            // Every failed push made exactly its attempts: retried on 5xx and
+            // timeouts, never on 4xx.
+            assert!(
+                pushes > 0 && pushes % attempts_per_push == 0,
+                "{name}: {pushes} requests"
+            );
+            if name == "400" {
+                assert_eq!(pushes, summary.stats.errors, "{name}: one attempt per push");
+            }
+        }
+    }
+}
