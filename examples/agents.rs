@@ -13,13 +13,19 @@
 //!
 //! ```text
 //! cargo run --release --example agents
+//! cargo run --release --example agents -- examples/config.toml
 //! ```
+//!
+//! With a configuration file (or `AGENTPROF_CONFIG`) the profiler runs as
+//! configured; `continuous = true` exports a window every
+//! `duration_seconds` through the configured exporter and flushes the last
+//! one at exit.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use agentprof::{profiled, Config, CpuProfiler, HeapProfiler};
+use agentprof::{profiled, Config, CpuProfiler, HeapProfiler, Profiler};
 use serde_json::Value;
 
 #[global_allocator]
@@ -208,17 +214,32 @@ fn compose_sentence(doc: usize, score: f64) -> String {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config::default();
-    config.telemetry.profiling.enabled = true;
-    config.telemetry.profiling.memory.heap_profiling = true;
-    config.apply_env(|name| std::env::var(name).ok())?;
-    agentprof::init(&config)?;
+    let config = match std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("AGENTPROF_CONFIG").ok())
+    {
+        Some(path) => Config::from_file(path)?,
+        None => {
+            let mut config = Config::default();
+            config.telemetry.profiling.enabled = true;
+            config.telemetry.profiling.memory.heap_profiling = true;
+            config.apply_env(|name| std::env::var(name).ok())?;
+            config
+        }
+    };
+    let recording = config.recording();
+    let continuous = recording && config.telemetry.profiling.cpu.continuous;
+    // Continuous: the profiler's collector samples and exports windows.
+    // Otherwise: one CPU profile of the whole run, written at the end.
+    let running = Profiler::from_config(&config)?.start()?;
+    let mut cpu = CpuProfiler::new(config.telemetry.profiling.cpu.clone())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut cpu = CpuProfiler::new(config.telemetry.profiling.cpu.clone())?;
-    cpu.start()?;
+    if recording && !continuous {
+        cpu.start()?;
+    }
     let started = Instant::now();
     let (ok, failed) = runtime.block_on(async {
         let goals = [
@@ -248,7 +269,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (ok, failed)
     });
     let elapsed = started.elapsed();
-    let cpu_report = cpu.stop_and_collect()?;
+    let cpu_report = cpu
+        .is_running()
+        .then(|| cpu.stop_and_collect())
+        .transpose()?;
 
     let report = agentprof::report();
     println!("{report}");
@@ -256,23 +280,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all("profiles")?;
     std::fs::write("profiles/report.json", report.to_json_pretty()?)?;
     println!("wrote profiles/report.json");
-    std::fs::write("profiles/cpu.pb.gz", cpu_report.pprof_gzip())?;
-    std::fs::write("profiles/flamegraph.svg", cpu_report.flamegraph_svg()?)?;
-    println!(
-        "wrote profiles/cpu.pb.gz and profiles/flamegraph.svg ({} samples, {:.0} Hz delivered of {} Hz requested, {:?} timers)",
-        cpu_report.sample_count(),
-        cpu_report.delivered_hz(),
-        cpu_report.requested_hz,
-        cpu_report.mode
-    );
-    for (agent, ns) in cpu_report.cpu_by("agent") {
-        let agent = if agent.is_empty() {
-            "(none)"
-        } else {
-            agent.as_str()
-        };
-        println!("  sampled CPU {agent:<12} {:>8.1} ms", ns as f64 / 1e6);
+    if let Some(cpu_report) = cpu_report {
+        std::fs::write("profiles/cpu.pb.gz", cpu_report.pprof_gzip())?;
+        std::fs::write("profiles/flamegraph.svg", cpu_report.flamegraph_svg()?)?;
+        println!(
+            "wrote profiles/cpu.pb.gz and profiles/flamegraph.svg ({} samples, {:.0} Hz delivered of {} Hz requested, {:?} timers)",
+            cpu_report.sample_count(),
+            cpu_report.delivered_hz(),
+            cpu_report.requested_hz,
+            cpu_report.mode
+        );
+        for (agent, ns) in cpu_report.cpu_by("agent") {
+            let agent = if agent.is_empty() {
+                "(none)"
+            } else {
+                agent.as_str()
+            };
+            println!("  sampled CPU {agent:<12} {:>8.1} ms", ns as f64 / 1e6);
+        }
     }
+    if continuous {
+        let summary = running.shutdown();
+        println!(
+            "exported {} windows to {} ({} dropped, {} errors)",
+            summary.stats.exported,
+            config
+                .telemetry
+                .profiling
+                .exporter
+                .file_output_dir
+                .as_deref()
+                .unwrap_or("the exporter"),
+            summary.stats.dropped,
+            summary.stats.errors
+        );
+        return Ok(());
+    }
+    drop(running);
     if HeapProfiler::is_running() {
         let heap = HeapProfiler::default().snapshot();
         std::fs::write("profiles/mem_profile.pb.gz", heap.to_pprof_gzip())?;

@@ -176,6 +176,8 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) agent: Option<&'static str>,
     pub(crate) entry: &'static crate::attribution::AgentEntry,
+    pub(crate) trace_id: u128,
+    pub(crate) otel_span_id: u64,
     /// Own CPU of propagated work, with [`SEALED`] set once the invocation
     /// has ended; later contributions go straight to the aggregates.
     self_cpu_ns: AtomicU64,
@@ -195,6 +197,8 @@ impl Shared {
             id: frame.id,
             agent: frame.agent,
             entry: frame.entry,
+            trace_id: frame.trace_id,
+            otel_span_id: frame.otel_span_id,
             self_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
             memory: Default::default(),

@@ -52,6 +52,9 @@ pub(crate) struct Frame {
     pub(crate) kind: FrameKind,
     pub(crate) labels: Option<Labels>,
     pub(crate) span: Span,
+    /// OpenTelemetry ids of the span (0: none), for CPU sample labels.
+    pub(crate) trace_id: u128,
+    pub(crate) otel_span_id: u64,
     start_ns: u64,
     self_cpu_ns: AtomicU64,
     children_cpu_ns: AtomicU64,
@@ -128,12 +131,13 @@ impl Frame {
         let id = context::next_invocation_id();
         // A subscriber's work on our span is the profiler's cost, not the
         // caller's.
-        let span = crate::alloc::untracked(|| {
+        let (span, (trace_id, otel_span_id)) = crate::alloc::untracked(|| {
             let span = make_span(&SpanMeta { id, agent });
             if let Some(labels) = &labels {
                 span::record_labels(&span, labels);
             }
-            span
+            let ids = span::otel_ids(&span);
+            (span, ids)
         });
         Self {
             callsite,
@@ -145,6 +149,8 @@ impl Frame {
             kind: FrameKind::Invocation,
             labels,
             span,
+            trace_id,
+            otel_span_id,
             start_ns: clock::monotonic_ns(),
             self_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
@@ -167,6 +173,8 @@ impl Frame {
             entry: shared.entry,
             labels: None,
             span: Span::none(),
+            trace_id: shared.trace_id,
+            otel_span_id: shared.otel_span_id,
             kind: FrameKind::Propagated(shared),
             start_ns: clock::monotonic_ns(),
             self_cpu_ns: AtomicU64::new(0),

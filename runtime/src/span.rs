@@ -32,3 +32,30 @@ pub(crate) fn record_finish(span: &Span, finished: &Finished<'_>) {
     }
     span.record("outcome", finished.outcome.as_str());
 }
+
+/// The OpenTelemetry (trace id, span id) of an invocation's span, when
+/// tracing-opentelemetry gave it one; the span also gets the attribute
+/// `pyroscope.profile.id` = its span id, as Grafana's traces-to-profiles
+/// expects. (0, 0) otherwise.
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn otel_ids(span: &Span) -> (u128, u64) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if span.is_disabled() {
+        return (0, 0);
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if !span_context.is_valid() {
+        return (0, 0);
+    }
+    let span_id = u64::from_be_bytes(span_context.span_id().to_bytes());
+    let trace_id = u128::from_be_bytes(span_context.trace_id().to_bytes());
+    span.set_attribute("pyroscope.profile.id", format!("{span_id:016x}"));
+    (trace_id, span_id)
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+pub(crate) fn otel_ids(_span: &Span) -> (u128, u64) {
+    (0, 0)
+}

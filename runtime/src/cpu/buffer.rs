@@ -21,6 +21,9 @@ pub(crate) struct Slot {
     weight_ns: AtomicU64,
     invocation: AtomicU64,
     entry: AtomicUsize,
+    span_id: AtomicU64,
+    trace_hi: AtomicU64,
+    trace_lo: AtomicU64,
     depth: AtomicUsize,
     frames: [AtomicU64; MAX_FRAMES],
 }
@@ -33,7 +36,19 @@ pub(crate) struct RawSample {
     pub(crate) invocation: u64,
     /// `&'static AgentEntry` as an address, 0 outside any invocation.
     pub(crate) entry: usize,
+    /// OpenTelemetry ids of the invocation's span (0: none).
+    pub(crate) span_id: u64,
+    pub(crate) trace_id: u128,
     pub(crate) frames: Vec<u64>,
+}
+
+/// Who a sample belongs to, as the handler reads it from the slot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SampleLabels {
+    pub(crate) invocation: u64,
+    pub(crate) entry: usize,
+    pub(crate) span_id: u64,
+    pub(crate) trace_id: u128,
 }
 
 pub(crate) struct SampleBuffer {
@@ -52,6 +67,9 @@ impl SampleBuffer {
                     weight_ns: AtomicU64::new(0),
                     invocation: AtomicU64::new(0),
                     entry: AtomicUsize::new(0),
+                    span_id: AtomicU64::new(0),
+                    trace_hi: AtomicU64::new(0),
+                    trace_lo: AtomicU64::new(0),
                     depth: AtomicUsize::new(0),
                     frames: std::array::from_fn(|_| AtomicU64::new(0)),
                 })
@@ -70,8 +88,7 @@ impl SampleBuffer {
         &self,
         tid: u64,
         weight_ns: u64,
-        invocation: u64,
-        entry: usize,
+        labels: SampleLabels,
         frames: &[u64],
     ) -> bool {
         let index = self.next.fetch_add(1, Relaxed) % self.slots.len();
@@ -86,8 +103,11 @@ impl SampleBuffer {
         }
         slot.tid.store(tid, Relaxed);
         slot.weight_ns.store(weight_ns, Relaxed);
-        slot.invocation.store(invocation, Relaxed);
-        slot.entry.store(entry, Relaxed);
+        slot.invocation.store(labels.invocation, Relaxed);
+        slot.entry.store(labels.entry, Relaxed);
+        slot.span_id.store(labels.span_id, Relaxed);
+        slot.trace_hi.store((labels.trace_id >> 64) as u64, Relaxed);
+        slot.trace_lo.store(labels.trace_id as u64, Relaxed);
         let depth = frames.len().min(MAX_FRAMES);
         for (dst, &src) in slot.frames.iter().zip(&frames[..depth]) {
             dst.store(src, Relaxed);
@@ -109,6 +129,9 @@ impl SampleBuffer {
                 weight_ns: slot.weight_ns.load(Relaxed),
                 invocation: slot.invocation.load(Relaxed),
                 entry: slot.entry.load(Relaxed),
+                span_id: slot.span_id.load(Relaxed),
+                trace_id: (u128::from(slot.trace_hi.load(Relaxed)) << 64)
+                    | u128::from(slot.trace_lo.load(Relaxed)),
                 frames: slot.frames[..depth]
                     .iter()
                     .map(|f| f.load(Relaxed))

@@ -65,6 +65,8 @@ pub(crate) struct SampleKey {
     pub(crate) invocation: u64,
     pub(crate) entry: usize,
     pub(crate) thread: u64,
+    pub(crate) span_id: u64,
+    pub(crate) trace_id: u128,
 }
 
 /// Samples with one key, and the CPU they stand for.
@@ -91,6 +93,8 @@ impl Aggregate {
                 invocation: s.invocation,
                 entry: s.entry,
                 thread: s.tid,
+                span_id: s.span_id,
+                trace_id: s.trace_id,
             };
             if self.samples.len() >= MAX_KEYS && !self.samples.contains_key(&key) {
                 self.dropped_keys += 1;

@@ -30,8 +30,13 @@ pub struct CpuSample {
     pub agent: Option<&'static str>,
     /// Function of that invocation.
     pub function: Option<&'static str>,
-    /// Its id (also the `span_id` label).
+    /// Its id (also the `span_id` label when there is no OpenTelemetry
+    /// span).
     pub invocation_id: Option<u64>,
+    /// OpenTelemetry span id of the invocation's span.
+    pub span_id: Option<u64>,
+    /// OpenTelemetry trace id of that span.
+    pub trace_id: Option<u128>,
     /// Thread id.
     pub thread: u64,
     /// Samples.
@@ -54,15 +59,17 @@ impl CpuSample {
         match key {
             "agent" => self.agent.map(str::to_owned),
             "function" => self.function.map(str::to_owned),
-            "invocation_id" | "span_id" => self.invocation_id.map(span_id),
+            "invocation_id" => self.invocation_id.map(span_id),
+            "span_id" => self.span_id.or(self.invocation_id).map(span_id),
+            "trace_id" => self.trace_id.map(|t| format!("{t:032x}")),
             "thread" => Some(self.thread.to_string()),
             _ => None,
         }
     }
 }
 
-/// The `span_id` label: the invocation id as 16 hex digits, the form
-/// OpenTelemetry span ids take.
+/// A span id (or an invocation id standing in for one) as 16 hex digits,
+/// the form OpenTelemetry span ids take.
 fn span_id(id: u64) -> String {
     format!("{id:016x}")
 }
@@ -103,6 +110,8 @@ impl CpuReport {
                         invocation,
                         entry,
                         thread,
+                        span_id,
+                        trace_id,
                     },
                     SampleTotals { count, cpu_ns },
                 )| {
@@ -115,6 +124,8 @@ impl CpuReport {
                         agent: entry.and_then(|e| e.agent),
                         function: entry.map(|e| e.callsite.function()),
                         invocation_id: (invocation != 0).then_some(invocation),
+                        span_id: (span_id != 0).then_some(span_id),
+                        trace_id: (trace_id != 0).then_some(trace_id),
                         thread,
                         count,
                         cpu_ns,
@@ -182,13 +193,20 @@ impl CpuReport {
 
     /// The profile as pprof: sample types samples/count and cpu/nanoseconds,
     /// period in CPU ns, labels `agent`, `function`, `invocation_id`,
-    /// `span_id`, `thread`.
+    /// `span_id`, `trace_id` (with OpenTelemetry), `thread`.
     pub fn pprof(&self) -> Profile {
         crate::alloc::untracked(|| {
             let mut builder = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
             for s in &self.samples {
                 let mut labels: Vec<(&str, String)> = Vec::new();
-                for key in ["agent", "function", "invocation_id", "span_id", "thread"] {
+                for key in [
+                    "agent",
+                    "function",
+                    "invocation_id",
+                    "span_id",
+                    "trace_id",
+                    "thread",
+                ] {
                     if let Some(v) = s.label(key) {
                         labels.push((key, v));
                     }

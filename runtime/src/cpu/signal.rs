@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 
-use super::buffer::MAX_FRAMES;
+use super::buffer::{SampleLabels, MAX_FRAMES};
 use super::unwind::Registers;
 use super::Session;
 use crate::error::{Error, Result};
@@ -74,8 +74,13 @@ fn sample(session: &Session, registers: Registers) {
         session.period_ns,
         session.baselines.get(tid),
     );
-    let (invocation, entry) = crate::context::with_current(|frame| {
-        frame.map_or((0, 0), |f| (f.id, f.entry as *const _ as usize))
+    let labels = crate::context::with_current(|frame| {
+        frame.map_or_else(SampleLabels::default, |f| SampleLabels {
+            invocation: f.id,
+            entry: f.entry as *const _ as usize,
+            span_id: f.otel_span_id,
+            trace_id: f.trace_id,
+        })
     });
     let mut frames = [0u64; MAX_FRAMES];
     let Some(depth) = session.unwinder.unwind(registers, &mut frames) else {
@@ -84,7 +89,7 @@ fn sample(session: &Session, registers: Registers) {
     };
     session
         .buffer
-        .push(tid as u64, weight, invocation, entry, &frames[..depth]);
+        .push(tid as u64, weight, labels, &frames[..depth]);
 }
 
 /// The disposition that was in place before ours.
