@@ -17,6 +17,40 @@ use agentprof::{profiled, Profiler};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Counts the collector's export warnings, process-wide (they are logged
+/// on the export thread).
+static WARNINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+struct CountWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::WARN
+            && event.metadata().target().starts_with("agentprof")
+        {
+            WARNINGS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The global subscriber: counts warnings and, with the `opentelemetry`
+/// feature, gives invocation spans OpenTelemetry ids.
+fn install_subscriber() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let registry = tracing_subscriber::registry().with(CountWarnings);
+        #[cfg(feature = "opentelemetry")]
+        let registry = {
+            use opentelemetry::trace::TracerProvider as _;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+            registry
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("pyroscope-test")))
+        };
+        tracing::subscriber::set_global_default(registry).unwrap();
+    });
+}
+
 #[derive(Clone, Copy)]
 enum Behaviour {
     Accept,
@@ -152,6 +186,7 @@ fn config(url: &str) -> PyroscopeConfig {
 #[test]
 fn pushes_follow_the_push_api_with_labels_and_auth() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    install_subscriber();
     let server = Server::start(Behaviour::Accept);
     let mut config = config(&server.url);
     config.auth = PyroscopeAuth::Basic {
@@ -211,6 +246,7 @@ fn pushes_follow_the_push_api_with_labels_and_auth() {
 #[test]
 fn faults_are_counted_retried_as_they_should_and_never_block_the_application() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    install_subscriber();
     let baseline = {
         let profiler = Profiler::builder()
             .window(Duration::from_millis(200))
@@ -245,6 +281,7 @@ fn faults_are_counted_retried_as_they_should_and_never_block_the_application() {
             .unwrap()
             .start()
             .unwrap();
+        let warnings_before = WARNINGS.load(Ordering::SeqCst);
         let p99 = work_until(&profiler, 4);
         let started = Instant::now();
         let summary = profiler.shutdown();
@@ -253,6 +290,12 @@ fn faults_are_counted_retried_as_they_should_and_never_block_the_application() {
             "{name}: p99 {p99} µs (no export: {baseline} µs), shutdown {took:?}, {summary:?}"
         );
         assert!(summary.stats.errors >= 1, "{name}: {summary:?}");
+        let warnings = WARNINGS.load(Ordering::SeqCst) - warnings_before;
+        assert!(
+            warnings >= 1 && warnings <= summary.stats.windows,
+            "{name}: {warnings} warnings for {} windows",
+            summary.stats.windows
+        );
         assert_eq!(summary.stats.exported, 0, "{name}");
         assert!(
             took < Duration::from_secs(20),
