@@ -14,8 +14,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentprof::{HeapProfiler, HeapProfilerConfig};
 use criterion::Criterion;
@@ -90,28 +89,6 @@ fn churn(seed: u64) -> usize {
     total
 }
 
-fn on_threads(threads: usize, iters: u64) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let start = Instant::now();
-                for i in 0..iters {
-                    black_box(churn(i ^ t as u64));
-                }
-                start.elapsed()
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap()
-}
-
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
     let heap = HeapProfiler::default();
@@ -126,7 +103,11 @@ fn benches(c: &mut Criterion) {
         }
         for threads in [1, 2] {
             g.bench_function(format!("{name}_{threads}t"), |b| {
-                b.iter_custom(|iters| on_threads(threads, iters))
+                b.iter_custom(|iters| {
+                    common::on_threads(threads, iters, |i, t| {
+                        black_box(churn(i ^ t as u64));
+                    })
+                })
             });
         }
         heap.stop();

@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
-use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -72,30 +71,6 @@ fn drive<F: Future>(future: F) {
     while future.as_mut().poll(&mut cx).is_pending() {}
 }
 
-fn on_threads(threads: usize, iters: u64, call: fn(u64) -> u64) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let start = Instant::now();
-                for i in 0..iters {
-                    black_box(call(black_box(i)));
-                }
-                start.elapsed()
-            })
-        })
-        .collect();
-    barrier.wait();
-    // Per-call cost as each thread saw it: the slowest thread's time / iters.
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap()
-}
-
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
     g.bench_function("thread_cpu_clock_read", |b| {
@@ -122,13 +97,25 @@ fn benches(c: &mut Criterion) {
         b.iter(|| drive(profiled_async()))
     });
     g.bench_function("sync_profiled_1_thread", |b| {
-        b.iter_custom(|iters| on_threads(1, iters, profiled))
+        b.iter_custom(|iters| {
+            common::on_threads(1, iters, |i, _| {
+                black_box(profiled(black_box(i)));
+            })
+        })
     });
     g.bench_function("sync_profiled_2_threads", |b| {
-        b.iter_custom(|iters| on_threads(2, iters, profiled))
+        b.iter_custom(|iters| {
+            common::on_threads(2, iters, |i, _| {
+                black_box(profiled(black_box(i)));
+            })
+        })
     });
     g.bench_function("sync_bare_2_threads", |b| {
-        b.iter_custom(|iters| on_threads(2, iters, bare))
+        b.iter_custom(|iters| {
+            common::on_threads(2, iters, |i, _| {
+                black_box(bare(black_box(i)));
+            })
+        })
     });
     g.finish();
 }

@@ -1,5 +1,8 @@
 //! Shared by the benches: reading this run's criterion estimates back, so
-//! each bench can end with ratios computed from one run.
+//! each bench can end with ratios computed from one run, and running a
+//! workload on several threads at once.
+// Each bench uses what it needs of this module.
+#![allow(dead_code)]
 
 /// Mean estimate of `group/name` from this run, in ns (NaN if absent).
 pub fn mean_ns(group: &str, name: &str) -> f64 {
@@ -17,4 +20,29 @@ pub fn mean_ns(group: &str, name: &str) -> f64 {
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|value| value["mean"]["point_estimate"].as_f64())
         .unwrap_or(f64::NAN)
+}
+
+/// Runs `work(iteration, thread)` `iters` times on each of `threads`
+/// threads started together; returns the slowest thread's time, i.e. the
+/// per-call cost as each thread saw it.
+pub fn on_threads(threads: usize, iters: u64, work: fn(u64, usize)) -> std::time::Duration {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = std::time::Instant::now();
+                for i in 0..iters {
+                    work(i, t);
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap_or_default()
 }
