@@ -91,7 +91,6 @@ fn churn(seed: u64) -> usize {
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
-    let heap = HeapProfiler::default();
     for (mode, name) in [
         (SYSTEM, "system"),
         (COUNTING, "counting"),
@@ -110,7 +109,9 @@ fn benches(c: &mut Criterion) {
                 })
             });
         }
-        heap.stop();
+        if let Some(heap) = HeapProfiler::running() {
+            heap.stop();
+        }
     }
     MODE.store(SYSTEM, Relaxed);
     g.finish();

@@ -317,8 +317,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     drop(running);
-    if HeapProfiler::is_running() {
-        let heap = HeapProfiler::default().snapshot();
+    if let Some(heap) = HeapProfiler::running() {
+        let heap = heap.snapshot();
         std::fs::write("profiles/mem_profile.pb.gz", heap.to_pprof_gzip())?;
         println!(
             "wrote profiles/mem_profile.pb.gz ({} sampled stacks; the profiler reserves {} KiB)",

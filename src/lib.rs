@@ -72,8 +72,15 @@
 //!
 //! - `enabled` (default): record. Without it `#[profiled]` expands to the
 //!   item exactly as written, `profile!` to its future, and every function
-//!   here is a no-op, so no `cfg` is needed in user code.
+//!   here is a no-op (profilers refuse to start, reports are empty), so no
+//!   `cfg` is needed in user code.
 //! - `tokio` (default): [`spawn`] and [`spawn_blocking`].
+//! - `pyroscope`: `export::PyroscopeExporter` (reqwest with rustls).
+//! - `opentelemetry`: CPU samples labelled with the OpenTelemetry span and
+//!   trace ids of their invocation's span; the span gets
+//!   `pyroscope.profile.id`.
+//! - `metrics`: the key metrics through the `metrics` facade
+//!   (`publish_metrics`, and on every collector window).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -101,13 +108,16 @@ pub use agentprof_runtime::{
     Report, ResourceAttribution, ResourceContext, ResourceUsage, Result, TelemetryConfig,
     SCHEMA_VERSION,
 };
+pub use agentprof_runtime::{
+    export, CollectorStats, CpuProfiler, CpuReport, HeapProfile, HeapProfiler, HeapProfilerConfig,
+    Profiler, ProfilerBuilder, RunningProfiler, ShutdownSummary, TimerMode,
+    DEFAULT_SAMPLE_INTERVAL,
+};
 
 #[cfg(feature = "enabled")]
 pub use agentprof_runtime::{
-    export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,
-    CpuProfiler, CpuReport, CpuSample, HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig,
-    HeapStack, InInvocation, ProfiledFuture, Profiler, ProfilerBuilder, RunningProfiler,
-    ShutdownSummary, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
+    pprof, start_memory_timeline, stop_memory_timeline, system_memory, CpuSample, HeapDropped,
+    HeapStack, InInvocation, ProfiledFuture, INSTALL_HINT,
 };
 
 #[cfg(feature = "tokio")]

@@ -241,8 +241,7 @@ fn cut(window: Window, cpu: &mut Option<CpuProfiler>, last: bool) -> Payload {
         let svg = r.flamegraph_svg().unwrap_or_default();
         (r.pprof_gzip(), svg)
     });
-    let heap =
-        HeapProfiler::is_running().then(|| HeapProfiler::default().snapshot().to_pprof_gzip());
+    let heap = HeapProfiler::running().map(|h| h.snapshot().to_pprof_gzip());
     let report = crate::attribution::report();
     #[cfg(feature = "metrics")]
     crate::metrics::publish(&report);

@@ -36,7 +36,6 @@ mod collector;
 mod context;
 #[cfg(feature = "enabled")]
 mod cpu;
-#[cfg(feature = "enabled")]
 pub mod export;
 #[cfg(feature = "enabled")]
 mod heap;

@@ -251,3 +251,271 @@ pub fn allocator_installed() -> bool {
 pub fn memory_stats() -> Option<crate::MemoryStats> {
     None
 }
+
+fn compiled_out(what: &str) -> crate::Error {
+    crate::Error::Unsupported {
+        key: "agentprof".to_owned(),
+        what: format!("{what} (agentprof was built without its `enabled` feature)"),
+        hint: Some("enable the `enabled` feature of agentprof".to_owned()),
+    }
+}
+
+/// Mean heap sampling interval by default (512 KiB).
+pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
+
+/// Sizes of the heap profiler's tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapProfilerConfig {
+    /// Mean bytes between samples.
+    pub sample_interval: u64,
+    /// Distinct stacks kept.
+    pub max_stacks: usize,
+    /// Sampled allocations live at once.
+    pub max_live_samples: usize,
+}
+
+impl Default for HeapProfilerConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            max_stacks: 4096,
+            max_live_samples: 65_536,
+        }
+    }
+}
+
+/// The heap profiler; it cannot run in this build, so no handle exists.
+#[derive(Debug, Clone, Copy)]
+pub enum HeapProfiler {}
+
+impl HeapProfiler {
+    /// Fails: heap profiling is compiled out.
+    pub fn start(_config: HeapProfilerConfig) -> crate::Result<HeapProfiler> {
+        Err(compiled_out("heap profiling"))
+    }
+    /// Always `None`.
+    pub fn running() -> Option<HeapProfiler> {
+        None
+    }
+    /// Always `false`.
+    pub fn is_running() -> bool {
+        false
+    }
+    /// Always 0.
+    pub fn reserved_bytes() -> usize {
+        0
+    }
+    /// Unreachable: no handle exists in this build.
+    pub fn stop(&self) {
+        match *self {}
+    }
+    /// Unreachable: no handle exists in this build.
+    pub fn snapshot(&self) -> HeapProfile {
+        match *self {}
+    }
+}
+
+/// A heap snapshot; none can exist in this build.
+#[derive(Debug, Clone)]
+pub enum HeapProfile {}
+
+impl HeapProfile {
+    /// Unreachable.
+    pub fn to_pprof_gzip(&self) -> Vec<u8> {
+        match *self {}
+    }
+}
+
+/// How CPU samples would be triggered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerMode {
+    /// A CPU-time timer per thread.
+    PerThread,
+    /// One process-wide timer.
+    ProcessWide,
+}
+
+/// The CPU profiler; it cannot run in this build, so none can be made.
+#[derive(Debug)]
+pub enum CpuProfiler {}
+
+impl CpuProfiler {
+    /// Fails: CPU profiling is compiled out.
+    pub fn new(_config: crate::CpuProfilingConfig) -> crate::Result<Self> {
+        Err(compiled_out("CPU profiling"))
+    }
+    /// Fails: CPU profiling is compiled out.
+    pub fn with_frequency(_frequency: u32) -> crate::Result<Self> {
+        Err(compiled_out("CPU profiling"))
+    }
+    /// Unreachable.
+    pub fn start(&mut self) -> crate::Result<()> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn is_running(&self) -> bool {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn mode(&self) -> Option<TimerMode> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn stop_and_collect(&mut self) -> crate::Result<CpuReport> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn cut_window(&mut self) -> crate::Result<CpuReport> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn flamegraph(&mut self) -> crate::Result<Vec<u8>> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn pprof(&mut self) -> crate::Result<Vec<u8>> {
+        match *self {}
+    }
+}
+
+/// A CPU profile; none can exist in this build.
+#[derive(Debug, Clone)]
+pub enum CpuReport {}
+
+impl CpuReport {
+    /// Unreachable.
+    pub fn sample_count(&self) -> u64 {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn total_cpu_ns(&self) -> u64 {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn delivered_hz(&self) -> f64 {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn cpu_by(&self, _key: &str) -> std::collections::BTreeMap<String, u64> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn filter_label(&self, _key: &str, _value: &str) -> CpuReport {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn pprof_gzip(&self) -> Vec<u8> {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn folded(&self) -> String {
+        match *self {}
+    }
+    /// Unreachable.
+    pub fn flamegraph_svg(&self) -> crate::Result<Vec<u8>> {
+        match *self {}
+    }
+}
+
+/// Collector counters; always zero in this build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CollectorStats {
+    /// Windows cut.
+    pub windows: u64,
+    /// Windows exported.
+    pub exported: u64,
+    /// Windows dropped.
+    pub dropped: u64,
+    /// Export failures.
+    pub errors: u64,
+}
+
+/// What `shutdown` did; nothing in this build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownSummary {
+    /// Final counters.
+    pub stats: CollectorStats,
+    /// Whether an exporter was still busy.
+    pub export_timed_out: bool,
+}
+
+/// The profiler entry point; starts nothing in this build.
+pub struct Profiler {
+    _private: (),
+}
+
+impl Profiler {
+    /// Validates `config`.
+    pub fn from_config(config: &crate::Config) -> crate::Result<Profiler> {
+        config.validate()?;
+        Ok(Profiler { _private: () })
+    }
+    /// A builder whose settings are accepted and unused.
+    pub fn builder() -> ProfilerBuilder {
+        ProfilerBuilder { _private: () }
+    }
+    /// Starts nothing.
+    pub fn start(self) -> crate::Result<RunningProfiler> {
+        Ok(RunningProfiler { _private: () })
+    }
+}
+
+/// Builder of [`Profiler`]; every setting is a no-op in this build.
+pub struct ProfilerBuilder {
+    _private: (),
+}
+
+impl ProfilerBuilder {
+    /// No-op.
+    pub fn window(self, _window: std::time::Duration) -> Self {
+        self
+    }
+    /// No-op.
+    pub fn cpu_frequency(self, _hz: u32) -> Self {
+        self
+    }
+    /// No-op.
+    pub fn heap_profiling(self, _on: bool) -> Self {
+        self
+    }
+    /// No-op.
+    pub fn queue_size(self, _windows: usize) -> Self {
+        self
+    }
+    /// No-op.
+    pub fn shutdown_timeout(self, _timeout: std::time::Duration) -> Self {
+        self
+    }
+    /// No-op.
+    pub fn file_exporter(self, _dir: impl Into<String>) -> Self {
+        self
+    }
+    /// No-op.
+    pub fn exporter(self, _exporter: impl crate::export::ProfileExporter + 'static) -> Self {
+        self
+    }
+    /// The profiler.
+    pub fn build(self) -> crate::Result<Profiler> {
+        Ok(Profiler { _private: () })
+    }
+}
+
+/// A profiler that runs nothing.
+pub struct RunningProfiler {
+    _private: (),
+}
+
+impl RunningProfiler {
+    /// All zero.
+    pub fn stats(&self) -> CollectorStats {
+        CollectorStats::default()
+    }
+    /// Returns at once.
+    pub fn shutdown(self) -> ShutdownSummary {
+        ShutdownSummary {
+            stats: CollectorStats::default(),
+            export_timed_out: false,
+        }
+    }
+}

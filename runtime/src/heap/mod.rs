@@ -74,8 +74,12 @@ pub struct HeapDropped {
     pub live: u64,
 }
 
-/// The process-wide sampled heap profiler.
-#[derive(Debug, Clone, Copy, Default)]
+/// The process-wide sampled heap profiler: a handle from [`start`] or
+/// [`running`].
+///
+/// [`start`]: HeapProfiler::start
+/// [`running`]: HeapProfiler::running
+#[derive(Debug, Clone, Copy)]
 pub struct HeapProfiler {
     _private: (),
 }
@@ -123,6 +127,12 @@ impl HeapProfiler {
     /// Whether allocations are being sampled.
     pub fn is_running() -> bool {
         ACTIVE.load(Relaxed)
+    }
+
+    /// A handle on the heap profiler if it is sampling (started by
+    /// [`HeapProfiler::start`] or by configuration).
+    pub fn running() -> Option<HeapProfiler> {
+        Self::is_running().then_some(HeapProfiler { _private: () })
     }
 
     /// Bytes the tables reserve (0 before the first start).
