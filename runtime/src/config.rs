@@ -676,6 +676,30 @@ impl Config {
     }
 }
 
+/// Default mean sampling interval: 512 KiB, as Go's `MemProfileRate`.
+pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
+
+/// Sizes of the heap profiler's fixed tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapProfilerConfig {
+    /// Mean bytes between samples (1 samples every allocation).
+    pub sample_interval: u64,
+    /// Distinct (stack, agent, function) buckets kept.
+    pub max_stacks: usize,
+    /// Sampled allocations that can be live at once.
+    pub max_live_samples: usize,
+}
+
+impl Default for HeapProfilerConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            max_stacks: 4096,
+            max_live_samples: 65_536,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,13 +13,15 @@ mod error;
 mod report;
 
 pub use config::{
-    env_overrides, AttributionConfig, Config, CpuProfilingConfig, ExporterType,
+    env_overrides, AttributionConfig, Config, CpuProfilingConfig, ExporterType, HeapProfilerConfig,
     MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig, TelemetryConfig,
+    DEFAULT_SAMPLE_INTERVAL,
 };
 pub use error::{Error, Result};
+pub use export::{CollectorStats, ShutdownSummary};
 pub use report::{
     AgentRow, Dropped, FunctionRow, HeapGrowth, InvocationRecord, MemoryStats, MemoryTimelinePoint,
-    Outcome, Report, SystemMemoryInfo, SCHEMA_VERSION,
+    Outcome, Report, SystemMemoryInfo, TimerMode, SCHEMA_VERSION,
 };
 
 #[cfg(feature = "enabled")]
@@ -63,17 +65,13 @@ pub use alloc::{allocator_installed, memory_stats, Allocator, INSTALL_HINT};
 #[cfg(feature = "enabled")]
 pub use attribution::{invocation, recent_invocations, report, reset};
 #[cfg(feature = "enabled")]
-pub use collector::{CollectorStats, ShutdownSummary};
-#[cfg(feature = "enabled")]
 pub use context::{current_context, spawn_thread, Context, FutureExt, InInvocation};
 #[cfg(all(feature = "enabled", feature = "tokio"))]
 pub use context::{spawn, spawn_blocking};
 #[cfg(feature = "enabled")]
-pub use cpu::{CpuProfiler, CpuReport, CpuSample, TimerMode};
+pub use cpu::{CpuProfiler, CpuReport, CpuSample};
 #[cfg(feature = "enabled")]
-pub use heap::{
-    HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack, DEFAULT_SAMPLE_INTERVAL,
-};
+pub use heap::{HeapDropped, HeapProfile, HeapProfiler, HeapStack};
 #[cfg(feature = "enabled")]
 pub use invocation::ProfiledFuture;
 #[cfg(feature = "metrics")]

@@ -260,37 +260,13 @@ fn compiled_out(what: &str) -> crate::Error {
     }
 }
 
-/// Mean heap sampling interval by default (512 KiB).
-pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
-
-/// Sizes of the heap profiler's tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeapProfilerConfig {
-    /// Mean bytes between samples.
-    pub sample_interval: u64,
-    /// Distinct stacks kept.
-    pub max_stacks: usize,
-    /// Sampled allocations live at once.
-    pub max_live_samples: usize,
-}
-
-impl Default for HeapProfilerConfig {
-    fn default() -> Self {
-        Self {
-            sample_interval: DEFAULT_SAMPLE_INTERVAL,
-            max_stacks: 4096,
-            max_live_samples: 65_536,
-        }
-    }
-}
-
 /// The heap profiler; it cannot run in this build, so no handle exists.
 #[derive(Debug, Clone, Copy)]
 pub enum HeapProfiler {}
 
 impl HeapProfiler {
     /// Fails: heap profiling is compiled out.
-    pub fn start(_config: HeapProfilerConfig) -> crate::Result<HeapProfiler> {
+    pub fn start(_config: crate::HeapProfilerConfig) -> crate::Result<HeapProfiler> {
         Err(compiled_out("heap profiling"))
     }
     /// Always `None`.
@@ -326,16 +302,6 @@ impl HeapProfile {
     }
 }
 
-/// How CPU samples would be triggered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerMode {
-    /// A CPU-time timer per thread.
-    PerThread,
-    /// One process-wide timer.
-    ProcessWide,
-}
-
 /// The CPU profiler; it cannot run in this build, so none can be made.
 #[derive(Debug)]
 pub enum CpuProfiler {}
@@ -358,7 +324,7 @@ impl CpuProfiler {
         match *self {}
     }
     /// Unreachable.
-    pub fn mode(&self) -> Option<TimerMode> {
+    pub fn mode(&self) -> Option<crate::TimerMode> {
         match *self {}
     }
     /// Unreachable.
@@ -416,28 +382,6 @@ impl CpuReport {
     pub fn flamegraph_svg(&self) -> crate::Result<Vec<u8>> {
         match *self {}
     }
-}
-
-/// Collector counters; always zero in this build.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CollectorStats {
-    /// Windows cut.
-    pub windows: u64,
-    /// Windows exported.
-    pub exported: u64,
-    /// Windows dropped.
-    pub dropped: u64,
-    /// Export failures.
-    pub errors: u64,
-}
-
-/// What `shutdown` did; nothing in this build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShutdownSummary {
-    /// Final counters.
-    pub stats: CollectorStats,
-    /// Whether an exporter was still busy.
-    pub export_timed_out: bool,
 }
 
 /// The profiler entry point; starts nothing in this build.
@@ -508,13 +452,13 @@ pub struct RunningProfiler {
 
 impl RunningProfiler {
     /// All zero.
-    pub fn stats(&self) -> CollectorStats {
-        CollectorStats::default()
+    pub fn stats(&self) -> crate::export::CollectorStats {
+        crate::export::CollectorStats::default()
     }
     /// Returns at once.
-    pub fn shutdown(self) -> ShutdownSummary {
-        ShutdownSummary {
-            stats: CollectorStats::default(),
+    pub fn shutdown(self) -> crate::export::ShutdownSummary {
+        crate::export::ShutdownSummary {
+            stats: crate::export::CollectorStats::default(),
             export_timed_out: false,
         }
     }

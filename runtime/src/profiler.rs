@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use crate::collector::{Collector, CollectorConfig, CollectorStats, ShutdownSummary};
+use crate::collector::{Collector, CollectorConfig};
 use crate::config::{Config, ExporterType};
 use crate::cpu::CpuProfiler;
 use crate::error::{Error, Result};
+use crate::export::{CollectorStats, ShutdownSummary};
 use crate::export::{FileExporter, FileRetention, ProfileExporter};
 
 /// A profiler set up but not yet started.

@@ -60,6 +60,16 @@ pub struct MemoryStats {
     pub reallocation_count: u64,
 }
 
+/// How samples are triggered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerMode {
+    /// A CPU-time timer per thread.
+    PerThread,
+    /// One process-wide `ITIMER_PROF` timer.
+    ProcessWide,
+}
+
 /// Everything agentprof knows about the invocations so far.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {

@@ -21,8 +21,8 @@ mod signal;
 mod timer;
 mod unwind;
 
+pub use crate::report::TimerMode;
 pub use report::{CpuReport, CpuSample};
-pub use timer::TimerMode;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::timer::TimerMode;
 use super::{SampleKey, SampleTotals};
 use crate::attribution::AgentEntry;
 use crate::error::{Error, Result};
 use crate::pprof::{self, Profile, ProfileBuilder};
+use crate::report::TimerMode;
 
 pub(super) struct Meta {
     pub(super) requested_hz: u32,

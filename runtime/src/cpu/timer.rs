@@ -14,16 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-
-/// How samples are triggered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerMode {
-    /// A CPU-time timer per thread.
-    PerThread,
-    /// One process-wide `ITIMER_PROF` timer.
-    ProcessWide,
-}
+use crate::report::TimerMode;
 
 /// How often the watcher looks for new threads.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);

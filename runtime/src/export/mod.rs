@@ -31,6 +31,29 @@ pub struct Window {
     pub end: SystemTime,
 }
 
+/// Counters of a running collector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CollectorStats {
+    /// Windows cut.
+    pub windows: u64,
+    /// Windows every exporter accepted.
+    pub exported: u64,
+    /// Windows dropped from a full queue.
+    pub dropped: u64,
+    /// Export calls that failed.
+    pub errors: u64,
+}
+
+/// What `shutdown` could do in its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownSummary {
+    /// Final counters.
+    pub stats: CollectorStats,
+    /// Whether the export thread was still busy (a hanging exporter) when
+    /// the shutdown timeout ran out; it is left to finish on its own.
+    pub export_timed_out: bool,
+}
+
 /// Receives each window's profiles (the design document's
 /// `ProfileExporter`, with a start check and more payloads).
 pub trait ProfileExporter: Send {

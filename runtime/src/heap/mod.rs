@@ -23,14 +23,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::alloc::{allocator_installed, ThreadMemory, INSTALL_HINT};
 use crate::attribution::AgentEntry;
+use crate::config::{HeapProfilerConfig, DEFAULT_SAMPLE_INTERVAL};
 use crate::context;
 use crate::error::{Error, Result};
 use crate::pprof::{self, Profile, ProfileBuilder};
 use crate::report::HeapGrowth;
 use table::{Tables, Weight, MAX_DEPTH};
-
-/// Default mean sampling interval: 512 KiB, as Go's `MemProfileRate`.
-pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
@@ -41,27 +39,6 @@ fn tables() -> Option<&'static Tables> {
     // SAFETY: only null or a leaked, never-freed `Tables` is stored, and it
     // is published with Release after construction.
     unsafe { TABLES.load(Acquire).as_ref() }
-}
-
-/// Sizes of the heap profiler's fixed tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeapProfilerConfig {
-    /// Mean bytes between samples (1 samples every allocation).
-    pub sample_interval: u64,
-    /// Distinct (stack, agent, function) buckets kept.
-    pub max_stacks: usize,
-    /// Sampled allocations that can be live at once.
-    pub max_live_samples: usize,
-}
-
-impl Default for HeapProfilerConfig {
-    fn default() -> Self {
-        Self {
-            sample_interval: DEFAULT_SAMPLE_INTERVAL,
-            max_stacks: 4096,
-            max_live_samples: 65_536,
-        }
-    }
 }
 
 /// What the heap profiler could not keep.
