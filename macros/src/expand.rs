@@ -253,14 +253,18 @@ pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
             ..
         } = &parts;
         let block = &item.block;
+        let reports_errors = ret_ty
+            .as_ref()
+            .is_some_and(|ty| is_result(ty) && !contains_impl_trait(ty));
+        // Only a guard that is told about `Err` needs to be mutable.
+        let guard_mut = reports_errors.then(|| quote!(mut));
         let enter = quote! {
             #callsite
             let mut #slot = ::agentprof::__private::SyncSlot::new();
-            #[allow(unused_mut)]
-            let mut #guard = #slot.enter(&#callsite_ident, || #labels, #span);
+            let #guard_mut #guard = #slot.enter(&#callsite_ident, || #labels, #span);
         };
         match &ret_ty {
-            Some(ty) if is_result(ty) && !contains_impl_trait(ty) => {
+            Some(ty) if reports_errors => {
                 let call = quote_spanned!(ty.span()=>
                     #[allow(clippy::redundant_closure_call)]
                     let #ret: #ty = (move || -> #ty #block)();

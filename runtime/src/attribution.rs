@@ -294,6 +294,7 @@ pub(crate) fn register(callsite: &'static Callsite) {
 // ---- recent invocations ----------------------------------------------------
 
 struct RecentEntry {
+    end_ns: u64,
     id: u64,
     parent_id: u64,
     agent: Option<&'static str>,
@@ -393,6 +394,7 @@ pub(crate) fn set_recent_capacity(capacity: usize) {
 pub(crate) fn push_recent(f: &Finished<'_>) {
     let frame = f.frame;
     let entry = RecentEntry {
+        end_ns: f.end_ns,
         id: frame.id,
         parent_id: frame.parent_id,
         agent: frame.agent,
@@ -428,17 +430,18 @@ pub(crate) fn push_recent(f: &Finished<'_>) {
 /// The most recent finished invocations (up to the configured capacity),
 /// oldest first.
 pub fn recent_invocations() -> Vec<InvocationRecord> {
-    let mut all: Vec<InvocationRecord> = RECENT
+    // Shards and wrapped rings are not in time order; the end times are.
+    let mut all: Vec<(u64, InvocationRecord)> = RECENT
         .iter()
         .flat_map(|shard| {
             lock(&shard.0)
                 .iter()
-                .map(RecentEntry::to_record)
+                .map(|e| (e.end_ns, e.to_record()))
                 .collect::<Vec<_>>()
         })
         .collect();
-    all.sort_by_key(|r| r.id & ((1 << 40) - 1));
-    all
+    all.sort_by_key(|(end, _)| *end);
+    all.into_iter().map(|(_, record)| record).collect()
 }
 
 /// A recent invocation by id, if it is still in the ring.

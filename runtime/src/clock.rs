@@ -21,10 +21,14 @@ pub(crate) fn monotonic_ns() -> u64 {
     imp::monotonic_ns()
 }
 
+/// Reads any clock by id (e.g. another thread's CPU clock), in ns.
+#[cfg(unix)]
+pub(crate) use imp::read as read_clock;
+
 #[cfg(unix)]
 mod imp {
     #[inline]
-    fn read(clock: libc::clockid_t) -> Option<u64> {
+    pub(crate) fn read(clock: libc::clockid_t) -> Option<u64> {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,

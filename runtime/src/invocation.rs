@@ -103,6 +103,8 @@ fn bump_i64(counter: &AtomicI64, by: i64) -> i64 {
 pub(crate) struct Finished<'a> {
     pub(crate) frame: &'a Frame,
     pub(crate) outcome: Outcome,
+    /// Monotonic time it ended, ns: orders the recent-invocation ring.
+    pub(crate) end_ns: u64,
     pub(crate) wall_ns: u64,
     pub(crate) self_wall_ns: u64,
     pub(crate) cpu_ns: Option<u64>,
@@ -278,7 +280,8 @@ impl Frame {
     }
 
     fn finish(&self, outcome: Outcome) {
-        let wall_ns = clock::monotonic_ns().saturating_sub(self.start_ns);
+        let end_ns = clock::monotonic_ns();
+        let wall_ns = end_ns.saturating_sub(self.start_ns);
         let mut self_cpu = self.self_cpu_ns.load(Relaxed);
         let mut children_cpu = self.children_cpu_ns.load(Relaxed);
         if let Some(shared) = self.shared.get() {
@@ -291,6 +294,7 @@ impl Frame {
         let finished = Finished {
             frame: self,
             outcome,
+            end_ns,
             wall_ns,
             self_wall_ns: wall_ns.saturating_sub(self.children_wall_ns.load(Relaxed)),
             cpu_ns,

@@ -215,7 +215,6 @@ impl CpuProfiler {
             generation: GENERATION.fetch_add(1, Relaxed),
             dropped_busy: AtomicU64::new(0),
         });
-        crate::context::sample_weight(0, 0, None);
         let session = Box::into_raw(session);
         signal::SESSION.store(session, SeqCst);
         // SAFETY: published above; freed only by `free_session`, after the

@@ -148,13 +148,7 @@ impl Baselines {
 
 /// CPU time thread `tid` has used so far.
 fn thread_cpu_ns(tid: libc::pid_t) -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a local; the clock id encodes `tid`.
-    (unsafe { libc::clock_gettime(thread_clock(tid), &mut ts) } == 0)
-        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    crate::clock::read_clock(thread_clock(tid))
 }
 
 /// The kernel's encoding of a per-thread CPU clock id:
