@@ -109,15 +109,10 @@ pub use agentprof_runtime::{
     SCHEMA_VERSION,
 };
 pub use agentprof_runtime::{
-    export, CollectorStats, CpuProfiler, CpuReport, HeapProfile, HeapProfiler, HeapProfilerConfig,
-    Profiler, ProfilerBuilder, RunningProfiler, ShutdownSummary, TimerMode,
-    DEFAULT_SAMPLE_INTERVAL,
-};
-
-#[cfg(feature = "enabled")]
-pub use agentprof_runtime::{
-    pprof, start_memory_timeline, stop_memory_timeline, system_memory, CpuSample, HeapDropped,
-    HeapStack, InInvocation, ProfiledFuture, INSTALL_HINT,
+    export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,
+    CpuProfiler, CpuReport, CpuSample, HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig,
+    HeapStack, InInvocation, ProfiledFuture, Profiler, ProfilerBuilder, RunningProfiler,
+    ShutdownSummary, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
 };
 
 #[cfg(feature = "tokio")]
@@ -130,5 +125,4 @@ pub use agentprof_runtime::publish_metrics;
 #[cfg(feature = "enabled")]
 pub mod __private {
     pub use agentprof_runtime::__private::*;
-    pub use agentprof_runtime::ProfiledFuture;
 }

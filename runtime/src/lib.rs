@@ -5,12 +5,33 @@
 //! crate and the `#[profiled]` attribute. Built without the `enabled`
 //! feature, every entry point here is a no-op and only the data model
 //! (report and configuration types) remains.
+//!
+//! The modules are layers whose imports point one way, down (see
+//! `ARCHITECTURE.md`): `pipeline` → `report` → `memory`, `cpu`, `pprof` →
+//! `invocation` → `aggregate` → `thread` → `model`, `config`, `error`.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
 mod config;
 mod error;
+mod model;
+mod pipeline;
+pub mod pprof;
 mod report;
+
+#[cfg(feature = "enabled")]
+mod aggregate;
+#[cfg(feature = "enabled")]
+mod cpu;
+#[cfg(feature = "enabled")]
+mod invocation;
+#[cfg(feature = "enabled")]
+mod memory;
+#[cfg(feature = "enabled")]
+mod thread;
+
+#[cfg(not(feature = "enabled"))]
+mod noop;
 
 pub use config::{
     env_overrides, AttributionConfig, Config, CpuProfilingConfig, ExporterType, HeapProfilerConfig,
@@ -18,125 +39,49 @@ pub use config::{
     DEFAULT_SAMPLE_INTERVAL,
 };
 pub use error::{Error, Result};
-pub use export::{CollectorStats, ShutdownSummary};
-pub use report::{
-    AgentRow, Dropped, FunctionRow, HeapGrowth, InvocationRecord, MemoryStats, MemoryTimelinePoint,
-    Outcome, Report, SystemMemoryInfo, TimerMode, SCHEMA_VERSION,
+pub use model::{
+    AgentResourceStats, AgentRow, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
+    MemoryStats, MemoryTimelinePoint, Outcome, Report, ResourceContext, ResourceUsage,
+    SystemMemoryInfo, TimerMode, INSTALL_HINT, SCHEMA_VERSION,
 };
+pub use pipeline::export::{self, CollectorStats, ShutdownSummary};
+pub use pipeline::init;
 
 #[cfg(feature = "enabled")]
-mod alloc;
-#[cfg(feature = "enabled")]
-mod attribution;
-#[cfg(feature = "enabled")]
-mod callsite;
-#[cfg(feature = "enabled")]
-mod clock;
-#[cfg(feature = "enabled")]
-mod collector;
-#[cfg(feature = "enabled")]
-mod context;
-#[cfg(feature = "enabled")]
-mod cpu;
-pub mod export;
-#[cfg(feature = "enabled")]
-mod heap;
-#[cfg(feature = "enabled")]
-mod invocation;
-#[cfg(feature = "enabled")]
-mod labels;
-#[cfg(feature = "metrics")]
-mod metrics;
-#[cfg(feature = "enabled")]
-pub mod pprof;
-#[cfg(feature = "enabled")]
-mod profiler;
-#[cfg(feature = "enabled")]
-mod resource;
-#[cfg(feature = "enabled")]
-mod span;
-#[cfg(feature = "enabled")]
-mod switch;
-#[cfg(feature = "enabled")]
-mod system;
-
-#[cfg(feature = "enabled")]
-pub use alloc::{allocator_installed, memory_stats, Allocator, INSTALL_HINT};
-#[cfg(feature = "enabled")]
-pub use attribution::{invocation, recent_invocations, report, reset};
-#[cfg(feature = "enabled")]
-pub use context::{current_context, spawn_thread, Context, FutureExt, InInvocation};
-#[cfg(all(feature = "enabled", feature = "tokio"))]
-pub use context::{spawn, spawn_blocking};
+pub use aggregate::{invocation, recent_invocations};
 #[cfg(feature = "enabled")]
 pub use cpu::{CpuProfiler, CpuReport, CpuSample};
 #[cfg(feature = "enabled")]
-pub use heap::{HeapDropped, HeapProfile, HeapProfiler, HeapStack};
+pub use invocation::{
+    current_context, is_enabled, set_enabled, spawn_thread, Context, FutureExt, InInvocation,
+    ProfiledFuture,
+};
+#[cfg(all(feature = "enabled", feature = "tokio"))]
+pub use invocation::{spawn, spawn_blocking};
 #[cfg(feature = "enabled")]
-pub use invocation::ProfiledFuture;
+pub use memory::{
+    allocator_installed, memory_stats, start_memory_timeline, stop_memory_timeline, system_memory,
+    Allocator, HeapProfile, HeapProfiler, HeapStack,
+};
 #[cfg(feature = "metrics")]
-pub use metrics::publish_metrics;
+pub use pipeline::publish_metrics;
 #[cfg(feature = "enabled")]
-pub use profiler::{Profiler, ProfilerBuilder, RunningProfiler};
+pub use pipeline::{Profiler, ProfilerBuilder, RunningProfiler};
 #[cfg(feature = "enabled")]
-pub use resource::{AgentResourceStats, ResourceAttribution, ResourceContext, ResourceUsage};
-#[cfg(feature = "enabled")]
-pub use switch::{is_enabled, set_enabled};
-#[cfg(feature = "enabled")]
-pub use system::{start_memory_timeline, stop_memory_timeline, system_memory};
+pub use report::{report, reset, ResourceAttribution};
 
-#[cfg(not(feature = "enabled"))]
-mod noop;
 #[cfg(not(feature = "enabled"))]
 pub use noop::*;
-
-/// Applies a configuration: the runtime switch (`telemetry.enabled` and
-/// `telemetry.profiling.enabled`), the bounds of the attribution stores,
-/// the heap profiler and the memory timeline.
-///
-/// Fails, changing nothing, when the configuration is invalid or turns on a
-/// capability this build does not have.
-pub fn init(config: &Config) -> Result<()> {
-    config.validate()?;
-    if let Some(unsupported) = config.unsupported() {
-        return Err(unsupported);
-    }
-    #[cfg(feature = "enabled")]
-    {
-        let p = &config.telemetry.profiling;
-        if config.recording() {
-            if let Some(interval) = p.memory.heap_sample_interval() {
-                HeapProfiler::start(HeapProfilerConfig {
-                    sample_interval: interval,
-                    ..HeapProfilerConfig::default()
-                })?;
-            }
-            if p.memory.timeline_interval_ms > 0 {
-                start_memory_timeline(
-                    std::time::Duration::from_millis(p.memory.timeline_interval_ms),
-                    p.memory.timeline_capacity,
-                )?;
-            }
-        }
-        attribution::set_recent_capacity(p.attribution.recent_invocations);
-        labels::configure(
-            p.attribution.label_value_max_len,
-            p.attribution.label_values_per_key,
-        );
-        set_enabled(config.recording());
-    }
-    Ok(())
-}
 
 /// What `#[profiled]` expands to. Not public API.
 #[doc(hidden)]
 #[cfg(feature = "enabled")]
 pub mod __private {
-    pub use crate::callsite::Callsite;
-    pub use crate::clock::read_thread_cpu_clock;
+    pub use crate::aggregate::Labels;
     pub use crate::invocation::{
-        output_never_failed, result_failed, NoSpan, SpanMeta, SyncGuard, SyncSlot,
+        output_never_failed, result_failed, Callsite, NoSpan, ProfiledFuture, SpanMeta, SyncGuard,
+        SyncSlot,
     };
-    pub use crate::labels::Labels;
+    pub use crate::thread::clock::read_thread_cpu_clock;
     pub use tracing;
 }

@@ -2,8 +2,23 @@
 //! names, doing nothing, so instrumented code compiles unchanged.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime};
 
-use crate::report::{InvocationRecord, Report};
+use pin_project_lite::pin_project;
+
+use crate::model::{
+    AgentResourceStats, HeapDropped, InvocationRecord, Report, ResourceContext, ResourceUsage,
+    SystemMemoryInfo, TimerMode,
+};
+use crate::pprof::Profile;
+
+/// Makes the profile and report types below impossible to construct in
+/// this build, while keeping their fields, so that code reading them
+/// compiles unchanged and nothing pretends to be a measurement.
+#[derive(Clone, Copy, Debug)]
+enum Never {}
 
 /// Always `false`: this build records nothing.
 #[inline]
@@ -18,7 +33,7 @@ pub fn set_enabled(_enabled: bool) {}
 /// An empty report.
 pub fn report() -> Report {
     Report {
-        schema_version: crate::SCHEMA_VERSION,
+        schema_version: crate::model::SCHEMA_VERSION,
         ..Report::default()
     }
 }
@@ -67,24 +82,62 @@ impl Context {
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         f()
     }
-    /// Returns `future` unchanged.
+    /// Wraps `future` without measuring it.
     #[inline]
-    pub fn scope<F: Future>(&self, future: F) -> F {
-        future
+    pub fn scope<F: Future>(&self, future: F) -> InInvocation<F> {
+        InInvocation { future }
     }
 }
 
-/// Future extensions; identity functions in this build.
-pub trait FutureExt: Future + Sized {
-    /// Returns the future unchanged.
-    #[inline]
-    fn profiled(self, _function: &'static str) -> Self {
-        self
+pin_project! {
+    /// A future polled as it is: nothing is measured in this build.
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ProfiledFuture<F> {
+        #[pin]
+        future: F,
     }
-    /// Returns the future unchanged.
+}
+
+impl<F: Future> Future for ProfiledFuture<F> {
+    type Output = F::Output;
+
     #[inline]
-    fn in_current_invocation(self) -> Self {
-        self
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
+pin_project! {
+    /// A future polled as it is: nothing is propagated in this build.
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct InInvocation<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for InInvocation<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
+/// Future extensions; pass-through wrappers in this build.
+pub trait FutureExt: Future + Sized {
+    /// Wraps the future without measuring it.
+    #[inline]
+    fn profiled(self, _function: &'static str) -> ProfiledFuture<Self> {
+        ProfiledFuture { future: self }
+    }
+    /// Wraps the future without propagating anything.
+    #[inline]
+    fn in_current_invocation(self) -> InInvocation<Self> {
+        InInvocation { future: self }
     }
 }
 
@@ -120,43 +173,6 @@ where
     R: Send + 'static,
 {
     std::thread::spawn(f)
-}
-
-/// Who an explicitly started invocation is for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResourceContext {
-    /// Agent to charge.
-    pub agent_name: String,
-    /// Session the invocation belongs to.
-    pub session_id: Option<String>,
-}
-
-/// What one finished invocation cost (never produced in this build).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResourceUsage {
-    /// The invocation.
-    pub invocation_id: u64,
-    /// Thread CPU time, µs.
-    pub cpu_micros: Option<u64>,
-    /// Wall time, µs.
-    pub wall_micros: u64,
-}
-
-/// Per-agent totals (never produced in this build).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AgentResourceStats {
-    /// Invocations running now.
-    pub active_invocations: u64,
-    /// Finished invocations.
-    pub invocations: u64,
-    /// CPU time, µs.
-    pub total_cpu_micros: Option<u64>,
-    /// Wall time of root invocations, µs.
-    pub total_wall_micros: u64,
-    /// Mean CPU per root invocation, µs.
-    pub avg_cpu_micros: Option<u64>,
-    /// Mean wall time per root invocation, µs.
-    pub avg_wall_micros: u64,
 }
 
 /// Explicit invocations; in this build they run without being measured.
@@ -248,12 +264,25 @@ pub fn allocator_installed() -> bool {
 }
 
 /// Always `None` in this build.
-pub fn memory_stats() -> Option<crate::MemoryStats> {
+pub fn memory_stats() -> Option<crate::model::MemoryStats> {
     None
 }
 
-fn compiled_out(what: &str) -> crate::Error {
-    crate::Error::Unsupported {
+/// Fails: system memory readings are compiled out.
+pub fn system_memory() -> crate::error::Result<SystemMemoryInfo> {
+    Err(compiled_out("system memory readings"))
+}
+
+/// Fails: the memory timeline is compiled out.
+pub fn start_memory_timeline(_interval: Duration, _capacity: usize) -> crate::error::Result<()> {
+    Err(compiled_out("the memory timeline"))
+}
+
+/// Does nothing.
+pub fn stop_memory_timeline() {}
+
+fn compiled_out(what: &str) -> crate::error::Error {
+    crate::error::Error::Unsupported {
         key: "agentprof".to_owned(),
         what: format!("{what} (agentprof was built without its `enabled` feature)"),
         hint: Some("enable the `enabled` feature of agentprof".to_owned()),
@@ -266,7 +295,7 @@ pub enum HeapProfiler {}
 
 impl HeapProfiler {
     /// Fails: heap profiling is compiled out.
-    pub fn start(_config: crate::HeapProfilerConfig) -> crate::Result<HeapProfiler> {
+    pub fn start(_config: crate::config::HeapProfilerConfig) -> crate::error::Result<HeapProfiler> {
         Err(compiled_out("heap profiling"))
     }
     /// Always `None`.
@@ -281,6 +310,10 @@ impl HeapProfiler {
     pub fn reserved_bytes() -> usize {
         0
     }
+    /// Always nothing.
+    pub fn dropped() -> HeapDropped {
+        HeapDropped::default()
+    }
     /// Unreachable: no handle exists in this build.
     pub fn stop(&self) {
         match *self {}
@@ -293,12 +326,51 @@ impl HeapProfiler {
 
 /// A heap snapshot; none can exist in this build.
 #[derive(Debug, Clone)]
-pub enum HeapProfile {}
+pub struct HeapProfile {
+    /// Sampled stacks.
+    pub stacks: Vec<HeapStack>,
+    /// Mean sampling interval in bytes.
+    pub sample_interval: u64,
+    /// When it was taken.
+    pub taken_at: SystemTime,
+    never: Never,
+}
 
 impl HeapProfile {
     /// Unreachable.
+    pub fn to_pprof(&self) -> Profile {
+        match self.never {}
+    }
+    /// Unreachable.
     pub fn to_pprof_gzip(&self) -> Vec<u8> {
-        match *self {}
+        match self.never {}
+    }
+}
+
+/// One sampled stack; none can exist in this build.
+#[derive(Clone, Debug)]
+pub struct HeapStack {
+    /// Agent of the invocation that allocated.
+    pub agent: Option<&'static str>,
+    /// Function of the invocation that allocated.
+    pub function: Option<&'static str>,
+    /// Raw samples taken.
+    pub samples: u64,
+    never: Never,
+}
+
+impl HeapStack {
+    /// Unreachable.
+    pub fn alloc_estimate(&self) -> (i64, i64) {
+        match self.never {}
+    }
+    /// Unreachable.
+    pub fn inuse_estimate(&self) -> (i64, i64) {
+        match self.never {}
+    }
+    /// Unreachable.
+    pub fn function_names(&self) -> Vec<String> {
+        match self.never {}
     }
 }
 
@@ -308,15 +380,15 @@ pub enum CpuProfiler {}
 
 impl CpuProfiler {
     /// Fails: CPU profiling is compiled out.
-    pub fn new(_config: crate::CpuProfilingConfig) -> crate::Result<Self> {
+    pub fn new(_config: crate::config::CpuProfilingConfig) -> crate::error::Result<Self> {
         Err(compiled_out("CPU profiling"))
     }
     /// Fails: CPU profiling is compiled out.
-    pub fn with_frequency(_frequency: u32) -> crate::Result<Self> {
+    pub fn with_frequency(_frequency: u32) -> crate::error::Result<Self> {
         Err(compiled_out("CPU profiling"))
     }
     /// Unreachable.
-    pub fn start(&mut self) -> crate::Result<()> {
+    pub fn start(&mut self) -> crate::error::Result<()> {
         match *self {}
     }
     /// Unreachable.
@@ -324,63 +396,129 @@ impl CpuProfiler {
         match *self {}
     }
     /// Unreachable.
-    pub fn mode(&self) -> Option<crate::TimerMode> {
+    pub fn mode(&self) -> Option<TimerMode> {
         match *self {}
     }
     /// Unreachable.
-    pub fn stop_and_collect(&mut self) -> crate::Result<CpuReport> {
+    pub fn stop_and_collect(&mut self) -> crate::error::Result<CpuReport> {
         match *self {}
     }
     /// Unreachable.
-    pub fn cut_window(&mut self) -> crate::Result<CpuReport> {
+    pub fn cut_window(&mut self) -> crate::error::Result<CpuReport> {
         match *self {}
     }
     /// Unreachable.
-    pub fn flamegraph(&mut self) -> crate::Result<Vec<u8>> {
+    pub fn flamegraph(&mut self) -> crate::error::Result<Vec<u8>> {
         match *self {}
     }
     /// Unreachable.
-    pub fn pprof(&mut self) -> crate::Result<Vec<u8>> {
+    pub fn pprof(&mut self) -> crate::error::Result<Vec<u8>> {
         match *self {}
+    }
+    /// Always 0.
+    pub fn reserved_bytes() -> usize {
+        0
+    }
+}
+
+/// One sampled stack; none can exist in this build.
+#[derive(Clone, Debug)]
+pub struct CpuSample {
+    /// Agent of the invocation running when sampled.
+    pub agent: Option<&'static str>,
+    /// Function of that invocation.
+    pub function: Option<&'static str>,
+    /// Its id.
+    pub invocation_id: Option<u64>,
+    /// OpenTelemetry span id of the invocation's span.
+    pub span_id: Option<u64>,
+    /// OpenTelemetry trace id of that span.
+    pub trace_id: Option<u128>,
+    /// Thread id.
+    pub thread: u64,
+    /// Samples.
+    pub count: u64,
+    /// Thread CPU time they stand for, ns.
+    pub cpu_ns: u64,
+    never: Never,
+}
+
+impl CpuSample {
+    /// Unreachable.
+    pub fn function_names(&self) -> Vec<String> {
+        match self.never {}
     }
 }
 
 /// A CPU profile; none can exist in this build.
 #[derive(Debug, Clone)]
-pub enum CpuReport {}
+pub struct CpuReport {
+    /// Samples.
+    pub samples: Vec<CpuSample>,
+    /// Asked-for rate per CPU second.
+    pub requested_hz: u32,
+    /// Sampling period, ns of CPU time.
+    pub period_ns: u64,
+    /// When sampling started.
+    pub started_at: SystemTime,
+    /// How long it ran.
+    pub duration: Duration,
+    /// How signals were delivered.
+    pub mode: TimerMode,
+    /// Modules whose unwind tables were loaded.
+    pub modules: usize,
+    /// Samples lost because the buffer was full.
+    pub dropped_buffer_full: u64,
+    /// Samples lost because every unwinder scratch area was in use.
+    pub dropped_unwinder_busy: u64,
+    /// Samples lost past the distinct-key limit.
+    pub dropped_keys: u64,
+    never: Never,
+}
 
 impl CpuReport {
     /// Unreachable.
+    pub fn pprof(&self) -> Profile {
+        match self.never {}
+    }
+    /// Unreachable.
+    pub fn differential_flamegraph(
+        before: &CpuReport,
+        _after: &CpuReport,
+    ) -> crate::error::Result<Vec<u8>> {
+        match before.never {}
+    }
+    /// Unreachable.
     pub fn sample_count(&self) -> u64 {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
     pub fn total_cpu_ns(&self) -> u64 {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
     pub fn delivered_hz(&self) -> f64 {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
     pub fn cpu_by(&self, _key: &str) -> std::collections::BTreeMap<String, u64> {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
     pub fn filter_label(&self, _key: &str, _value: &str) -> CpuReport {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
     pub fn pprof_gzip(&self) -> Vec<u8> {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
     pub fn folded(&self) -> String {
-        match *self {}
+        match self.never {}
     }
     /// Unreachable.
-    pub fn flamegraph_svg(&self) -> crate::Result<Vec<u8>> {
-        match *self {}
+    pub fn flamegraph_svg(&self) -> crate::error::Result<Vec<u8>> {
+        match self.never {}
     }
 }
 
@@ -391,7 +529,7 @@ pub struct Profiler {
 
 impl Profiler {
     /// Validates `config`.
-    pub fn from_config(config: &crate::Config) -> crate::Result<Profiler> {
+    pub fn from_config(config: &crate::config::Config) -> crate::error::Result<Profiler> {
         config.validate()?;
         Ok(Profiler { _private: () })
     }
@@ -400,7 +538,7 @@ impl Profiler {
         ProfilerBuilder { _private: () }
     }
     /// Starts nothing.
-    pub fn start(self) -> crate::Result<RunningProfiler> {
+    pub fn start(self) -> crate::error::Result<RunningProfiler> {
         Ok(RunningProfiler { _private: () })
     }
 }
@@ -436,11 +574,14 @@ impl ProfilerBuilder {
         self
     }
     /// No-op.
-    pub fn exporter(self, _exporter: impl crate::export::ProfileExporter + 'static) -> Self {
+    pub fn exporter(
+        self,
+        _exporter: impl crate::pipeline::export::ProfileExporter + 'static,
+    ) -> Self {
         self
     }
     /// The profiler.
-    pub fn build(self) -> crate::Result<Profiler> {
+    pub fn build(self) -> crate::error::Result<Profiler> {
         Ok(Profiler { _private: () })
     }
 }
@@ -452,13 +593,13 @@ pub struct RunningProfiler {
 
 impl RunningProfiler {
     /// All zero.
-    pub fn stats(&self) -> crate::export::CollectorStats {
-        crate::export::CollectorStats::default()
+    pub fn stats(&self) -> crate::pipeline::export::CollectorStats {
+        crate::pipeline::export::CollectorStats::default()
     }
     /// Returns at once.
-    pub fn shutdown(self) -> crate::export::ShutdownSummary {
-        crate::export::ShutdownSummary {
-            stats: crate::export::CollectorStats::default(),
+    pub fn shutdown(self) -> crate::pipeline::export::ShutdownSummary {
+        crate::pipeline::export::ShutdownSummary {
+            stats: crate::pipeline::export::CollectorStats::default(),
             export_timed_out: false,
         }
     }

@@ -20,7 +20,7 @@ pub(crate) struct Slot {
     tid: AtomicU64,
     weight_ns: AtomicU64,
     invocation: AtomicU64,
-    entry: AtomicUsize,
+    owner: AtomicUsize,
     span_id: AtomicU64,
     trace_hi: AtomicU64,
     trace_lo: AtomicU64,
@@ -34,8 +34,9 @@ pub(crate) struct RawSample {
     pub(crate) tid: u64,
     pub(crate) weight_ns: u64,
     pub(crate) invocation: u64,
-    /// `&'static AgentEntry` as an address, 0 outside any invocation.
-    pub(crate) entry: usize,
+    /// [`Owner::key`](crate::thread::slot::Owner::key) of the invocation's
+    /// row, 0 outside any invocation.
+    pub(crate) owner: usize,
     /// OpenTelemetry ids of the invocation's span (0: none).
     pub(crate) span_id: u64,
     pub(crate) trace_id: u128,
@@ -46,7 +47,7 @@ pub(crate) struct RawSample {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SampleLabels {
     pub(crate) invocation: u64,
-    pub(crate) entry: usize,
+    pub(crate) owner: usize,
     pub(crate) span_id: u64,
     pub(crate) trace_id: u128,
 }
@@ -66,7 +67,7 @@ impl SampleBuffer {
                     tid: AtomicU64::new(0),
                     weight_ns: AtomicU64::new(0),
                     invocation: AtomicU64::new(0),
-                    entry: AtomicUsize::new(0),
+                    owner: AtomicUsize::new(0),
                     span_id: AtomicU64::new(0),
                     trace_hi: AtomicU64::new(0),
                     trace_lo: AtomicU64::new(0),
@@ -104,7 +105,7 @@ impl SampleBuffer {
         slot.tid.store(tid, Relaxed);
         slot.weight_ns.store(weight_ns, Relaxed);
         slot.invocation.store(labels.invocation, Relaxed);
-        slot.entry.store(labels.entry, Relaxed);
+        slot.owner.store(labels.owner, Relaxed);
         slot.span_id.store(labels.span_id, Relaxed);
         slot.trace_hi.store((labels.trace_id >> 64) as u64, Relaxed);
         slot.trace_lo.store(labels.trace_id as u64, Relaxed);
@@ -128,7 +129,7 @@ impl SampleBuffer {
                 tid: slot.tid.load(Relaxed),
                 weight_ns: slot.weight_ns.load(Relaxed),
                 invocation: slot.invocation.load(Relaxed),
-                entry: slot.entry.load(Relaxed),
+                owner: slot.owner.load(Relaxed),
                 span_id: slot.span_id.load(Relaxed),
                 trace_id: (u128::from(slot.trace_hi.load(Relaxed)) << 64)
                     | u128::from(slot.trace_lo.load(Relaxed)),

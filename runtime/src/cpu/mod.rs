@@ -21,11 +21,14 @@ mod signal;
 mod timer;
 mod unwind;
 
-pub use crate::report::TimerMode;
+pub use crate::model::TimerMode;
 pub use report::{CpuReport, CpuSample};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+
+#[cfg(doc)]
+use crate::thread::slot::Owner;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,8 +47,28 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_KEYS: usize = 200_000;
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
-/// Whether sampled CPU figures exist (for the report's `sampled_cpu_ns`).
-pub(crate) static SAMPLED: AtomicBool = AtomicBool::new(false);
+/// CPU the sampler charged to each row (by [`Owner::key`]) since the last
+/// reset; `None` until a profiler first started, so the report can tell
+/// "not sampled" from "sampled, nothing there". Bounded by the number of
+/// rows. Written by the drainer, never by the handler.
+static SAMPLED_BY_OWNER: Mutex<Option<HashMap<usize, u64>>> = Mutex::new(None);
+
+fn sampled_by_owner() -> std::sync::MutexGuard<'static, Option<HashMap<usize, u64>>> {
+    SAMPLED_BY_OWNER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sampled CPU per row since the last reset, keyed by [`Owner::key`];
+/// `None` when no CPU profiler ever ran in this process.
+pub(crate) fn sampled_cpu_by_owner() -> Option<HashMap<usize, u64>> {
+    sampled_by_owner().clone()
+}
+
+/// Forgets sampled CPU per row (a running profiler keeps adding to it).
+pub(crate) fn reset_sampled_cpu() {
+    if let Some(map) = sampled_by_owner().as_mut() {
+        map.clear();
+    }
+}
 
 /// What the signal handler works with; lives from `start` to `stop`.
 pub(crate) struct Session {
@@ -63,7 +86,7 @@ pub(crate) struct Session {
 pub(crate) struct SampleKey {
     pub(crate) frames: Vec<u64>,
     pub(crate) invocation: u64,
-    pub(crate) entry: usize,
+    pub(crate) owner: usize,
     pub(crate) thread: u64,
     pub(crate) span_id: u64,
     pub(crate) trace_id: u128,
@@ -84,14 +107,18 @@ struct Aggregate {
 
 impl Aggregate {
     fn add(&mut self, raw: Vec<RawSample>) {
-        for s in raw {
-            if let Some(entry) = entry_of(s.entry) {
-                entry.add_sampled_cpu(s.weight_ns);
+        {
+            let mut by_owner = sampled_by_owner();
+            let by_owner = by_owner.get_or_insert_with(HashMap::new);
+            for s in raw.iter().filter(|s| s.owner != 0) {
+                *by_owner.entry(s.owner).or_default() += s.weight_ns;
             }
+        }
+        for s in raw {
             let key = SampleKey {
                 frames: s.frames,
                 invocation: s.invocation,
-                entry: s.entry,
+                owner: s.owner,
                 thread: s.tid,
                 span_id: s.span_id,
                 trace_id: s.trace_id,
@@ -105,12 +132,6 @@ impl Aggregate {
             totals.cpu_ns += s.weight_ns;
         }
     }
-}
-
-fn entry_of(address: usize) -> Option<&'static crate::attribution::AgentEntry> {
-    // SAFETY: a non-zero `entry` is the address of a `&'static AgentEntry`
-    // (rows are never freed) written by the handler.
-    unsafe { (address as *const crate::attribution::AgentEntry).as_ref() }
 }
 
 struct Running {
@@ -135,15 +156,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 impl CpuProfiler {
     /// A profiler sampling at `config.frequency` Hz of CPU time per thread.
     pub fn new(config: CpuProfilingConfig) -> Result<Self> {
-        if !(1..=10_000).contains(&config.frequency) {
-            return Err(Error::InvalidConfig {
-                key: "telemetry.profiling.cpu.frequency".to_owned(),
-                message: format!(
-                    "{} Hz is out of range; allowed: 1 to 10000",
-                    config.frequency
-                ),
-            });
-        }
+        crate::config::check_frequency(config.frequency)?;
         Ok(Self {
             frequency: config.frequency,
             running: None,
@@ -176,7 +189,7 @@ impl CpuProfiler {
         }
         if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
             return Err(Error::Unsupported {
-                key: "telemetry.profiling.cpu".to_owned(),
+                key: crate::config::keys::CPU.to_owned(),
                 what: format!(
                     "CPU sampling on {}/{}",
                     std::env::consts::OS,
@@ -187,7 +200,7 @@ impl CpuProfiler {
         }
         if ACTIVE.swap(true, AcqRel) {
             return Err(Error::Unsupported {
-                key: "telemetry.profiling.cpu".to_owned(),
+                key: crate::config::keys::CPU.to_owned(),
                 what: "a second CPU profiler in the same process".to_owned(),
                 hint: Some("stop the running one first".to_owned()),
             });
@@ -235,7 +248,7 @@ impl CpuProfiler {
                 return Err(e);
             }
         };
-        SAMPLED.store(true, Relaxed);
+        sampled_by_owner().get_or_insert_with(HashMap::new);
         let aggregate = Arc::new(Mutex::new(Aggregate::default()));
         let stop_drainer = Arc::new(AtomicBool::new(false));
         let drainer = {
@@ -250,7 +263,7 @@ impl CpuProfiler {
                     }
                 })
                 .map_err(|e| Error::Unsupported {
-                    key: "telemetry.profiling.cpu".to_owned(),
+                    key: crate::config::keys::CPU.to_owned(),
                     what: format!("the sample drainer thread ({e})"),
                     hint: None,
                 })?

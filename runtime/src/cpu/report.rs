@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{SampleKey, SampleTotals};
-use crate::attribution::AgentEntry;
 use crate::error::{Error, Result};
+use crate::model::TimerMode;
 use crate::pprof::{self, Profile, ProfileBuilder};
-use crate::report::TimerMode;
+use crate::thread::memory::untracked;
+use crate::thread::slot::Owner;
 
 pub(super) struct Meta {
     pub(super) requested_hz: u32,
@@ -108,21 +109,19 @@ impl CpuReport {
                     SampleKey {
                         frames,
                         invocation,
-                        entry,
+                        owner,
                         thread,
                         span_id,
                         trace_id,
                     },
                     SampleTotals { count, cpu_ns },
                 )| {
-                    // SAFETY: non-zero entries are `&'static AgentEntry`
-                    // addresses (rows are never freed).
-                    let entry: Option<&'static AgentEntry> =
-                        unsafe { (entry as *const AgentEntry).as_ref() };
+                    // SAFETY: the handler only stores `Owner::key` values.
+                    let owner = unsafe { Owner::from_key(owner) };
                     CpuSample {
                         frames,
-                        agent: entry.and_then(|e| e.agent),
-                        function: entry.map(|e| e.callsite.function()),
+                        agent: owner.and_then(|o| o.agent),
+                        function: owner.map(|o| o.function),
                         invocation_id: (invocation != 0).then_some(invocation),
                         span_id: (span_id != 0).then_some(span_id),
                         trace_id: (trace_id != 0).then_some(trace_id),
@@ -195,7 +194,7 @@ impl CpuReport {
     /// period in CPU ns, labels `agent`, `function`, `invocation_id`,
     /// `span_id`, `trace_id` (with OpenTelemetry), `thread`.
     pub fn pprof(&self) -> Profile {
-        crate::alloc::untracked(|| {
+        untracked(|| {
             let mut builder = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
             for s in &self.samples {
                 let mut labels: Vec<(&str, String)> = Vec::new();
@@ -243,7 +242,7 @@ impl CpuReport {
     /// Folded stacks, root first, one line per stack with its CPU in
     /// microseconds: the input format of flamegraph tools.
     pub fn folded(&self) -> String {
-        crate::alloc::untracked(|| {
+        untracked(|| {
             let mut lines: BTreeMap<String, u64> = BTreeMap::new();
             for s in &self.samples {
                 let mut names = s.function_names();

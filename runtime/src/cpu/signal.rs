@@ -6,12 +6,57 @@
 //! registers, and calls only `clock_gettime`, `gettid`, `getpid` and
 //! `process_vm_readv`. What it cannot store it drops and counts.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 
 use super::buffer::{SampleLabels, MAX_FRAMES};
 use super::unwind::Registers;
 use super::Session;
 use crate::error::{Error, Result};
+use crate::thread::clock;
+use crate::thread::slot;
+
+/// Per thread: the profiling session of the thread's last sample, and its
+/// CPU time then. Const-initialised, no destructor: readable in the handler.
+struct LastSample {
+    generation: Cell<u64>,
+    cpu_ns: Cell<u64>,
+}
+
+thread_local! {
+    static LAST_SAMPLE: LastSample = const {
+        LastSample {
+            generation: Cell::new(0),
+            cpu_ns: Cell::new(0),
+        }
+    };
+}
+
+/// The CPU time this thread's new sample stands for: the thread CPU time
+/// since its previous sample in the same session; for its first, since
+/// `baseline` (its CPU when sampling of it began) or else one period.
+/// Async-signal-safe: a const thread-local and `clock_gettime`.
+fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 {
+    let now = clock::thread_cpu_ns();
+    LAST_SAMPLE.with(|last| {
+        let previous = if last.generation.get() == generation {
+            Some(last.cpu_ns.get())
+        } else {
+            baseline
+        };
+        last.generation.set(generation);
+        match now {
+            Some(now) => {
+                last.cpu_ns.set(now);
+                match previous {
+                    Some(prev) if now > prev => now - prev,
+                    _ => period_ns,
+                }
+            }
+            None => period_ns,
+        }
+    })
+}
 
 /// The session the handler feeds; null when none runs.
 pub(super) static SESSION: AtomicPtr<Session> = AtomicPtr::new(std::ptr::null_mut());
@@ -69,19 +114,20 @@ unsafe fn registers(context: *mut libc::c_void) -> Registers {
 fn sample(session: &Session, registers: Registers) {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
-    let weight = crate::context::sample_weight(
+    let weight = sample_weight(
         session.generation,
         session.period_ns,
         session.baselines.get(tid),
     );
-    let labels = crate::context::with_current(|frame| {
-        frame.map_or_else(SampleLabels::default, |f| SampleLabels {
-            invocation: f.id,
-            entry: f.entry as *const _ as usize,
-            span_id: f.otel_span_id,
-            trace_id: f.trace_id,
-        })
-    });
+    // SAFETY: the slot points at an `Active` that stays live until this
+    // thread leaves it, which it cannot do while this handler runs on it.
+    let labels =
+        unsafe { slot::current().as_ref() }.map_or_else(SampleLabels::default, |a| SampleLabels {
+            invocation: a.id,
+            owner: a.owner.key(),
+            span_id: a.span_id,
+            trace_id: a.trace_id,
+        });
     let mut frames = [0u64; MAX_FRAMES];
     let Some(depth) = session.unwinder.unwind(registers, &mut frames) else {
         session.dropped_busy.fetch_add(1, Relaxed);

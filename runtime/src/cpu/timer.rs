@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::report::TimerMode;
+use crate::model::TimerMode;
 
 /// How often the watcher looks for new threads.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -148,7 +148,7 @@ impl Baselines {
 
 /// CPU time thread `tid` has used so far.
 fn thread_cpu_ns(tid: libc::pid_t) -> Option<u64> {
-    crate::clock::read_clock(thread_clock(tid))
+    crate::thread::clock::read_clock(thread_clock(tid))
 }
 
 /// The kernel's encoding of a per-thread CPU clock id:
@@ -171,7 +171,7 @@ impl Timers {
         let armed = arm_new_threads(&per_thread, period_ns, baselines, true);
         if armed.is_err() {
             set_process_timer(period_ns).map_err(|e| Error::Unsupported {
-                key: "telemetry.profiling.cpu".to_owned(),
+                key: crate::config::keys::CPU.to_owned(),
                 what: format!(
                     "CPU timers (timer_create: {:?}; setitimer: {e})",
                     armed.err()
@@ -196,7 +196,7 @@ impl Timers {
                     }
                 })
                 .map_err(|e| Error::Unsupported {
-                    key: "telemetry.profiling.cpu".to_owned(),
+                    key: crate::config::keys::CPU.to_owned(),
                     what: format!("the timer watcher thread ({e})"),
                     hint: None,
                 })?

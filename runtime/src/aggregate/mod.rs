@@ -1,0 +1,24 @@
+//! The stores that finished (and running) invocations feed: one row per
+//! (function, agent) with counters and histograms, and a bounded ring of
+//! recent invocations. Plain data structures: nothing here knows about
+//! frames, profilers or reports. The invocation layer hands each finished
+//! call over as a [`Call`]; the report layer reads the rows back.
+//!
+//! Every store is bounded: rows by the number of (callsite, agent) pairs,
+//! label values by length and count per key, the ring by its capacity.
+
+mod labels;
+mod recent;
+mod row;
+
+pub use labels::Labels;
+pub(crate) use labels::{agent_name, configure_labels, label_counters, reset_labels};
+pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};
+pub use recent::{invocation, recent_invocations};
+pub(crate) use row::{quantile, rows, Call, MemoryUsage, Row, RowList, Stats};
+
+/// Records a finished invocation in its row and in the recent ring.
+pub(crate) fn finish(call: &Call<'_>) {
+    call.row.record(call);
+    recent::push(call);
+}

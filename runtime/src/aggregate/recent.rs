@@ -1,0 +1,193 @@
+//! The bounded ring of recent invocations.
+//!
+//! Sharded by thread like the rows: fixed slots written round-robin, so a
+//! push is a lock of this thread's shard, a move into a slot and an index
+//! bump. What a full ring overwrites is counted.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use super::labels::Labels;
+use super::row::{lock, Call, MemoryUsage};
+use crate::model::{InvocationRecord, Outcome};
+use crate::thread::slot;
+
+const SHARDS: usize = 8;
+const DEFAULT_RECENT: usize = 1024;
+
+struct RecentEntry {
+    end_ns: u64,
+    id: u64,
+    parent_id: u64,
+    agent: Option<&'static str>,
+    function: &'static str,
+    outcome: Outcome,
+    cpu_ns: Option<u64>,
+    self_cpu_ns: Option<u64>,
+    wall_ns: u64,
+    self_wall_ns: u64,
+    polls: u64,
+    labels: Option<Labels>,
+    memory: Option<MemoryUsage>,
+}
+
+impl RecentEntry {
+    fn to_record(&self) -> InvocationRecord {
+        InvocationRecord {
+            id: self.id,
+            parent_id: (self.parent_id != 0).then_some(self.parent_id),
+            agent: self.agent.map(str::to_owned),
+            function: self.function.to_owned(),
+            outcome: self.outcome,
+            cpu_ns: self.cpu_ns,
+            self_cpu_ns: self.self_cpu_ns,
+            wall_ns: self.wall_ns,
+            self_wall_ns: self.self_wall_ns,
+            polls: self.polls,
+            labels: self
+                .labels
+                .iter()
+                .flat_map(|l| l.iter())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            alloc_bytes: self.memory.map(|m| m.alloc_bytes),
+            allocs: self.memory.map(|m| m.allocs),
+            freed_bytes: self.memory.map(|m| m.freed_bytes),
+            retained_bytes: self.memory.map(|m| m.retained_bytes),
+            peak_bytes: self.memory.map(|m| m.peak_bytes),
+        }
+    }
+}
+
+/// One thread shard of the ring.
+struct Ring {
+    slots: Vec<Option<RecentEntry>>,
+    next: usize,
+}
+
+impl Ring {
+    const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn resize(&mut self, capacity: usize) {
+        let mut kept: Vec<RecentEntry> = self.drain_oldest_first();
+        let excess = kept.len().saturating_sub(capacity);
+        kept.drain(..excess);
+        self.slots = Vec::with_capacity(capacity);
+        self.slots.extend(kept.into_iter().map(Some));
+        self.next = self.slots.len() % capacity.max(1);
+        self.slots.resize_with(capacity, || None);
+    }
+
+    fn drain_oldest_first(&mut self) -> Vec<RecentEntry> {
+        let (newer, older) = self.slots.split_at_mut(self.next);
+        older
+            .iter_mut()
+            .chain(newer.iter_mut())
+            .filter_map(Option::take)
+            .collect()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RecentEntry> {
+        self.slots.iter().flatten()
+    }
+}
+
+#[repr(align(128))]
+struct RecentShard(Mutex<Ring>);
+
+static RECENT: [RecentShard; SHARDS] = [const { RecentShard(Mutex::new(Ring::new())) }; SHARDS];
+static RECENT_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_RECENT);
+static RECENT_EVICTED: AtomicU64 = AtomicU64::new(0);
+
+fn my_shard() -> &'static Mutex<Ring> {
+    &RECENT[slot::thread_index() as usize % SHARDS].0
+}
+
+pub(crate) fn set_recent_capacity(capacity: usize) {
+    RECENT_CAPACITY.store(capacity, Relaxed);
+    for shard in &RECENT {
+        lock(&shard.0).resize(capacity.div_ceil(SHARDS));
+    }
+}
+
+pub(super) fn push(call: &Call<'_>) {
+    let entry = RecentEntry {
+        end_ns: call.end_ns,
+        id: call.id,
+        parent_id: call.parent_id,
+        agent: call.row.owner.agent,
+        function: call.row.owner.function,
+        outcome: call.outcome,
+        cpu_ns: call.cpu_ns,
+        self_cpu_ns: call.self_cpu_ns,
+        wall_ns: call.wall_ns,
+        self_wall_ns: call.self_wall_ns,
+        polls: call.polls,
+        labels: call.labels.cloned(),
+        memory: call.memory,
+    };
+    let mut ring = lock(my_shard());
+    if ring.slots.is_empty() {
+        let capacity = RECENT_CAPACITY.load(Relaxed);
+        if capacity == 0 {
+            return;
+        }
+        ring.resize(capacity.div_ceil(SHARDS));
+    }
+    let next = ring.next;
+    if ring.slots[next].replace(entry).is_some() {
+        RECENT_EVICTED.fetch_add(1, Relaxed);
+    }
+    ring.next = if next + 1 == ring.slots.len() {
+        0
+    } else {
+        next + 1
+    };
+}
+
+/// The most recent finished invocations (up to the configured capacity),
+/// oldest first.
+pub fn recent_invocations() -> Vec<InvocationRecord> {
+    // Shards and wrapped rings are not in time order; the end times are.
+    let mut all: Vec<(u64, InvocationRecord)> = RECENT
+        .iter()
+        .flat_map(|shard| {
+            lock(&shard.0)
+                .iter()
+                .map(|e| (e.end_ns, e.to_record()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    all.sort_by_key(|(end, _)| *end);
+    all.into_iter().map(|(_, record)| record).collect()
+}
+
+/// A recent invocation by id, if it is still in the ring.
+pub fn invocation(id: u64) -> Option<InvocationRecord> {
+    RECENT.iter().find_map(|shard| {
+        lock(&shard.0)
+            .iter()
+            .find(|e| e.id == id)
+            .map(RecentEntry::to_record)
+    })
+}
+
+/// Invocations the full ring overwrote.
+pub(crate) fn recent_evicted() -> u64 {
+    RECENT_EVICTED.load(Relaxed)
+}
+
+/// Empties the ring and its counter.
+pub(crate) fn clear_recent() {
+    for shard in &RECENT {
+        let mut ring = lock(&shard.0);
+        ring.slots.iter_mut().for_each(|slot| *slot = None);
+        ring.next = 0;
+    }
+    RECENT_EVICTED.store(0, Relaxed);
+}

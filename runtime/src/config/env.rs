@@ -1,0 +1,146 @@
+//! Loading: TOML text and files, and the environment variables that
+//! override them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::validate::invalid;
+use super::Config;
+use crate::error::{Error, Result};
+
+type Setter = fn(&mut Config, &str) -> std::result::Result<(), String>;
+
+fn parse_bool(v: &str) -> std::result::Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{v:?} is not a boolean; allowed: true, false, 1, 0"
+        )),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(v: &str) -> std::result::Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not a non-negative integer"))
+}
+
+/// One environment variable that overrides one key.
+struct Override {
+    variable: &'static str,
+    key: &'static str,
+    set: Setter,
+}
+
+macro_rules! overrides {
+    ($($variable:literal => $key:literal : |$c:ident, $v:ident| $field:expr => $parse:expr;)*) => {
+        &[$(Override {
+            variable: $variable,
+            key: $key,
+            set: |$c, $v| {
+                $field = $parse;
+                Ok(())
+            },
+        }),*]
+    };
+}
+
+const OVERRIDES: &[Override] = overrides! {
+    "AGENTPROF_TELEMETRY_ENABLED" => "telemetry.enabled":
+        |c, v| c.telemetry.enabled => parse_bool(v)?;
+    "AGENTPROF_PROFILING_ENABLED" => "telemetry.profiling.enabled":
+        |c, v| c.telemetry.profiling.enabled => parse_bool(v)?;
+    "AGENTPROF_CPU_FREQUENCY" => "telemetry.profiling.cpu.frequency":
+        |c, v| c.telemetry.profiling.cpu.frequency => parse_num(v)?;
+    "AGENTPROF_CPU_CONTINUOUS" => "telemetry.profiling.cpu.continuous":
+        |c, v| c.telemetry.profiling.cpu.continuous => parse_bool(v)?;
+    "AGENTPROF_CPU_DURATION_SECONDS" => "telemetry.profiling.cpu.duration_seconds":
+        |c, v| c.telemetry.profiling.cpu.duration => Duration::from_secs(parse_num(v)?);
+    "AGENTPROF_MEMORY_TRACK_ALLOCATIONS" => "telemetry.profiling.memory.track_allocations":
+        |c, v| c.telemetry.profiling.memory.track_allocations => parse_bool(v)?;
+    "AGENTPROF_MEMORY_SAMPLING_RATE" => "telemetry.profiling.memory.sampling_rate":
+        |c, v| c.telemetry.profiling.memory.sampling_rate => parse_num(v)?;
+    "AGENTPROF_MEMORY_HEAP_PROFILING" => "telemetry.profiling.memory.heap_profiling":
+        |c, v| c.telemetry.profiling.memory.heap_profiling => parse_bool(v)?;
+    "AGENTPROF_MEMORY_SAMPLE_INTERVAL_BYTES" => "telemetry.profiling.memory.sample_interval_bytes":
+        |c, v| c.telemetry.profiling.memory.sample_interval_bytes => Some(parse_num(v)?);
+    "AGENTPROF_MEMORY_TIMELINE_INTERVAL_MS" => "telemetry.profiling.memory.timeline_interval_ms":
+        |c, v| c.telemetry.profiling.memory.timeline_interval_ms => parse_num(v)?;
+    "AGENTPROF_MEMORY_TIMELINE_CAPACITY" => "telemetry.profiling.memory.timeline_capacity":
+        |c, v| c.telemetry.profiling.memory.timeline_capacity => parse_num(v)?;
+    "AGENTPROF_EXPORTER_TYPE" => "telemetry.profiling.exporter.type":
+        |c, v| c.telemetry.profiling.exporter.type_ => v.trim().parse()?;
+    "AGENTPROF_EXPORTER_PYROSCOPE_ENDPOINT" => "telemetry.profiling.exporter.pyroscope_endpoint":
+        |c, v| c.telemetry.profiling.exporter.pyroscope_endpoint => Some(v.to_owned());
+    "AGENTPROF_EXPORTER_FILE_OUTPUT_DIR" => "telemetry.profiling.exporter.file_output_dir":
+        |c, v| c.telemetry.profiling.exporter.file_output_dir => Some(v.to_owned());
+    "AGENTPROF_EXPORTER_MAX_WINDOWS" => "telemetry.profiling.exporter.max_windows":
+        |c, v| c.telemetry.profiling.exporter.max_windows => parse_num(v)?;
+    "AGENTPROF_EXPORTER_MAX_BYTES" => "telemetry.profiling.exporter.max_bytes":
+        |c, v| c.telemetry.profiling.exporter.max_bytes => parse_num(v)?;
+    "AGENTPROF_EXPORTER_QUEUE_SIZE" => "telemetry.profiling.exporter.queue_size":
+        |c, v| c.telemetry.profiling.exporter.queue_size => parse_num(v)?;
+    "AGENTPROF_EXPORTER_SHUTDOWN_TIMEOUT_MS" => "telemetry.profiling.exporter.shutdown_timeout_ms":
+        |c, v| c.telemetry.profiling.exporter.shutdown_timeout_ms => parse_num(v)?;
+    "AGENTPROF_RECENT_INVOCATIONS" => "telemetry.profiling.attribution.recent_invocations":
+        |c, v| c.telemetry.profiling.attribution.recent_invocations => parse_num(v)?;
+    "AGENTPROF_LABEL_VALUE_MAX_LEN" => "telemetry.profiling.attribution.label_value_max_len":
+        |c, v| c.telemetry.profiling.attribution.label_value_max_len => parse_num(v)?;
+    "AGENTPROF_LABEL_VALUES_PER_KEY" => "telemetry.profiling.attribution.label_values_per_key":
+        |c, v| c.telemetry.profiling.attribution.label_values_per_key => parse_num(v)?;
+};
+
+/// The environment variables that override configuration keys, applied
+/// after the file, as `(variable, key)`.
+pub fn env_overrides() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OVERRIDES.iter().map(|o| (o.variable, o.key))
+}
+
+impl Config {
+    /// Parses TOML text (the whole application file), then validates it.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        Self::parse(text, None)
+    }
+
+    fn parse(text: &str, path: Option<PathBuf>) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::ConfigSyntax {
+            path,
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file, applies environment overrides, validates.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, Some(path.to_owned()))?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Defaults with environment overrides.
+    pub fn from_env() -> Result<Self> {
+        let mut config = Self::default();
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies overrides from `lookup` (the environment, or a map in tests),
+    /// then validates.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<()> {
+        for o in OVERRIDES {
+            if let Some(value) = lookup(o.variable) {
+                (o.set)(self, &value).map_err(|message| {
+                    invalid(o.key, format!("{message} (from ${})", o.variable))
+                })?;
+            }
+        }
+        self.validate()
+    }
+}

@@ -1,0 +1,23 @@
+//! The configuration's key paths, as errors name them: one definition each,
+//! for every module that reports a bad or unsupported value.
+
+pub(crate) const PROFILING: &str = "telemetry.profiling";
+pub(crate) const CPU: &str = "telemetry.profiling.cpu";
+pub(crate) const CPU_FREQUENCY: &str = "telemetry.profiling.cpu.frequency";
+pub(crate) const CPU_DURATION: &str = "telemetry.profiling.cpu.duration_seconds";
+pub(crate) const MEMORY_SAMPLING_RATE: &str = "telemetry.profiling.memory.sampling_rate";
+pub(crate) const MEMORY_SAMPLE_INTERVAL: &str = "telemetry.profiling.memory.sample_interval_bytes";
+pub(crate) const MEMORY_HEAP_PROFILING: &str = "telemetry.profiling.memory.heap_profiling";
+pub(crate) const MEMORY_TIMELINE_INTERVAL: &str = "telemetry.profiling.memory.timeline_interval_ms";
+pub(crate) const MEMORY_TIMELINE_CAPACITY: &str = "telemetry.profiling.memory.timeline_capacity";
+pub(crate) const EXPORTER_TYPE: &str = "telemetry.profiling.exporter.type";
+pub(crate) const PYROSCOPE_ENDPOINT: &str = "telemetry.profiling.exporter.pyroscope_endpoint";
+pub(crate) const BASIC_AUTH_USER: &str = "telemetry.profiling.exporter.basic_auth_user";
+pub(crate) const BEARER_TOKEN: &str = "telemetry.profiling.exporter.bearer_token";
+pub(crate) const QUEUE_SIZE: &str = "telemetry.profiling.exporter.queue_size";
+pub(crate) const MAX_WINDOWS: &str = "telemetry.profiling.exporter.max_windows";
+pub(crate) const FILE_OUTPUT_DIR: &str = "telemetry.profiling.exporter.file_output_dir";
+pub(crate) const RECENT_INVOCATIONS: &str = "telemetry.profiling.attribution.recent_invocations";
+pub(crate) const LABEL_VALUE_MAX_LEN: &str = "telemetry.profiling.attribution.label_value_max_len";
+pub(crate) const LABEL_VALUES_PER_KEY: &str =
+    "telemetry.profiling.attribution.label_values_per_key";

@@ -1,0 +1,580 @@
+//! Configuration: the `[telemetry.profiling]` tables of an application's
+//! TOML file, environment overrides, validation, and applying it.
+//!
+//! ```toml
+//! [telemetry]
+//! enabled = true
+//!
+//! [telemetry.profiling]
+//! enabled = true
+//!
+//! [telemetry.profiling.cpu]
+//! frequency = 100          # Hz, 1..=10000
+//! continuous = false
+//! duration_seconds = 30    # window length for continuous profiling
+//!
+//! [telemetry.profiling.memory]
+//! track_allocations = false  # true: record every allocation's stack
+//! sampling_rate = 100        # heap sample interval = rate x 512 KiB / 100
+//! heap_profiling = false
+//! timeline_interval_ms = 1000
+//! timeline_capacity = 3600
+//!
+//! [telemetry.profiling.exporter]
+//! type = "file"            # "file" | "pyroscope"
+//! file_output_dir = "./profiles"
+//!
+//! [telemetry.profiling.attribution]
+//! recent_invocations = 1024
+//! label_value_max_len = 128
+//! label_values_per_key = 1000
+//! ```
+//!
+//! Other tables of the file belong to the application and are ignored;
+//! unknown keys inside `[telemetry.profiling]` are errors, so a typo does
+//! not silently fall back to a default.
+//!
+//! Every key can be overridden by an environment variable (see
+//! [`env_overrides`]), applied after the file.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod env;
+pub(crate) mod keys;
+mod validate;
+
+pub use env::env_overrides;
+pub(crate) use validate::check_frequency;
+
+/// The parts of an application's configuration file agentprof reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// `[telemetry]`.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: the application's telemetry switch and our table.
+/// Other keys of the table (logging, tracing, metrics) are the
+/// application's and are ignored here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryConfig {
+    /// Master switch for all telemetry (default `true`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `[telemetry.profiling]`.
+    #[serde(default)]
+    pub profiling: ProfilingConfig,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            profiling: ProfilingConfig::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[telemetry.profiling]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilingConfig {
+    /// Record invocations (default `false`, as in the design document:
+    /// profiling is opted into by configuration).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `[telemetry.profiling.cpu]`.
+    #[serde(default)]
+    pub cpu: CpuProfilingConfig,
+    /// `[telemetry.profiling.memory]`.
+    #[serde(default)]
+    pub memory: MemoryProfilingConfig,
+    /// `[telemetry.profiling.exporter]`.
+    #[serde(default)]
+    pub exporter: ProfileExporterConfig,
+    /// `[telemetry.profiling.attribution]`.
+    #[serde(default)]
+    pub attribution: AttributionConfig,
+}
+
+/// `[telemetry.profiling.cpu]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuProfilingConfig {
+    /// Sampling frequency in Hz (default 100).
+    #[serde(default = "default_frequency")]
+    pub frequency: u32,
+    /// Profile window for periodic profiling (key `duration_seconds`,
+    /// default 30).
+    #[serde(
+        default = "default_duration",
+        rename = "duration_seconds",
+        with = "seconds"
+    )]
+    pub duration: Duration,
+    /// Profile continuously in windows of `duration` (default `false`).
+    #[serde(default)]
+    pub continuous: bool,
+}
+
+fn default_frequency() -> u32 {
+    100
+}
+fn default_duration() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for CpuProfilingConfig {
+    fn default() -> Self {
+        Self {
+            frequency: default_frequency(),
+            duration: default_duration(),
+            continuous: false,
+        }
+    }
+}
+
+mod seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// `[telemetry.profiling.memory]`.
+///
+/// With the counting allocator installed, allocation totals per process and
+/// per invocation are always kept (they are counters, cheap). These keys
+/// control the heap profiler, which records stacks:
+///
+/// - `heap_profiling = true` samples allocations with a mean interval of
+///   `sampling_rate x 512 KiB / 100` bytes: the default `sampling_rate = 100`
+///   gives 512 KiB, Go's default; `1` gives 5 KiB (about 100x more samples).
+///   `sample_interval_bytes`, when set, is used instead.
+/// - `track_allocations = true` records every allocation (interval 1 byte):
+///   exact, and expensive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryProfilingConfig {
+    /// Record the stack of every allocation (default `false`).
+    #[serde(default)]
+    pub track_allocations: bool,
+    /// Heap sampling density; see the type docs (default 100).
+    #[serde(default = "default_sampling_rate")]
+    pub sampling_rate: u64,
+    /// Sampled heap profile (default `false`).
+    #[serde(default)]
+    pub heap_profiling: bool,
+    /// Mean bytes between heap samples, overriding `sampling_rate`.
+    #[serde(default)]
+    pub sample_interval_bytes: Option<u64>,
+    /// Period of the RSS/allocator timeline in ms (default 1000; 0: off).
+    #[serde(default = "default_timeline_interval")]
+    pub timeline_interval_ms: u64,
+    /// Readings the timeline keeps (default 3600).
+    #[serde(default = "default_timeline_capacity")]
+    pub timeline_capacity: usize,
+}
+
+impl MemoryProfilingConfig {
+    /// Mean bytes between heap samples this configuration asks for, or
+    /// `None` when it asks for no heap profiling.
+    pub fn heap_sample_interval(&self) -> Option<u64> {
+        if self.track_allocations {
+            return Some(1);
+        }
+        self.heap_profiling.then(|| {
+            self.sample_interval_bytes
+                .unwrap_or((self.sampling_rate.saturating_mul(512 * 1024) / 100).max(1))
+        })
+    }
+}
+
+fn default_timeline_interval() -> u64 {
+    1000
+}
+fn default_timeline_capacity() -> usize {
+    3600
+}
+
+fn default_sampling_rate() -> u64 {
+    100
+}
+
+impl Default for MemoryProfilingConfig {
+    fn default() -> Self {
+        Self {
+            track_allocations: false,
+            sampling_rate: default_sampling_rate(),
+            heap_profiling: false,
+            sample_interval_bytes: None,
+            timeline_interval_ms: default_timeline_interval(),
+            timeline_capacity: default_timeline_capacity(),
+        }
+    }
+}
+
+/// Where continuous profiles go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExporterType {
+    /// Files in `file_output_dir`.
+    #[default]
+    File,
+    /// A Pyroscope server at `pyroscope_endpoint`.
+    Pyroscope,
+}
+
+impl std::str::FromStr for ExporterType {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "file" => Ok(Self::File),
+            "pyroscope" => Ok(Self::Pyroscope),
+            "gcp" => Err("\"gcp\" (Cloud Profiler) is not supported by agentprof; allowed: \"file\", \"pyroscope\"".into()),
+            other => Err(format!("unknown exporter {other:?}; allowed: \"file\", \"pyroscope\"")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ExporterType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[telemetry.profiling.exporter]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileExporterConfig {
+    /// Exporter kind (key `type`, default `"file"`).
+    #[serde(default, rename = "type")]
+    pub type_: ExporterType,
+    /// Pyroscope base URL, required with `type = "pyroscope"`.
+    #[serde(default)]
+    pub pyroscope_endpoint: Option<String>,
+    /// The `service_name` series label (default: the executable's name).
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Static series labels.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// HTTP basic auth user (with `basic_auth_password`).
+    #[serde(default)]
+    pub basic_auth_user: Option<String>,
+    /// HTTP basic auth password.
+    #[serde(default)]
+    pub basic_auth_password: Option<String>,
+    /// Bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// `X-Scope-OrgID` tenant header.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// More request headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Per-request timeout, ms (default 10000).
+    #[serde(default = "default_push_timeout")]
+    pub timeout_ms: u64,
+    /// Retries on 5xx and timeouts (default 2).
+    #[serde(default = "default_push_retries")]
+    pub max_retries: u32,
+    /// Output directory of the file exporter (default `./profiles`).
+    #[serde(default = "default_output_dir")]
+    pub file_output_dir: Option<String>,
+    /// Windows the file exporter keeps (default 48).
+    #[serde(default = "default_max_windows")]
+    pub max_windows: usize,
+    /// Bytes the file exporter keeps (default 256 MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Windows waiting for the exporters before the oldest is dropped
+    /// (default 4).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// How long shutdown waits for the exporters, ms (default 5000).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn default_push_timeout() -> u64 {
+    10_000
+}
+fn default_push_retries() -> u32 {
+    2
+}
+fn default_max_windows() -> usize {
+    48
+}
+fn default_max_bytes() -> u64 {
+    256 << 20
+}
+fn default_queue_size() -> usize {
+    4
+}
+fn default_shutdown_timeout() -> u64 {
+    5000
+}
+
+/// Where the file exporter writes when `file_output_dir` is not set.
+pub(crate) const DEFAULT_OUTPUT_DIR: &str = "./profiles";
+
+fn default_output_dir() -> Option<String> {
+    Some(DEFAULT_OUTPUT_DIR.to_owned())
+}
+
+impl Default for ProfileExporterConfig {
+    fn default() -> Self {
+        Self {
+            type_: ExporterType::File,
+            pyroscope_endpoint: None,
+            application_name: None,
+            tags: Default::default(),
+            basic_auth_user: None,
+            basic_auth_password: None,
+            bearer_token: None,
+            tenant_id: None,
+            headers: Default::default(),
+            timeout_ms: default_push_timeout(),
+            max_retries: default_push_retries(),
+            file_output_dir: default_output_dir(),
+            max_windows: default_max_windows(),
+            max_bytes: default_max_bytes(),
+            queue_size: default_queue_size(),
+            shutdown_timeout_ms: default_shutdown_timeout(),
+        }
+    }
+}
+
+/// `[telemetry.profiling.attribution]`: bounds of the per-invocation stores.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionConfig {
+    /// Finished invocations kept for lookup by id (default 1024, at most
+    /// 1,000,000; 0 keeps none).
+    #[serde(default = "default_recent")]
+    pub recent_invocations: usize,
+    /// Longest label value in bytes; longer ones are cut (default 128).
+    #[serde(default = "default_label_len")]
+    pub label_value_max_len: usize,
+    /// Distinct values kept per label key; later ones become `__overflow__`
+    /// (default 1000).
+    #[serde(default = "default_label_values")]
+    pub label_values_per_key: usize,
+}
+
+fn default_recent() -> usize {
+    1024
+}
+fn default_label_len() -> usize {
+    128
+}
+fn default_label_values() -> usize {
+    1000
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self {
+            recent_invocations: default_recent(),
+            label_value_max_len: default_label_len(),
+            label_values_per_key: default_label_values(),
+        }
+    }
+}
+
+/// Default mean sampling interval: 512 KiB, as Go's `MemProfileRate`.
+pub const DEFAULT_SAMPLE_INTERVAL: u64 = 512 * 1024;
+
+/// Sizes of the heap profiler's fixed tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapProfilerConfig {
+    /// Mean bytes between samples (1 samples every allocation).
+    pub sample_interval: u64,
+    /// Distinct (stack, agent, function) buckets kept.
+    pub max_stacks: usize,
+    /// Sampled allocations that can be live at once.
+    pub max_live_samples: usize,
+}
+
+impl Default for HeapProfilerConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            max_stacks: 4096,
+            max_live_samples: 65_536,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESIGN_EXAMPLE: &str = r#"
+[telemetry]
+enabled = true
+
+[telemetry.profiling]
+enabled = true
+
+[telemetry.profiling.cpu]
+frequency = 100  # Hz
+continuous = true
+duration_seconds = 30
+
+[telemetry.profiling.memory]
+track_allocations = false
+sampling_rate = 100  # Sample 1%
+heap_profiling = false
+
+[telemetry.profiling.exporter]
+type = "pyroscope"
+pyroscope_endpoint = "http://localhost:4040"
+
+# For GCP:
+# type = "gcp"
+# gcp_project_id = "my-project"
+
+# For local files:
+# type = "file"
+# file_output_dir = "./profiles"
+"#;
+
+    #[test]
+    fn design_document_example_parses_as_written() {
+        let c = Config::from_toml_str(DESIGN_EXAMPLE).unwrap();
+        let p = &c.telemetry.profiling;
+        assert!(c.telemetry.enabled && p.enabled);
+        assert_eq!(p.cpu.frequency, 100);
+        assert!(p.cpu.continuous);
+        assert_eq!(p.cpu.duration, Duration::from_secs(30));
+        assert_eq!(p.memory.sampling_rate, 100);
+        assert_eq!(p.exporter.type_, ExporterType::Pyroscope);
+        assert_eq!(
+            p.exporter.pyroscope_endpoint.as_deref(),
+            Some("http://localhost:4040")
+        );
+    }
+
+    #[test]
+    fn capabilities_not_in_this_build_are_refused_by_key() {
+        let c = Config::from_toml_str(DESIGN_EXAMPLE).unwrap();
+        if cfg!(feature = "pyroscope") {
+            assert!(c.unsupported().is_none());
+        } else {
+            let err = c
+                .unsupported()
+                .expect("the Pyroscope exporter is not in this build")
+                .to_string();
+            assert!(
+                err.contains("telemetry.profiling.exporter.type") && err.contains("pyroscope"),
+                "{err}"
+            );
+        }
+        let off = Config::from_toml_str("[telemetry.profiling]\nenabled = true\n").unwrap();
+        assert!(off.unsupported().is_none());
+    }
+
+    #[test]
+    fn other_application_tables_are_ignored() {
+        let c = Config::from_toml_str(
+            "[server]\nport = 8080\n[telemetry]\nlogging = true\n[telemetry.tracing]\nx = 1\n",
+        )
+        .unwrap();
+        assert!(c.telemetry.enabled);
+        assert!(!c.telemetry.profiling.enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_allowed() {
+        let e = Config::from_toml_str("[telemetry.profiling.cpu]\nfrequency = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("telemetry.profiling.cpu.frequency") && e.contains("1 to 10000"),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[telemetry.profiling.cpu]\nfrequncy = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("frequncy") && e.contains("frequency"), "{e}");
+        let e = Config::from_toml_str("[telemetry.profiling.exporter]\ntype = \"gcp\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gcp") && e.contains("\"file\", \"pyroscope\""),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[telemetry.profiling.exporter]\ntype = \"pyroscope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("telemetry.profiling.exporter.pyroscope_endpoint"),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[telemetry.profiling.cpu]\nfrequency = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("frequency"), "{e}");
+    }
+
+    #[test]
+    fn sampling_rate_maps_to_a_byte_interval() {
+        let mut m = MemoryProfilingConfig::default();
+        assert_eq!(m.heap_sample_interval(), None);
+        m.heap_profiling = true;
+        assert_eq!(m.heap_sample_interval(), Some(512 * 1024));
+        m.sampling_rate = 1;
+        assert_eq!(m.heap_sample_interval(), Some(5242));
+        m.sample_interval_bytes = Some(4096);
+        assert_eq!(m.heap_sample_interval(), Some(4096));
+        m.track_allocations = true;
+        assert_eq!(m.heap_sample_interval(), Some(1));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c = Config::from_toml_str(DESIGN_EXAMPLE).unwrap();
+        let env = |name: &str| match name {
+            "AGENTPROF_CPU_FREQUENCY" => Some("250".to_owned()),
+            "AGENTPROF_CPU_CONTINUOUS" => Some("false".to_owned()),
+            "AGENTPROF_EXPORTER_TYPE" => Some("file".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.telemetry.profiling.cpu.frequency, 250);
+        assert!(!c.telemetry.profiling.cpu.continuous);
+        assert_eq!(c.telemetry.profiling.exporter.type_, ExporterType::File);
+        let e = c
+            .apply_env(|n| (n == "AGENTPROF_PROFILING_ENABLED").then(|| "maybe".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("telemetry.profiling.enabled") && e.contains("AGENTPROF_PROFILING_ENABLED"),
+            "{e}"
+        );
+        let e = c
+            .apply_env(|n| (n == "AGENTPROF_CPU_FREQUENCY").then(|| "20000".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 to 10000"), "{e}");
+    }
+}

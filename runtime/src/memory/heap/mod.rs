@@ -1,0 +1,471 @@
+//! The sampled heap profiler.
+//!
+//! Sampling is byte-based and Poisson, as Go's `MemProfileRate` and
+//! jemalloc's `lg_prof_sample`: each thread counts allocated bytes down from
+//! an exponentially distributed interval with the configured mean, and the
+//! allocation that crosses zero is sampled, so an allocation of `s` bytes is
+//! sampled with probability `1 - exp(-s / mean)`. A sample records the
+//! stack (unwound through `.eh_frame` by the platform unwinder, into a
+//! fixed-size buffer, with the allocator's reentrancy guard set) and the
+//! agent and function of the current invocation. Each sample is weighted to
+//! an unbiased estimate when it is taken (Go's scaling, per sample, so that
+//! changing the interval does not re-weight older samples).
+//!
+//! Frees of sampled pointers are matched through a fixed side table; see
+//! [`table`].
+
+mod table;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::{HeapProfilerConfig, DEFAULT_SAMPLE_INTERVAL};
+use crate::error::{Error, Result};
+use crate::model::{HeapDropped, HeapGrowth, INSTALL_HINT};
+use crate::pprof::{self, Profile, ProfileBuilder};
+use crate::thread::clock;
+use crate::thread::memory::{allocator_installed, untracked, ThreadMemory};
+use crate::thread::slot::{self, Owner};
+use table::{Tables, Weight, MAX_DEPTH};
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
+static TABLES: AtomicPtr<Tables> = AtomicPtr::new(std::ptr::null_mut());
+
+#[inline]
+fn tables() -> Option<&'static Tables> {
+    // SAFETY: only null or a leaked, never-freed `Tables` is stored, and it
+    // is published with Release after construction.
+    unsafe { TABLES.load(Acquire).as_ref() }
+}
+
+/// The process-wide sampled heap profiler: a handle from [`start`] or
+/// [`running`].
+///
+/// [`start`]: HeapProfiler::start
+/// [`running`]: HeapProfiler::running
+#[derive(Debug, Clone, Copy)]
+pub struct HeapProfiler {
+    _private: (),
+}
+
+impl HeapProfiler {
+    /// Reserves the tables (once per process; later starts keep the first
+    /// sizes) and starts sampling.
+    pub fn start(config: HeapProfilerConfig) -> Result<HeapProfiler> {
+        if config.sample_interval == 0 {
+            return Err(Error::InvalidConfig {
+                key: crate::config::keys::MEMORY_SAMPLE_INTERVAL.to_owned(),
+                message: "must be at least 1 byte".to_owned(),
+            });
+        }
+        if !allocator_installed() {
+            return Err(Error::Unsupported {
+                key: crate::config::keys::MEMORY_HEAP_PROFILING.to_owned(),
+                what: "heap profiling without the counting allocator".to_owned(),
+                hint: Some(INSTALL_HINT.to_owned()),
+            });
+        }
+        if tables().is_none() {
+            let fresh = Box::into_raw(Box::new(Tables::new(
+                config.max_stacks,
+                config.max_live_samples,
+            )));
+            if TABLES
+                .compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire)
+                .is_err()
+            {
+                // SAFETY: never published; this is the only reference.
+                drop(unsafe { Box::from_raw(fresh) });
+            }
+        }
+        INTERVAL.store(config.sample_interval, Relaxed);
+        ACTIVE.store(true, Release);
+        Ok(HeapProfiler { _private: () })
+    }
+
+    /// Stops sampling; frees of already-sampled pointers are still matched.
+    pub fn stop(&self) {
+        ACTIVE.store(false, Release);
+    }
+
+    /// Whether allocations are being sampled.
+    pub fn is_running() -> bool {
+        ACTIVE.load(Relaxed)
+    }
+
+    /// A handle on the heap profiler if it is sampling (started by
+    /// [`HeapProfiler::start`] or by configuration).
+    pub fn running() -> Option<HeapProfiler> {
+        Self::is_running().then_some(HeapProfiler { _private: () })
+    }
+
+    /// Bytes the tables reserve (0 before the first start).
+    pub fn reserved_bytes() -> usize {
+        tables().map_or(0, Tables::reserved_bytes)
+    }
+
+    /// What did not fit.
+    pub fn dropped() -> HeapDropped {
+        tables().map_or_else(HeapDropped::default, |t| HeapDropped {
+            stacks: t.stacks_dropped.load(Relaxed),
+            live: t.live_dropped.load(Relaxed),
+        })
+    }
+
+    /// Everything sampled so far, as a profile.
+    pub fn snapshot(&self) -> HeapProfile {
+        untracked(|| self.take_snapshot())
+    }
+
+    fn take_snapshot(&self) -> HeapProfile {
+        let mut merged: HashMap<(Vec<usize>, usize), HeapStack> = HashMap::new();
+        if let Some(tables) = tables() {
+            for bucket in tables.buckets.iter() {
+                let Some((frames, owner)) = bucket.contents() else {
+                    continue;
+                };
+                let key = (frames.clone(), owner.map_or(0, Owner::key));
+                let stack = merged.entry(key).or_insert_with(|| HeapStack {
+                    frames,
+                    agent: owner.and_then(|o| o.agent),
+                    function: owner.map(|o| o.function),
+                    ..HeapStack::default()
+                });
+                stack.samples += bucket.samples.load(Relaxed);
+                stack.alloc_objects_milli += bucket.alloc_objects_milli.load(Relaxed);
+                stack.alloc_bytes += bucket.alloc_bytes.load(Relaxed);
+                stack.free_objects_milli += bucket.free_objects_milli.load(Relaxed);
+                stack.free_bytes += bucket.free_bytes.load(Relaxed);
+            }
+        }
+        let profile = HeapProfile {
+            stacks: merged.into_values().filter(|s| s.samples > 0).collect(),
+            sample_interval: INTERVAL.load(Relaxed),
+            taken_at: SystemTime::now(),
+        };
+        remember_for_growth(&profile);
+        profile
+    }
+}
+
+/// One sampled stack's estimates (already unbiased).
+#[derive(Clone, Debug, Default)]
+pub struct HeapStack {
+    frames: Vec<usize>,
+    /// Agent of the invocation that allocated.
+    pub agent: Option<&'static str>,
+    /// Function of the invocation that allocated.
+    pub function: Option<&'static str>,
+    /// Raw samples taken.
+    pub samples: u64,
+    alloc_objects_milli: u64,
+    alloc_bytes: u64,
+    free_objects_milli: u64,
+    free_bytes: u64,
+}
+
+/// What one sampled allocation of `size` bytes stands for, unbiased: it was
+/// sampled with probability `1 - exp(-size / interval)`, so it counts
+/// `1 / that` allocations (Go's `scaleHeapSample`, applied per sample).
+fn weight(size: u64, interval: u64) -> Weight {
+    let factor = if interval <= 1 {
+        1.0
+    } else {
+        1.0 / (1.0 - (-(size.max(1) as f64) / interval as f64).exp())
+    };
+    Weight {
+        objects_milli: (factor * 1024.0).round().min(u32::MAX as f64) as u32,
+        bytes: (size as f64 * factor).round() as u64,
+    }
+}
+
+/// Frames of the profiler and the allocator shims, trimmed from the leaf end.
+fn profiler_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "agentprof_runtime::",
+        "backtrace::",
+        "__rust",
+        "__rdl_",
+        "alloc::alloc::",
+        "core::alloc::",
+        "std::alloc::",
+        "std::thread::local::",
+        "std::sys::thread_local",
+        "core::ops::function::FnOnce::call_once",
+        "0x",
+    ];
+    // `GlobalAlloc::alloc[agentprof_runtime::..]`: our impl of a std trait.
+    PREFIXES.iter().any(|p| name.starts_with(p)) || name.contains("[agentprof_runtime::")
+}
+
+/// A heap snapshot.
+#[derive(Clone, Debug)]
+pub struct HeapProfile {
+    /// Sampled stacks.
+    pub stacks: Vec<HeapStack>,
+    /// Mean sampling interval in bytes.
+    pub sample_interval: u64,
+    /// When it was taken.
+    pub taken_at: SystemTime,
+}
+
+impl HeapStack {
+    /// Estimated (allocations, bytes) allocated.
+    pub fn alloc_estimate(&self) -> (i64, i64) {
+        (
+            (self.alloc_objects_milli / 1024) as i64,
+            self.alloc_bytes as i64,
+        )
+    }
+
+    /// Estimated (allocations, bytes) still in use.
+    pub fn inuse_estimate(&self) -> (i64, i64) {
+        (
+            (self
+                .alloc_objects_milli
+                .saturating_sub(self.free_objects_milli)
+                / 1024) as i64,
+            self.alloc_bytes.saturating_sub(self.free_bytes) as i64,
+        )
+    }
+
+    /// Function names of the stack, leaf first, profiler frames trimmed.
+    pub fn function_names(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .flat_map(|&f| pprof::symbolize(f))
+            .map(|f| f.name)
+            .skip_while(|n| profiler_frame(n))
+            .collect()
+    }
+}
+
+impl HeapProfile {
+    /// The profile in pprof form: sample types alloc_objects/count,
+    /// alloc_space/bytes, inuse_objects/count, inuse_space/bytes, with
+    /// `agent` and `function` labels.
+    pub fn to_pprof(&self) -> Profile {
+        untracked(|| self.build_pprof())
+    }
+
+    fn build_pprof(&self) -> Profile {
+        let mut builder = ProfileBuilder::new(&[
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_objects", "count"),
+            ("inuse_space", "bytes"),
+        ]);
+        for stack in &self.stacks {
+            let (alloc_objects, alloc_space) = stack.alloc_estimate();
+            let (inuse_objects, inuse_space) = stack.inuse_estimate();
+            let mut labels = Vec::new();
+            if let Some(agent) = stack.agent {
+                labels.push(("agent", agent));
+            }
+            if let Some(function) = stack.function {
+                labels.push(("function", function));
+            }
+            builder.sample(
+                &stack.frames,
+                profiler_frame,
+                vec![alloc_objects, alloc_space, inuse_objects, inuse_space],
+                &labels,
+            );
+        }
+        let time = self
+            .taken_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        builder.finish(
+            ("space", "bytes"),
+            self.sample_interval as i64,
+            "inuse_space",
+            time.as_nanos() as i64,
+            0,
+        )
+    }
+
+    /// Gzipped pprof bytes (`mem_profile_*.pb.gz`).
+    pub fn to_pprof_gzip(&self) -> Vec<u8> {
+        self.to_pprof().encode_gzip()
+    }
+
+    /// Estimated in-use bytes per (allocation site, agent); the site is
+    /// the innermost frame outside the standard library's allocation paths.
+    fn inuse_by_site(&self) -> HashMap<(String, Option<&'static str>), i64> {
+        // Names are in `readable_name` form: `Trait::f[Type]` for trait
+        // impls, so a std trait's method counts as library code.
+        let library = |n: &String| {
+            ["alloc::", "core::", "std::"]
+                .iter()
+                .any(|prefix| n.starts_with(prefix))
+        };
+        let mut sites = HashMap::new();
+        for stack in &self.stacks {
+            let site = stack
+                .function_names()
+                .into_iter()
+                .find(|n| !library(n))
+                .unwrap_or_else(|| "?".to_owned());
+            *sites.entry((site, stack.agent)).or_default() += stack.inuse_estimate().1;
+        }
+        sites
+    }
+}
+
+type Sites = HashMap<(String, Option<&'static str>), i64>;
+static HISTORY: Mutex<(Option<Sites>, Option<Sites>)> = Mutex::new((None, None));
+
+fn remember_for_growth(profile: &HeapProfile) {
+    let sites = profile.inuse_by_site();
+    let mut history = HISTORY.lock().unwrap_or_else(|e| e.into_inner());
+    history.0 = history.1.take();
+    history.1 = Some(sites);
+}
+
+/// The sites whose estimated in-use bytes grew most between the last two
+/// snapshots, largest growth first (at most 10).
+pub(crate) fn growth() -> Vec<HeapGrowth> {
+    let history = HISTORY.lock().unwrap_or_else(|e| e.into_inner());
+    let (Some(older), Some(newer)) = (&history.0, &history.1) else {
+        return Vec::new();
+    };
+    let mut grown: Vec<HeapGrowth> = newer
+        .iter()
+        .map(|((function, agent), &inuse)| HeapGrowth {
+            function: function.clone(),
+            agent: agent.map(str::to_owned),
+            inuse_bytes: inuse,
+            growth_bytes: inuse - older.get(&(function.clone(), *agent)).copied().unwrap_or(0),
+        })
+        .filter(|g| g.growth_bytes > 0)
+        .collect();
+    grown.sort_by_key(|g| std::cmp::Reverse(g.growth_bytes));
+    grown.truncate(10);
+    grown
+}
+
+// ---- the allocator's side --------------------------------------------------
+
+fn next_random(m: &ThreadMemory) -> u64 {
+    let mut x = m.rng.get();
+    if x == 0 {
+        // Seed from the thread's identity and the clock.
+        x = mix_seed(slot::thread_index() as u64, clock::monotonic_ns());
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    m.rng.set(x);
+    x
+}
+
+fn mix_seed(a: u64, b: u64) -> u64 {
+    let x = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x ^ (x >> 31)) | 1
+}
+
+/// An exponentially distributed interval with mean `mean` bytes.
+fn next_interval(m: &ThreadMemory, mean: u64) -> i64 {
+    if mean <= 1 {
+        return 0;
+    }
+    let uniform = (next_random(m) >> 11) as f64 / (1u64 << 53) as f64;
+    (-(1.0 - uniform).ln() * mean as f64) as i64
+}
+
+/// Called by the allocator hook for every allocation, guard set.
+#[inline]
+pub(crate) fn on_alloc(m: &ThreadMemory, ptr: *mut u8, size: usize) {
+    if !ACTIVE.load(Relaxed) {
+        return;
+    }
+    count_down(m, ptr, size);
+}
+
+#[inline]
+fn count_down(m: &ThreadMemory, ptr: *mut u8, size: usize) {
+    let mean = INTERVAL.load(Relaxed);
+    if m.rng.get() == 0 {
+        let first = next_interval(m, mean);
+        m.until_sample.set(first);
+    }
+    let left = m.until_sample.get() - size as i64;
+    if left > 0 {
+        m.until_sample.set(left);
+        return;
+    }
+    m.until_sample.set(next_interval(m, mean));
+    record(ptr as usize, size as u64);
+}
+
+#[cold]
+fn record(ptr: usize, size: u64) {
+    let Some(tables) = tables() else { return };
+    let mut frames = [0usize; MAX_DEPTH];
+    let depth = capture_stack(&mut frames);
+    // SAFETY: the slot points at an `Active` that stays live until this
+    // thread leaves it, which it cannot do inside this allocation.
+    let owner = unsafe { slot::current().as_ref() }.map_or(0, |a| a.owner.key());
+    if let Some(bucket_index) = tables.bucket(&frames[..depth], owner) {
+        let bucket = &tables.buckets[bucket_index as usize];
+        let weight = weight(size, INTERVAL.load(Relaxed));
+        bucket.samples.fetch_add(1, Relaxed);
+        bucket
+            .alloc_objects_milli
+            .fetch_add(weight.objects_milli as u64, Relaxed);
+        bucket.alloc_bytes.fetch_add(weight.bytes, Relaxed);
+        tables.insert_live(ptr, bucket_index, weight);
+    }
+}
+
+/// Called by the allocator hook for every free, guard set.
+#[inline]
+pub(crate) fn on_free(ptr: *mut u8) {
+    let Some(tables) = tables() else { return };
+    if !tables.maybe_live(ptr as usize) {
+        return;
+    }
+    free_sampled(tables, ptr);
+}
+
+#[cold]
+fn free_sampled(tables: &Tables, ptr: *mut u8) {
+    if let Some((bucket, weight)) = tables.remove_live(ptr as usize) {
+        let bucket = &tables.buckets[bucket as usize];
+        bucket
+            .free_objects_milli
+            .fetch_add(weight.objects_milli as u64, Relaxed);
+        bucket.free_bytes.fetch_add(weight.bytes, Relaxed);
+    }
+}
+
+/// Return addresses of the calling stack, leaf first, into `frames`.
+#[cfg(unix)]
+fn capture_stack(frames: &mut [usize; MAX_DEPTH]) -> usize {
+    let mut depth = 0;
+    // SAFETY: `trace_unsynchronized` is unsafe only because some platform
+    // unwinders (dbghelp on Windows) are not thread-safe; on unix it uses
+    // the thread-safe libgcc/libunwind `_Unwind_Backtrace`. The closure only
+    // writes into the caller's fixed buffer.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            let ip = frame.ip() as usize;
+            if ip == 0 {
+                return false;
+            }
+            frames[depth] = ip;
+            depth += 1;
+            depth < MAX_DEPTH
+        });
+    }
+    depth
+}
+
+#[cfg(not(unix))]
+fn capture_stack(_frames: &mut [usize; MAX_DEPTH]) -> usize {
+    0
+}

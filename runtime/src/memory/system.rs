@@ -1,0 +1,185 @@
+//! Resident and virtual memory of the process, and a bounded timeline of
+//! it next to the allocator's figures.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::model::{MemoryTimelinePoint, SystemMemoryInfo};
+
+/// RSS and virtual size of this process.
+///
+/// Linux reads `/proc/self/statm`; macOS asks `task_info`; other platforms
+/// get [`Error::Unsupported`].
+pub fn system_memory() -> Result<SystemMemoryInfo> {
+    imp::system_memory()
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use super::*;
+
+    pub(super) fn system_memory() -> Result<SystemMemoryInfo> {
+        let statm =
+            std::fs::read_to_string("/proc/self/statm").map_err(|e| Error::Unsupported {
+                key: "/proc/self/statm".to_owned(),
+                what: format!("reading process memory ({e})"),
+                hint: Some("is /proc mounted?".to_owned()),
+            })?;
+        let mut fields = statm.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {
+            return Err(Error::Unsupported {
+                key: "/proc/self/statm".to_owned(),
+                what: format!("parsing {statm:?}"),
+                hint: None,
+            });
+        };
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let page = if page > 0 { page as u64 } else { 4096 };
+        Ok(SystemMemoryInfo {
+            rss_bytes: resident * page,
+            virtual_bytes: size * page,
+        })
+    }
+}
+
+// Not built or tested on this project's CI (Linux); kept minimal.
+#[cfg(target_os = "macos")]
+mod imp {
+    use super::*;
+
+    #[allow(deprecated)] // mach_task_self: libc points to the mach2 crate.
+    pub(super) fn system_memory() -> Result<SystemMemoryInfo> {
+        let mut info: libc::mach_task_basic_info = unsafe { std::mem::zeroed() };
+        let mut count = (std::mem::size_of::<libc::mach_task_basic_info>()
+            / std::mem::size_of::<libc::natural_t>())
+            as libc::mach_msg_type_number_t;
+        // SAFETY: `info` and `count` describe a writable buffer of the size
+        // task_info expects for MACH_TASK_BASIC_INFO.
+        let kr = unsafe {
+            libc::task_info(
+                libc::mach_task_self(),
+                libc::MACH_TASK_BASIC_INFO,
+                &mut info as *mut _ as libc::task_info_t,
+                &mut count,
+            )
+        };
+        if kr != libc::KERN_SUCCESS {
+            return Err(Error::Unsupported {
+                key: "task_info".to_owned(),
+                what: format!("reading process memory (kern_return {kr})"),
+                hint: None,
+            });
+        }
+        Ok(SystemMemoryInfo {
+            rss_bytes: info.resident_size,
+            virtual_bytes: info.virtual_size,
+        })
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod imp {
+    use super::*;
+
+    pub(super) fn system_memory() -> Result<SystemMemoryInfo> {
+        Err(Error::Unsupported {
+            key: "system memory".to_owned(),
+            what: format!("reading RSS on {}", std::env::consts::OS),
+            hint: Some("supported on Linux and macOS".to_owned()),
+        })
+    }
+}
+
+struct Timeline {
+    points: VecDeque<MemoryTimelinePoint>,
+    capacity: usize,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+static TIMELINE: Mutex<Option<Timeline>> = Mutex::new(None);
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Timeline>> {
+    TIMELINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes one reading now.
+fn reading() -> MemoryTimelinePoint {
+    let stats = super::allocator::memory_stats();
+    MemoryTimelinePoint {
+        unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        rss_bytes: system_memory().ok().map(|m| m.rss_bytes),
+        current_bytes: stats.map(|s| s.current_usage),
+        peak_bytes: stats.map(|s| s.peak_usage),
+    }
+}
+
+/// Starts sampling RSS and allocator figures every `interval` into a ring
+/// of `capacity` readings (replacing a timeline already running).
+pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> {
+    if interval.is_zero() || capacity == 0 {
+        return Err(Error::InvalidConfig {
+            key: crate::config::keys::MEMORY_TIMELINE_INTERVAL.to_owned(),
+            message: "the timeline needs an interval of at least 1 ms and a capacity of at least 1"
+                .to_owned(),
+        });
+    }
+    stop_memory_timeline();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = stop.clone();
+    *lock() = Some(Timeline {
+        points: VecDeque::with_capacity(capacity),
+        capacity,
+        stop,
+        thread: None,
+    });
+    let thread = std::thread::Builder::new()
+        .name("agentprof-memory-timeline".to_owned())
+        .spawn(move || {
+            while !thread_stop.load(Ordering::Relaxed) {
+                let point = reading();
+                if let Some(timeline) = lock().as_mut() {
+                    if timeline.points.len() == timeline.capacity {
+                        timeline.points.pop_front();
+                    }
+                    timeline.points.push_back(point);
+                }
+                std::thread::park_timeout(interval);
+            }
+        })
+        .map_err(|e| Error::Unsupported {
+            key: crate::config::keys::MEMORY_TIMELINE_INTERVAL.to_owned(),
+            what: format!("a sampling thread ({e})"),
+            hint: None,
+        })?;
+    if let Some(timeline) = lock().as_mut() {
+        timeline.thread = Some(thread);
+    }
+    Ok(())
+}
+
+/// Stops the timeline sampler, keeping its readings.
+pub fn stop_memory_timeline() {
+    let handle = lock().as_mut().and_then(|t| {
+        t.stop.store(true, Ordering::Relaxed);
+        t.thread.take()
+    });
+    if let Some(handle) = handle {
+        handle.thread().unpark();
+        let _ = handle.join();
+    }
+}
+
+/// The readings so far, oldest first.
+pub(crate) fn timeline() -> Vec<MemoryTimelinePoint> {
+    lock()
+        .as_ref()
+        .map(|t| t.points.iter().copied().collect())
+        .unwrap_or_default()
+}

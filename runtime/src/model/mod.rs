@@ -1,0 +1,17 @@
+//! The public data types, shared by the recording and the opt-out builds:
+//! reports and their rows, invocation records, memory figures, resource
+//! usage. Plain data (serde derives, lookups, JSON): no behaviour, so user
+//! code that handles them compiles the same against both builds.
+
+mod report;
+mod resource;
+
+pub use report::{
+    AgentRow, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord, MemoryStats,
+    MemoryTimelinePoint, Outcome, Report, SystemMemoryInfo, TimerMode, SCHEMA_VERSION,
+};
+pub use resource::{AgentResourceStats, ResourceContext, ResourceUsage};
+
+/// How to get memory figures, for reports made without the allocator.
+pub const INSTALL_HINT: &str =
+    "memory figures need the counting allocator: #[global_allocator] static ALLOC: agentprof::Allocator = agentprof::Allocator::system();";

@@ -1,0 +1,259 @@
+//! The collector: a background thread that cuts a window every period (CPU
+//! profile, heap snapshot, report) and an export thread that hands windows
+//! to the exporters, with a bounded queue between them.
+//!
+//! Neither thread depends on the application's async runtime. A full queue
+//! drops its oldest window and counts it, so a slow exporter costs windows,
+//! never memory, and instrumented code never waits for either thread.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
+use crate::cpu::CpuProfiler;
+use crate::memory::HeapProfiler;
+use crate::model::Report;
+
+struct Payload {
+    window: Window,
+    cpu: Option<(Vec<u8>, Vec<u8>)>,
+    heap: Option<Vec<u8>>,
+    report: Report,
+}
+
+#[derive(Default)]
+struct Counters {
+    windows: AtomicU64,
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> CollectorStats {
+        CollectorStats {
+            windows: self.windows.load(Relaxed),
+            exported: self.exported.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+        }
+    }
+}
+
+struct Queue {
+    items: Mutex<VecDeque<Payload>>,
+    changed: Condvar,
+    capacity: usize,
+    closed: AtomicBool,
+}
+
+impl Queue {
+    fn push(&self, payload: Payload, counters: &Counters) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        if items.len() >= self.capacity {
+            items.pop_front();
+            counters.dropped.fetch_add(1, Relaxed);
+        }
+        items.push_back(payload);
+        self.changed.notify_all();
+    }
+
+    fn pop(&self) -> Option<Payload> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(payload) = items.pop_front() {
+                return Some(payload);
+            }
+            if self.closed.load(Relaxed) {
+                return None;
+            }
+            items = self.changed.wait(items).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+pub(crate) struct Collector {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    cutter: std::thread::JoinHandle<()>,
+    exporter_done: mpsc::Receiver<()>,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+    shutdown_timeout: Duration,
+}
+
+pub(crate) struct CollectorConfig {
+    pub(crate) window: Duration,
+    pub(crate) queue_size: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Collector {
+    pub(crate) fn start(
+        config: CollectorConfig,
+        mut cpu: Option<CpuProfiler>,
+        mut exporter: Box<dyn ProfileExporter>,
+    ) -> std::io::Result<Collector> {
+        let queue = Arc::new(Queue {
+            items: Mutex::new(VecDeque::with_capacity(config.queue_size)),
+            changed: Condvar::new(),
+            capacity: config.queue_size.max(1),
+            closed: AtomicBool::new(false),
+        });
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+
+        let (done_tx, exporter_done) = mpsc::channel();
+        {
+            let (queue, counters) = (queue.clone(), counters.clone());
+            std::thread::Builder::new()
+                .name("agentprof-export".to_owned())
+                .spawn(move || {
+                    while let Some(payload) = queue.pop() {
+                        export(&mut *exporter, &payload, &counters);
+                    }
+                    let _ = done_tx.send(());
+                })?;
+        }
+        let cutter = {
+            let (queue, counters, stop) = (queue.clone(), counters.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("agentprof-collector".to_owned())
+                .spawn(move || {
+                    let mut sequence = 0;
+                    let mut start = SystemTime::now();
+                    let mut deadline = Instant::now() + config.window;
+                    loop {
+                        let stopping = {
+                            let (flag, wake) = &*stop;
+                            let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+                            while !*stopped && Instant::now() < deadline {
+                                let left = deadline.saturating_duration_since(Instant::now());
+                                stopped = wake
+                                    .wait_timeout(stopped, left)
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .0;
+                            }
+                            *stopped
+                        };
+                        sequence += 1;
+                        let end = SystemTime::now();
+                        let window = Window {
+                            sequence,
+                            start,
+                            end,
+                        };
+                        let payload = cut(window, &mut cpu, stopping);
+                        counters.windows.fetch_add(1, Relaxed);
+                        queue.push(payload, &counters);
+                        if stopping {
+                            break;
+                        }
+                        start = end;
+                        deadline += config.window;
+                    }
+                    queue.closed.store(true, Relaxed);
+                    queue.changed.notify_all();
+                })?
+        };
+        Ok(Collector {
+            stop,
+            cutter,
+            exporter_done,
+            queue,
+            counters,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub(crate) fn stats(&self) -> CollectorStats {
+        self.counters.snapshot()
+    }
+
+    /// Cuts the last (partial) window, lets the exporters take what is
+    /// queued, and returns within the shutdown timeout even when an
+    /// exporter hangs.
+    pub(crate) fn shutdown(self) -> ShutdownSummary {
+        {
+            let (flag, wake) = &*self.stop;
+            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            wake.notify_all();
+        }
+        let _ = self.cutter.join();
+        let export_timed_out = self
+            .exporter_done
+            .recv_timeout(self.shutdown_timeout)
+            .is_err();
+        if export_timed_out {
+            // Abandon what is still queued; the exporter thread ends when
+            // its current call returns.
+            let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+            self.counters.dropped.fetch_add(items.len() as u64, Relaxed);
+            items.clear();
+        }
+        ShutdownSummary {
+            stats: self.counters.snapshot(),
+            export_timed_out,
+        }
+    }
+}
+
+/// Takes one window's profiles. On the last window the CPU profiler is
+/// stopped rather than cut.
+fn cut(window: Window, cpu: &mut Option<CpuProfiler>, last: bool) -> Payload {
+    let cpu_report = cpu.as_mut().and_then(|p| {
+        if last {
+            p.stop_and_collect()
+        } else {
+            p.cut_window()
+        }
+        .ok()
+    });
+    #[cfg(feature = "metrics")]
+    if let Some(r) = &cpu_report {
+        super::metrics::add_samples(r.sample_count());
+    }
+    let cpu = cpu_report.map(|r| {
+        let svg = r.flamegraph_svg().unwrap_or_default();
+        (r.pprof_gzip(), svg)
+    });
+    let heap = HeapProfiler::running().map(|h| h.snapshot().to_pprof_gzip());
+    let report = crate::report::report();
+    #[cfg(feature = "metrics")]
+    super::metrics::publish(&report);
+    Payload {
+        window,
+        cpu,
+        heap,
+        report,
+    }
+}
+
+fn export(exporter: &mut dyn ProfileExporter, payload: &Payload, counters: &Counters) {
+    let w = &payload.window;
+    let mut results = Vec::with_capacity(4);
+    if let Some((profile, svg)) = &payload.cpu {
+        results.push(exporter.export_cpu_profile(w, profile));
+        if !svg.is_empty() {
+            results.push(exporter.export_flamegraph(w, svg));
+        }
+    }
+    if let Some(heap) = &payload.heap {
+        results.push(exporter.export_memory_profile(w, heap));
+    }
+    results.push(exporter.export_report(w, &payload.report));
+    let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() {
+        counters.exported.fetch_add(1, Relaxed);
+        return;
+    }
+    counters.errors.fetch_add(errors.len() as u64, Relaxed);
+    // Once per window, however many payloads failed.
+    tracing::warn!(
+        window = w.sequence,
+        failures = errors.len(),
+        error = %errors[0],
+        "agentprof could not export a profile window"
+    );
+}

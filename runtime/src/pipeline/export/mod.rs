@@ -1,0 +1,202 @@
+//! Exporters: where the collector's windows go.
+//!
+//! The trait is synchronous on purpose: exporters run on the collector's
+//! own export thread, never on the application's runtime, so they need no
+//! async runtime, and a slow or hanging exporter delays only that thread
+//! (the window queue in front of it is bounded and drops its oldest entry).
+//! Every hook has a no-op default, so an exporter implements what it
+//! handles.
+
+mod file;
+#[cfg(feature = "pyroscope")]
+pub mod pyroscope;
+
+pub use file::{FileExporter, FileRetention};
+#[cfg(feature = "pyroscope")]
+pub use pyroscope::{PyroscopeAuth, PyroscopeConfig, PyroscopeExporter};
+
+use std::time::SystemTime;
+
+use crate::error::Result;
+use crate::model::Report;
+
+/// Which window a payload belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Sequence number, from 1.
+    pub sequence: u64,
+    /// Start of the window.
+    pub start: SystemTime,
+    /// End of the window.
+    pub end: SystemTime,
+}
+
+/// Counters of a running collector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CollectorStats {
+    /// Windows cut.
+    pub windows: u64,
+    /// Windows every exporter accepted.
+    pub exported: u64,
+    /// Windows dropped from a full queue.
+    pub dropped: u64,
+    /// Export calls that failed.
+    pub errors: u64,
+}
+
+/// What `shutdown` could do in its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownSummary {
+    /// Final counters.
+    pub stats: CollectorStats,
+    /// Whether the export thread was still busy (a hanging exporter) when
+    /// the shutdown timeout ran out; it is left to finish on its own.
+    pub export_timed_out: bool,
+}
+
+/// Receives each window's profiles (the design document's
+/// `ProfileExporter`, with a start check and more payloads).
+pub trait ProfileExporter: Send {
+    /// Called once before the first window; an error refuses the start
+    /// (e.g. a directory that cannot be written).
+    fn start(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The window's CPU profile, gzipped pprof.
+    fn export_cpu_profile(&mut self, _window: &Window, _profile: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// The window's heap profile, gzipped pprof.
+    fn export_memory_profile(&mut self, _window: &Window, _profile: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// The window's CPU flamegraph, SVG.
+    fn export_flamegraph(&mut self, _window: &Window, _svg: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// The attribution report at the end of the window.
+    fn export_report(&mut self, _window: &Window, _report: &Report) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
+    fn start(&mut self) -> Result<()> {
+        (**self).start()
+    }
+    fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        (**self).export_cpu_profile(window, profile)
+    }
+    fn export_memory_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        (**self).export_memory_profile(window, profile)
+    }
+    fn export_flamegraph(&mut self, window: &Window, svg: &[u8]) -> Result<()> {
+        (**self).export_flamegraph(window, svg)
+    }
+    fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
+        (**self).export_report(window, report)
+    }
+}
+
+impl<E: ProfileExporter> ProfileExporter for Option<E> {
+    fn start(&mut self) -> Result<()> {
+        self.as_mut().map_or(Ok(()), E::start)
+    }
+    fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |e| e.export_cpu_profile(window, profile))
+    }
+    fn export_memory_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |e| e.export_memory_profile(window, profile))
+    }
+    fn export_flamegraph(&mut self, window: &Window, svg: &[u8]) -> Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |e| e.export_flamegraph(window, svg))
+    }
+    fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |e| e.export_report(window, report))
+    }
+}
+
+/// Every exporter gets every payload; the first error is returned after
+/// all have been tried.
+impl<E: ProfileExporter> ProfileExporter for Vec<E> {
+    fn start(&mut self) -> Result<()> {
+        self.iter_mut().try_for_each(E::start)
+    }
+    fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        first_error(
+            self.iter_mut()
+                .map(|e| e.export_cpu_profile(window, profile)),
+        )
+    }
+    fn export_memory_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        first_error(
+            self.iter_mut()
+                .map(|e| e.export_memory_profile(window, profile)),
+        )
+    }
+    fn export_flamegraph(&mut self, window: &Window, svg: &[u8]) -> Result<()> {
+        first_error(self.iter_mut().map(|e| e.export_flamegraph(window, svg)))
+    }
+    fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
+        first_error(self.iter_mut().map(|e| e.export_report(window, report)))
+    }
+}
+
+fn first_error(results: impl Iterator<Item = Result<()>>) -> Result<()> {
+    let mut first = Ok(());
+    for result in results {
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
+}
+
+/// `YYYYMMDD_HHMMSS` in UTC, the design document's file timestamp.
+pub(crate) fn timestamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}_{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_utc_civil_time() {
+        assert_eq!(timestamp(UNIX_EPOCH), "19700101_000000");
+        // 2026-11-26 10:46:55 UTC
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(1_795_690_015)),
+            "20261126_104655"
+        );
+        // 2024-02-29 23:59:59 UTC
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
+            "20240229_235959"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Pushes profiles to a Pyroscope server: `POST {endpoint}/push.v1.PusherService/Push`
+//! with a gzipped protobuf `PushRequest` (the Connect protocol's binary
+//! encoding). Series labels are `__name__` (the profile type),
+//! `service_name` and the static tags; the raw pprof keeps its per-sample
+//! labels, `span_id` and `trace_id` among them, which Pyroscope uses for
+//! span profiles.
+//!
+//! A blocking client on the export thread: the collector never runs on the
+//! application's runtime. Timeouts, and retries with exponential backoff on
+//! 5xx, timeouts and connection errors; a 4xx is not retried.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::{ProfileExporter, Window};
+use crate::error::{Error, Result};
+
+/// `push.v1.PushRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushRequest {
+    /// One series per profile type.
+    #[prost(message, repeated, tag = "1")]
+    pub series: Vec<RawProfileSeries>,
+}
+
+/// `push.v1.RawProfileSeries`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawProfileSeries {
+    /// Series labels.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<LabelPair>,
+    /// Profiles of the series.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<RawSample>,
+}
+
+/// `types.v1.LabelPair`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LabelPair {
+    /// Name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `push.v1.RawSample`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawSample {
+    /// A pprof profile (gzipped).
+    #[prost(bytes = "vec", tag = "1")]
+    pub raw_profile: Vec<u8>,
+    /// Unique id of the profile.
+    #[prost(string, tag = "2")]
+    pub id: String,
+}
+
+/// How to authenticate to the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PyroscopeAuth {
+    /// None.
+    #[default]
+    None,
+    /// HTTP basic auth.
+    Basic {
+        /// User.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+/// Where and how to push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyroscopeConfig {
+    /// Base URL, e.g. `http://localhost:4040`.
+    pub endpoint: String,
+    /// The `service_name` label.
+    pub application_name: String,
+    /// Static series labels.
+    pub tags: Vec<(String, String)>,
+    /// Authentication.
+    pub auth: PyroscopeAuth,
+    /// `X-Scope-OrgID` for multi-tenant servers.
+    pub tenant_id: Option<String>,
+    /// More headers.
+    pub headers: Vec<(String, String)>,
+    /// Per request.
+    pub timeout: Duration,
+    /// Retries after the first attempt (5xx, timeouts, connection errors).
+    pub max_retries: u32,
+    /// First backoff; doubles per retry.
+    pub backoff: Duration,
+}
+
+impl PyroscopeConfig {
+    /// Defaults for `endpoint` and `application_name`.
+    pub fn new(endpoint: impl Into<String>, application_name: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            application_name: application_name.into(),
+            tags: Vec::new(),
+            auth: PyroscopeAuth::None,
+            tenant_id: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            max_retries: 2,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Pushes each window's CPU and heap profiles to Pyroscope.
+pub struct PyroscopeExporter {
+    client: reqwest::blocking::Client,
+    url: String,
+    config: PyroscopeConfig,
+}
+
+impl std::fmt::Debug for PyroscopeExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyroscopeExporter")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl PyroscopeExporter {
+    /// An exporter for `config`; fails on an endpoint that is not an
+    /// http(s) URL.
+    pub fn new(config: PyroscopeConfig) -> Result<Self> {
+        if !(config.endpoint.starts_with("http://") || config.endpoint.starts_with("https://")) {
+            return Err(Error::InvalidConfig {
+                key: crate::config::keys::PYROSCOPE_ENDPOINT.to_owned(),
+                message: format!("{:?} is not an http:// or https:// URL", config.endpoint),
+            });
+        }
+        let client = reqwest::blocking::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| Error::Export {
+                exporter: "pyroscope".to_owned(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let url = format!(
+            "{}/push.v1.PusherService/Push",
+            config.endpoint.trim_end_matches('/')
+        );
+        Ok(Self {
+            client,
+            url,
+            config,
+        })
+    }
+
+    /// The body of one push: a gzipped `PushRequest`.
+    fn body(&self, profile_type: &str, window: &Window, profile: &[u8]) -> Vec<u8> {
+        let mut labels = vec![
+            LabelPair {
+                name: "__name__".to_owned(),
+                value: profile_type.to_owned(),
+            },
+            LabelPair {
+                name: "service_name".to_owned(),
+                value: self.config.application_name.clone(),
+            },
+        ];
+        labels.extend(self.config.tags.iter().map(|(name, value)| LabelPair {
+            name: name.clone(),
+            value: value.clone(),
+        }));
+        let request = PushRequest {
+            series: vec![RawProfileSeries {
+                labels,
+                samples: vec![RawSample {
+                    raw_profile: profile.to_vec(),
+                    id: format!(
+                        "{}-{profile_type}-{}",
+                        self.config.application_name, window.sequence
+                    ),
+                }],
+            }],
+        };
+        let raw = prost::Message::encode_to_vec(&request);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = gz.write_all(&raw);
+        gz.finish().unwrap_or_default()
+    }
+
+    fn push(&self, profile_type: &str, window: &Window, profile: &[u8]) -> Result<()> {
+        let body = self.body(profile_type, window, profile);
+        let mut delay = self.config.backoff;
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .client
+                .post(&self.url)
+                .header("Content-Type", "application/proto")
+                .header("Content-Encoding", "gzip")
+                .header("Connect-Protocol-Version", "1")
+                .body(body.clone());
+            request = match &self.config.auth {
+                PyroscopeAuth::None => request,
+                PyroscopeAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
+                PyroscopeAuth::Bearer(token) => request.bearer_auth(token),
+            };
+            if let Some(tenant) = &self.config.tenant_id {
+                request = request.header("X-Scope-OrgID", tenant);
+            }
+            for (name, value) in &self.config.headers {
+                request = request.header(name, value);
+            }
+            let failure = match request.send() {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status().is_client_error() => {
+                    return Err(self.error(format!("rejected with {}", response.status())));
+                }
+                Ok(response) => format!("answered {}", response.status()),
+                Err(e) if e.is_timeout() => format!("timed out after {:?}", self.config.timeout),
+                Err(e) => format!("unreachable ({e})"),
+            };
+            if attempt >= self.config.max_retries {
+                return Err(
+                    self.error(format!("{failure}; gave up after {} attempts", attempt + 1))
+                );
+            }
+            attempt += 1;
+            std::thread::sleep(delay);
+            delay *= 2;
+        }
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Export {
+            exporter: "pyroscope".to_owned(),
+            message: format!("{}: {message}", self.url),
+        }
+    }
+}
+
+impl ProfileExporter for PyroscopeExporter {
+    fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        self.push("process_cpu", window, profile)
+    }
+
+    fn export_memory_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
+        self.push("memory", window, profile)
+    }
+}

@@ -1,0 +1,61 @@
+//! The top of the runtime: applying a configuration ([`init`]), the
+//! `Profiler` lifecycle, the collector thread that cuts windows, the
+//! exporters it feeds, and the key metrics.
+
+pub mod export;
+
+#[cfg(feature = "enabled")]
+mod collector;
+#[cfg(feature = "metrics")]
+mod metrics;
+#[cfg(feature = "enabled")]
+mod profiler;
+
+#[cfg(feature = "metrics")]
+pub use metrics::publish_metrics;
+#[cfg(feature = "enabled")]
+pub use profiler::{Profiler, ProfilerBuilder, RunningProfiler};
+
+use crate::config::Config;
+use crate::error::Result;
+
+/// Applies a configuration: the runtime switch (`telemetry.enabled` and
+/// `telemetry.profiling.enabled`), the bounds of the attribution stores,
+/// the heap profiler and the memory timeline.
+///
+/// Fails, changing nothing, when the configuration is invalid or turns on a
+/// capability this build does not have.
+pub fn init(config: &Config) -> Result<()> {
+    config.validate()?;
+    if let Some(unsupported) = config.unsupported() {
+        return Err(unsupported);
+    }
+    #[cfg(feature = "enabled")]
+    {
+        use crate::config::HeapProfilerConfig;
+        use crate::memory::{start_memory_timeline, HeapProfiler};
+
+        let p = &config.telemetry.profiling;
+        if config.recording() {
+            if let Some(interval) = p.memory.heap_sample_interval() {
+                HeapProfiler::start(HeapProfilerConfig {
+                    sample_interval: interval,
+                    ..HeapProfilerConfig::default()
+                })?;
+            }
+            if p.memory.timeline_interval_ms > 0 {
+                start_memory_timeline(
+                    std::time::Duration::from_millis(p.memory.timeline_interval_ms),
+                    p.memory.timeline_capacity,
+                )?;
+            }
+        }
+        crate::aggregate::set_recent_capacity(p.attribution.recent_invocations);
+        crate::aggregate::configure_labels(
+            p.attribution.label_value_max_len,
+            p.attribution.label_values_per_key,
+        );
+        crate::invocation::set_enabled(config.recording());
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! One entry point that starts what a configuration enables:
+//! `Profiler::from_config(&config)?.start()?`, or a builder.
+
+use std::time::Duration;
+
+use super::collector::{Collector, CollectorConfig};
+use super::export::{CollectorStats, ShutdownSummary};
+use super::export::{FileExporter, FileRetention, ProfileExporter};
+use crate::config::{Config, ExporterType, DEFAULT_OUTPUT_DIR};
+use crate::cpu::CpuProfiler;
+use crate::error::{Error, Result};
+
+/// A profiler set up but not yet started.
+pub struct Profiler {
+    config: Config,
+    exporters: Vec<Box<dyn ProfileExporter>>,
+}
+
+/// Builds a [`Profiler`] in code, starting from the defaults with profiling
+/// enabled.
+pub struct ProfilerBuilder {
+    config: Config,
+    exporters: Vec<Box<dyn ProfileExporter>>,
+    file_exporter: bool,
+}
+
+impl Profiler {
+    /// Validates `config` and sets up the exporter it names.
+    pub fn from_config(config: &Config) -> Result<Profiler> {
+        config.validate()?;
+        if let Some(unsupported) = config.unsupported() {
+            return Err(unsupported);
+        }
+        let e = &config.telemetry.profiling.exporter;
+        let exporter: Box<dyn ProfileExporter> = match e.type_ {
+            ExporterType::File => Box::new(FileExporter::new(
+                e.file_output_dir
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_OUTPUT_DIR.to_owned()),
+                FileRetention {
+                    max_windows: e.max_windows,
+                    max_bytes: e.max_bytes,
+                },
+            )),
+            #[cfg(feature = "pyroscope")]
+            ExporterType::Pyroscope => {
+                Box::new(super::export::PyroscopeExporter::new(pyroscope_config(e))?)
+            }
+            #[cfg(not(feature = "pyroscope"))]
+            ExporterType::Pyroscope => {
+                return Err(Error::Unsupported {
+                    key: crate::config::keys::EXPORTER_TYPE.to_owned(),
+                    what: "the Pyroscope exporter".to_owned(),
+                    hint: Some("build agentprof with the `pyroscope` feature".to_owned()),
+                })
+            }
+        };
+        Ok(Profiler {
+            config: config.clone(),
+            exporters: vec![exporter],
+        })
+    }
+
+    /// A builder, profiling enabled, continuous CPU profiling into the
+    /// exporters you add.
+    pub fn builder() -> ProfilerBuilder {
+        let mut config = Config::default();
+        config.telemetry.profiling.enabled = true;
+        config.telemetry.profiling.cpu.continuous = true;
+        ProfilerBuilder {
+            config,
+            exporters: Vec::new(),
+            file_exporter: false,
+        }
+    }
+
+    /// Starts attribution, the heap profiler and the memory timeline as
+    /// configured, the exporters, and, with `cpu.continuous = true`, the
+    /// CPU sampler and the collector cutting a window every
+    /// `cpu.duration_seconds`.
+    pub fn start(mut self) -> Result<RunningProfiler> {
+        super::init(&self.config)?;
+        let p = &self.config.telemetry.profiling;
+        if !(self.config.recording() && p.cpu.continuous) {
+            return Ok(RunningProfiler { collector: None });
+        }
+        self.exporters.start()?;
+        let mut cpu = CpuProfiler::new(p.cpu.clone())?;
+        cpu.start()?;
+        let collector = Collector::start(
+            CollectorConfig {
+                window: p.cpu.duration,
+                queue_size: p.exporter.queue_size,
+                shutdown_timeout: Duration::from_millis(p.exporter.shutdown_timeout_ms),
+            },
+            Some(cpu),
+            Box::new(self.exporters),
+        )
+        .map_err(|e| Error::Unsupported {
+            key: crate::config::keys::PROFILING.to_owned(),
+            what: format!("collector threads ({e})"),
+            hint: None,
+        })?;
+        Ok(RunningProfiler {
+            collector: Some(collector),
+        })
+    }
+}
+
+impl ProfilerBuilder {
+    /// Length of a profile window (the design document's `duration`).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.config.telemetry.profiling.cpu.duration = window;
+        self
+    }
+
+    /// CPU sampling frequency, Hz.
+    pub fn cpu_frequency(mut self, hz: u32) -> Self {
+        self.config.telemetry.profiling.cpu.frequency = hz;
+        self
+    }
+
+    /// Sampled heap profiling at the default interval.
+    pub fn heap_profiling(mut self, on: bool) -> Self {
+        self.config.telemetry.profiling.memory.heap_profiling = on;
+        self
+    }
+
+    /// Windows the export queue holds before dropping the oldest.
+    pub fn queue_size(mut self, windows: usize) -> Self {
+        self.config.telemetry.profiling.exporter.queue_size = windows;
+        self
+    }
+
+    /// How long `shutdown` waits for the exporters.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.telemetry.profiling.exporter.shutdown_timeout_ms = timeout.as_millis() as u64;
+        self
+    }
+
+    /// Writes windows into `dir` with the configured retention.
+    pub fn file_exporter(mut self, dir: impl Into<String>) -> Self {
+        self.config.telemetry.profiling.exporter.file_output_dir = Some(dir.into());
+        self.file_exporter = true;
+        self
+    }
+
+    /// Adds an exporter of your own.
+    pub fn exporter(mut self, exporter: impl ProfileExporter + 'static) -> Self {
+        self.exporters.push(Box::new(exporter));
+        self
+    }
+
+    /// Validates and returns the profiler.
+    pub fn build(self) -> Result<Profiler> {
+        let mut profiler = if self.file_exporter {
+            Profiler::from_config(&self.config)?
+        } else {
+            self.config.validate()?;
+            Profiler {
+                config: self.config,
+                exporters: Vec::new(),
+            }
+        };
+        profiler.exporters.extend(self.exporters);
+        Ok(profiler)
+    }
+}
+
+/// A started profiler. Dropping it without `shutdown` stops it the same way.
+pub struct RunningProfiler {
+    collector: Option<Collector>,
+}
+
+impl RunningProfiler {
+    /// Collector counters (all zero when no collector runs).
+    pub fn stats(&self) -> CollectorStats {
+        self.collector
+            .as_ref()
+            .map_or_else(CollectorStats::default, Collector::stats)
+    }
+
+    /// Flushes the last partial window and stops, within the configured
+    /// shutdown timeout even when an exporter hangs.
+    pub fn shutdown(mut self) -> ShutdownSummary {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> ShutdownSummary {
+        match self.collector.take() {
+            Some(collector) => collector.shutdown(),
+            None => ShutdownSummary {
+                stats: CollectorStats::default(),
+                export_timed_out: false,
+            },
+        }
+    }
+}
+
+impl Drop for RunningProfiler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(feature = "pyroscope")]
+fn pyroscope_config(e: &crate::config::ProfileExporterConfig) -> super::export::PyroscopeConfig {
+    use super::export::{PyroscopeAuth, PyroscopeConfig};
+    let application = e.application_name.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "agentprof".to_owned())
+    });
+    let mut config = PyroscopeConfig::new(
+        e.pyroscope_endpoint.clone().unwrap_or_default(),
+        application,
+    );
+    config.tags = e.tags.clone().into_iter().collect();
+    config.auth = match (&e.basic_auth_user, &e.basic_auth_password, &e.bearer_token) {
+        (Some(user), Some(password), _) => PyroscopeAuth::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        (_, _, Some(token)) => PyroscopeAuth::Bearer(token.clone()),
+        _ => PyroscopeAuth::None,
+    };
+    config.tenant_id = e.tenant_id.clone();
+    config.headers = e.headers.clone().into_iter().collect();
+    config.timeout = Duration::from_millis(e.timeout_ms);
+    config.max_retries = e.max_retries;
+    config
+}

@@ -1,0 +1,15 @@
+//! The report: its assembly from the aggregate stores and the profilers
+//! (the one place that reads them all), its table form, and the
+//! `ResourceAttribution` API that reads usage back. The report's data types
+//! live in the model, shared with the opt-out build.
+
+#[cfg(feature = "enabled")]
+mod assemble;
+#[cfg(feature = "enabled")]
+mod resource;
+mod table;
+
+#[cfg(feature = "enabled")]
+pub use assemble::{report, reset};
+#[cfg(feature = "enabled")]
+pub use resource::ResourceAttribution;

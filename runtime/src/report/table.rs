@@ -1,0 +1,208 @@
+//! The report as a human-readable table (`Display`).
+
+use std::fmt;
+
+use crate::model::Report;
+
+/// A duration in the unit that keeps 3–4 significant digits.
+pub(crate) struct Nanos(pub(crate) Option<u64>);
+
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(ns) = self.0 else {
+            return f.pad("-");
+        };
+        let text = match ns {
+            0..=999 => format!("{ns}ns"),
+            1_000..=999_999 => format!("{:.1}µs", ns as f64 / 1e3),
+            1_000_000..=999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
+            _ => format!("{:.2}s", ns as f64 / 1e9),
+        };
+        f.pad(&text)
+    }
+}
+
+/// A byte count in binary units.
+pub(crate) struct Bytes(pub(crate) Option<i64>);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(b) = self.0 else {
+            return f.pad("-");
+        };
+        let magnitude = b.unsigned_abs() as f64;
+        let sign = if b < 0 { "-" } else { "" };
+        let text = match b.unsigned_abs() {
+            0..=1023 => format!("{b}B"),
+            1024..=1_048_575 => format!("{sign}{:.1}KiB", magnitude / 1024.0),
+            1_048_576..=1_073_741_823 => format!("{sign}{:.1}MiB", magnitude / 1_048_576.0),
+            _ => format!("{sign}{:.2}GiB", magnitude / 1_073_741_824.0),
+        };
+        f.pad(&text)
+    }
+}
+
+const NO_AGENT: &str = "(none)";
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let agent_width = self
+            .functions
+            .iter()
+            .filter_map(|r| r.agent.as_deref())
+            .chain(self.agents.iter().filter_map(|r| r.agent.as_deref()))
+            .map(|a| a.chars().count())
+            .chain([NO_AGENT.len(), "agent".len()])
+            .max()
+            .unwrap_or(5);
+        let function_width = self
+            .functions
+            .iter()
+            .map(|r| r.function.chars().count())
+            .chain(["function".len()])
+            .max()
+            .unwrap_or(8);
+        let memory = self.memory.is_some();
+        let sampled = self.functions.iter().any(|r| r.sampled_cpu_ns.is_some());
+        write!(
+            f,
+            "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "agent", "function", "calls", "err", "panic", "cancel", "cpu", "self cpu", "wall", "wall p50", "wall p99", "cpu p99", "polls",
+            aw = agent_width,
+            fw = function_width,
+        )?;
+        if sampled {
+            write!(f, " {:>10}", "sampled")?;
+        }
+        if memory {
+            write!(f, "  {:>10} {:>10} {:>10}", "allocated", "peak", "retained")?;
+        }
+        writeln!(f)?;
+        for r in &self.functions {
+            write!(
+                f,
+                "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                r.agent.as_deref().unwrap_or(NO_AGENT),
+                r.function,
+                r.calls,
+                r.errors,
+                r.panics,
+                r.cancelled,
+                Nanos(r.cpu_ns),
+                Nanos(r.self_cpu_ns),
+                Nanos(Some(r.wall_ns)),
+                Nanos(Some(r.wall_ns_p50)),
+                Nanos(Some(r.wall_ns_p99)),
+                Nanos(r.cpu_ns_p99),
+                r.polls,
+                aw = agent_width,
+                fw = function_width,
+            )?;
+            if sampled {
+                write!(f, " {:>10}", Nanos(r.sampled_cpu_ns))?;
+            }
+            if memory {
+                write!(
+                    f,
+                    "  {:>10} {:>10} {:>10}",
+                    Bytes(r.alloc_bytes.map(|b| b as i64)),
+                    Bytes(r.peak_bytes.map(|b| b as i64)),
+                    Bytes(r.retained_bytes)
+                )?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "agent",
+            "calls",
+            "roots",
+            "err",
+            "panic",
+            "cancel",
+            "cpu",
+            "wall",
+            "wall p50",
+            "wall p99",
+            "cpu p99",
+            aw = agent_width,
+        )?;
+        for r in &self.agents {
+            writeln!(
+                f,
+                "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}",
+                r.agent.as_deref().unwrap_or(NO_AGENT),
+                r.calls,
+                r.root_calls,
+                r.errors,
+                r.panics,
+                r.cancelled,
+                Nanos(r.cpu_ns),
+                Nanos(Some(r.wall_ns)),
+                Nanos(Some(r.wall_ns_p50)),
+                Nanos(Some(r.wall_ns_p99)),
+                Nanos(r.cpu_ns_p99),
+                aw = agent_width,
+            )?;
+        }
+        match (&self.memory, &self.memory_note) {
+            (Some(m), _) => writeln!(
+                f,
+                "\nheap: {} in use, {} peak, {} allocated in {} allocations",
+                Bytes(Some(m.current_usage as i64)),
+                Bytes(Some(m.peak_usage as i64)),
+                Bytes(Some(m.total_allocated as i64)),
+                m.allocation_count
+            )?,
+            (None, Some(note)) => writeln!(f, "\n{note}")?,
+            (None, None) => {}
+        }
+        if let Some(s) = &self.system_memory {
+            writeln!(
+                f,
+                "process: {} resident, {} virtual",
+                Bytes(Some(s.rss_bytes as i64)),
+                Bytes(Some(s.virtual_bytes as i64))
+            )?;
+        }
+        for g in self.heap_growth.iter().take(5) {
+            writeln!(
+                f,
+                "heap grew {} at {} ({})",
+                Bytes(Some(g.growth_bytes)),
+                g.function,
+                g.agent.as_deref().unwrap_or(NO_AGENT)
+            )?;
+        }
+        let d = &self.dropped;
+        if d.label_values_truncated + d.label_values_overflowed + d.dynamic_functions_overflowed > 0
+        {
+            writeln!(
+                f,
+                "\ncut by bounds: {} label values truncated, {} label values over the per-key limit, {} future labels merged",
+                d.label_values_truncated, d.label_values_overflowed, d.dynamic_functions_overflowed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_keep_significant_digits() {
+        assert_eq!(Nanos(Some(950)).to_string(), "950ns");
+        assert_eq!(Nanos(Some(1_250)).to_string(), "1.2µs");
+        assert_eq!(Nanos(Some(12_345)).to_string(), "12.3µs");
+        assert_eq!(Nanos(Some(12_345_678)).to_string(), "12.3ms");
+        assert_eq!(Nanos(Some(6_583_900_000)).to_string(), "6.58s");
+        assert_eq!(Nanos(None).to_string(), "-");
+        assert_eq!(Bytes(Some(512)).to_string(), "512B");
+        assert_eq!(Bytes(Some(-3 << 20)).to_string(), "-3.0MiB");
+        assert_eq!(Bytes(None).to_string(), "-");
+    }
+}

@@ -1,0 +1,163 @@
+//! Each thread's allocation counters and the guard that keeps the
+//! profiler's own allocations out of them.
+//!
+//! Hot path: the counting allocator's hook adds to these cells on every
+//! allocation and free; the invocation layer reads them at every
+//! transition. A const-initialised thread-local with no destructor, so the
+//! hook can use it at any point of a thread's life (teardown included)
+//! without allocating or recursing.
+//!
+//! Counters are cumulative and only ever grow. Invocations are charged by
+//! edges, as for CPU: at each transition the invocation that was current
+//! gets what changed since the previous transition ([`take_edge`]).
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+/// Per-thread allocator state.
+pub(crate) struct ThreadMemory {
+    /// Set while the hook or `untracked` profiler work runs on this thread.
+    pub(crate) in_hook: Cell<bool>,
+    /// Attributable: made while no hook or profiler work was running.
+    pub(crate) allocated: Cell<u64>,
+    pub(crate) freed: Cell<u64>,
+    pub(crate) allocs: Cell<u64>,
+    /// Made by the profiler itself (nested or `untracked`): process totals
+    /// only.
+    pub(crate) other_allocated: Cell<u64>,
+    pub(crate) other_freed: Cell<u64>,
+    pub(crate) other_allocs: Cell<u64>,
+    pub(crate) frees: Cell<u64>,
+    pub(crate) reallocs: Cell<u64>,
+    /// Highest `allocated - freed` since the last edge (signed: a thread can
+    /// free more than it allocated).
+    pub(crate) high_water: Cell<i64>,
+    /// Counter values at the last edge.
+    edge_allocated: Cell<u64>,
+    edge_freed: Cell<u64>,
+    edge_allocs: Cell<u64>,
+    /// Counter values at the last fold into the process totals.
+    pub(crate) folded: [Cell<u64>; 5],
+    /// Events left before the next fold.
+    pub(crate) until_fold: Cell<u32>,
+    pub(crate) exit_flush_registered: Cell<bool>,
+    /// Bytes left before the next heap sample, and the sampler's PRNG.
+    pub(crate) until_sample: Cell<i64>,
+    pub(crate) rng: Cell<u64>,
+}
+
+/// Events a thread counts before folding into the process totals.
+pub(crate) const FOLD_EVENTS: u32 = 256;
+
+thread_local! {
+    static MEMORY: ThreadMemory = const {
+        ThreadMemory {
+            in_hook: Cell::new(false),
+            allocated: Cell::new(0),
+            freed: Cell::new(0),
+            allocs: Cell::new(0),
+            other_allocated: Cell::new(0),
+            other_freed: Cell::new(0),
+            other_allocs: Cell::new(0),
+            frees: Cell::new(0),
+            reallocs: Cell::new(0),
+            high_water: Cell::new(0),
+            edge_allocated: Cell::new(0),
+            edge_freed: Cell::new(0),
+            edge_allocs: Cell::new(0),
+            folded: [const { Cell::new(0) }; 5],
+            until_fold: Cell::new(FOLD_EVENTS),
+            exit_flush_registered: Cell::new(false),
+            until_sample: Cell::new(0),
+            rng: Cell::new(0),
+        }
+    };
+}
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the counting allocator is the global allocator (it has seen an
+/// allocation).
+#[inline]
+pub(crate) fn allocator_installed() -> bool {
+    INSTALLED.load(Relaxed)
+}
+
+#[inline(always)]
+pub(crate) fn mark_installed() {
+    if !INSTALLED.load(Relaxed) {
+        INSTALLED.store(true, Relaxed);
+    }
+}
+
+/// This thread's counters.
+#[inline(always)]
+pub(crate) fn with_memory<R>(f: impl FnOnce(&ThreadMemory) -> R) -> R {
+    MEMORY.with(f)
+}
+
+impl ThreadMemory {
+    #[inline(always)]
+    pub(crate) fn grew(&self, bytes: u64) {
+        let allocated = self.allocated.get() + bytes;
+        self.allocated.set(allocated);
+        let live = allocated.wrapping_sub(self.freed.get()) as i64;
+        if live > self.high_water.get() {
+            self.high_water.set(live);
+        }
+    }
+}
+
+/// What a thread allocated and freed between two transitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MemoryDelta {
+    pub(crate) bytes: u64,
+    pub(crate) count: u64,
+    pub(crate) freed: u64,
+    /// How far live bytes rose above their level at the previous edge.
+    pub(crate) rise: i64,
+}
+
+impl MemoryDelta {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes == 0 && self.freed == 0 && self.rise <= 0
+    }
+}
+
+/// What this thread allocated and freed since the previous edge; starts a
+/// new edge.
+#[inline]
+pub(crate) fn take_edge() -> MemoryDelta {
+    MEMORY.with(|m| {
+        let (allocated, freed, allocs) = (m.allocated.get(), m.freed.get(), m.allocs.get());
+        let edge_live = m.edge_allocated.get().wrapping_sub(m.edge_freed.get()) as i64;
+        let delta = MemoryDelta {
+            bytes: allocated.wrapping_sub(m.edge_allocated.get()),
+            count: allocs.wrapping_sub(m.edge_allocs.get()),
+            freed: freed.wrapping_sub(m.edge_freed.get()),
+            rise: m.high_water.get().wrapping_sub(edge_live).max(0),
+        };
+        m.edge_allocated.set(allocated);
+        m.edge_freed.set(freed);
+        m.edge_allocs.set(allocs);
+        m.high_water.set(allocated.wrapping_sub(freed) as i64);
+        delta
+    })
+}
+
+/// Runs `f` with its allocations kept out of invocations and heap samples
+/// (they still count in the process totals): for the profiler's own work
+/// inside a user's invocation.
+#[inline]
+pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let was = self.0;
+            MEMORY.with(|m| m.in_hook.set(was));
+        }
+    }
+    let was = MEMORY.with(|m| m.in_hook.replace(true));
+    let _restore = Restore(was);
+    f()
+}

@@ -1,0 +1,145 @@
+//! The current-invocation slot of each thread.
+//!
+//! Hot path: read and written at every transition (entering or leaving an
+//! invocation's call or poll), read by the SIGPROF handler and by the
+//! allocator hook's heap sampler. It is a const-initialised thread-local
+//! with no destructor and no lazy initialisation, so it can be touched at
+//! any point of a thread's life, from a signal handler included: no lock,
+//! no allocation, nothing that can fail.
+//!
+//! The slot only ever points at an [`Active`] that is live on this thread:
+//! the invocation layer sets it on entry and restores the previous value on
+//! exit, in LIFO order, also while unwinding.
+
+use std::cell::Cell;
+use std::sync::atomic::{compiler_fence, AtomicU32, Ordering};
+
+use super::clock;
+
+/// The (function, agent) pair a CPU sample or a heap allocation is charged
+/// to. Each lives for the program's life (one per aggregate row, never
+/// freed), so its address is a stable key and its names can be read from
+/// anywhere, a signal handler included.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    pub(crate) function: &'static str,
+    pub(crate) agent: Option<&'static str>,
+}
+
+impl Owner {
+    /// The owner as one machine word (its address; 0 stands for none), for
+    /// lock-free tables and sample buffers.
+    #[inline]
+    pub(crate) fn key(&'static self) -> usize {
+        self as *const Owner as usize
+    }
+
+    /// The owner a key stands for.
+    ///
+    /// # Safety
+    /// `key` must be 0 or a value [`Owner::key`] returned.
+    #[inline]
+    pub(crate) unsafe fn from_key(key: usize) -> Option<&'static Owner> {
+        // SAFETY: per the contract, a non-zero key is the address of a
+        // `&'static Owner`, and owners are never freed.
+        unsafe { (key as *const Owner).as_ref() }
+    }
+}
+
+/// What the signal handler and the heap sampler know of the invocation
+/// running on a thread: the invocation layer's frame starts with one.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) id: u64,
+    pub(crate) owner: &'static Owner,
+    /// OpenTelemetry ids of the invocation's span (0: none).
+    pub(crate) span_id: u64,
+    pub(crate) trace_id: u128,
+}
+
+struct Slot {
+    current: Cell<*const Active>,
+    /// Thread CPU time at the last transition on this thread; the interval
+    /// since then belongs to `current`.
+    cpu_edge: Cell<u64>,
+    /// `thread_index << ID_SEQ_BITS | sequence`; 0 until first use.
+    next_id: Cell<u64>,
+}
+
+const ID_SEQ_BITS: u32 = 40;
+static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(1);
+
+thread_local! {
+    static SLOT: Slot = const {
+        Slot {
+            current: Cell::new(std::ptr::null()),
+            cpu_edge: Cell::new(0),
+            next_id: Cell::new(0),
+        }
+    };
+}
+
+#[inline]
+fn ensure_id_base(slot: &Slot) -> u64 {
+    let id = slot.next_id.get();
+    if id != 0 {
+        return id;
+    }
+    let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed) as u64;
+    let base = (index << ID_SEQ_BITS) | 1;
+    slot.next_id.set(base);
+    base
+}
+
+/// A small number per thread (shard index for shared stores).
+#[inline]
+pub(crate) fn thread_index() -> u32 {
+    SLOT.with(|s| (ensure_id_base(s) >> ID_SEQ_BITS) as u32)
+}
+
+/// A process-unique invocation id, without a shared atomic per call.
+#[inline]
+pub(crate) fn next_invocation_id() -> u64 {
+    SLOT.with(|s| {
+        let id = ensure_id_base(s);
+        s.next_id.set(id + 1);
+        id
+    })
+}
+
+/// The invocation running on this thread (null outside any). The pointee is
+/// live until this thread leaves it; see the module docs.
+#[inline]
+pub(crate) fn current() -> *const Active {
+    SLOT.with(|s| s.current.get())
+}
+
+/// What a transition found: the invocation that was current, and the
+/// thread CPU time it consumed since the previous transition (`None` when
+/// the clock could not measure it).
+pub(crate) struct Transition {
+    pub(crate) previous: *const Active,
+    pub(crate) cpu_ns: Option<u64>,
+}
+
+/// Makes `next` current and returns what was current before, with the CPU
+/// it is owed. One thread CPU clock read.
+#[inline]
+pub(crate) fn switch_to(next: *const Active) -> Transition {
+    let now = clock::thread_cpu_ns();
+    SLOT.with(|s| {
+        let previous = s.current.get();
+        let edge = s.cpu_edge.get();
+        let cpu_ns = match now {
+            Some(now) if edge != 0 => Some(now.saturating_sub(edge)),
+            _ => None,
+        };
+        s.cpu_edge.set(now.unwrap_or(0));
+        // The signal handler reads the slot on this thread: the frame it
+        // points to must be complete before the pointer is visible.
+        compiler_fence(Ordering::Release);
+        s.current.set(next);
+        compiler_fence(Ordering::Release);
+        Transition { previous, cpu_ns }
+    })
+}
