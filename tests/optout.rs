@@ -24,7 +24,16 @@ fn build_probe(instrumented: bool) -> PathBuf {
     }
     let status = cargo.status().expect("run cargo");
     assert!(status.success(), "building the probe failed");
-    target_dir.join("release").join("optout-probe")
+    target_dir.join("release")
+}
+
+/// Runs the probe's `api` binary, which uses every public item of the facade.
+fn run_api(release_dir: &Path) -> String {
+    let output = Command::new(release_dir.join("api"))
+        .output()
+        .expect("run the api probe");
+    assert!(output.status.success(), "the api probe failed: {output:?}");
+    String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
 struct Probe {
@@ -60,7 +69,8 @@ fn inspect(binary: &Path) -> Probe {
 
 #[test]
 fn opt_out_build_is_the_function_as_written() {
-    let off = inspect(&build_probe(false));
+    let off_dir = build_probe(false);
+    let off = inspect(&off_dir.join("optout-probe"));
     let leaked: Vec<&String> = off
         .symbols
         .iter()
@@ -76,7 +86,8 @@ fn opt_out_build_is_the_function_as_written() {
         "opt-out machine code differs from the un-annotated fn"
     );
 
-    let on = inspect(&build_probe(true));
+    let on_dir = build_probe(true);
+    let on = inspect(&on_dir.join("optout-probe"));
     assert!(
         on.symbols.iter().any(|s| s.contains("agentprof_runtime")),
         "the instrumented probe links the runtime"
@@ -85,4 +96,27 @@ fn opt_out_build_is_the_function_as_written() {
         on.annotated, on.plain,
         "the instrumented fn carries the instrumentation"
     );
+
+    // The whole public API compiles unchanged in both builds; opt-out it
+    // measures nothing and refuses to profile, recording it measures.
+    let off_api = run_api(&off_dir);
+    for expected in [
+        "enabled=false",
+        "cpu_refused=true",
+        "usage=false",
+        "rows=0",
+        "sum=45",
+    ] {
+        assert!(off_api.contains(expected), "opt-out api probe: {off_api}");
+    }
+    let on_api = run_api(&on_dir);
+    for expected in [
+        "enabled=true",
+        "cpu_refused=false",
+        "usage=true",
+        "outcome=Some(true)",
+        "sum=45",
+    ] {
+        assert!(on_api.contains(expected), "recording api probe: {on_api}");
+    }
 }

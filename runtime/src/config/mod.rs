@@ -42,10 +42,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod env;
+// Most keys are named by the profilers, which the opt-out build lacks.
+#[cfg_attr(not(feature = "enabled"), allow(dead_code))]
 pub(crate) mod keys;
 mod validate;
 
 pub use env::env_overrides;
+#[cfg(feature = "enabled")]
 pub(crate) use validate::check_frequency;
 
 /// The parts of an application's configuration file agentprof reads.

@@ -1,29 +1,187 @@
-//! The runtime API as an application's `main` would use it. Built without
-//! agentprof's `enabled` feature it must compile unchanged and run as
-//! no-ops; the opt-out test runs it and reads what it prints.
+//! Every public item of the facade, used as an application would. The
+//! opt-out test builds this with and without agentprof's `enabled` feature:
+//! both must compile unchanged (no `cfg` in user code), and it runs both,
+//! reading what they print.
+
+use std::future::Future;
+use std::time::Duration;
+
+use agentprof::export::ProfileExporter;
+use agentprof::{
+    AgentResourceStats, AgentRow, AttributionConfig, CollectorStats, Config, Context, CpuProfiler,
+    CpuProfilingConfig, CpuReport, CpuSample, Dropped, Error, ExporterType, FunctionRow,
+    FutureExt, HeapDropped, HeapGrowth, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack,
+    InInvocation, InvocationRecord, MemoryProfilingConfig, MemoryStats, MemoryTimelinePoint,
+    Outcome, ProfileExporterConfig, ProfiledFuture, Profiler, ProfilerBuilder, ProfilingConfig,
+    Report, ResourceAttribution, ResourceContext, ResourceUsage, RunningProfiler, ShutdownSummary,
+    SystemMemoryInfo, TelemetryConfig, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
+    SCHEMA_VERSION,
+};
+
+#[global_allocator]
+static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
+
+#[agentprof::profiled(agent = "probe")]
+fn work(n: u64) -> agentprof::Result<u64> {
+    Ok((0..n).sum())
+}
+
+/// Reads every field and method of a CPU profile (none exists opt-out).
+fn read_cpu(report: &CpuReport) -> usize {
+    let sample: Option<&CpuSample> = report.samples.first();
+    let names = sample.map(|s| {
+        (s.agent, s.function, s.invocation_id, s.span_id, s.trace_id, s.thread, s.count, s.cpu_ns);
+        s.function_names().len()
+    });
+    let _ = (
+        report.requested_hz,
+        report.period_ns,
+        report.started_at,
+        report.duration,
+        report.mode == TimerMode::PerThread,
+        report.modules,
+        report.dropped_buffer_full,
+        report.dropped_unwinder_busy,
+        report.dropped_keys,
+        report.sample_count(),
+        report.total_cpu_ns(),
+        report.delivered_hz(),
+        report.cpu_by("agent"),
+        report.filter_label("agent", "probe").folded(),
+        report.pprof_gzip(),
+        report.flamegraph_svg(),
+        CpuReport::differential_flamegraph(report, report),
+    );
+    let profile: agentprof::pprof::Profile = report.pprof();
+    profile.sample.len() + names.unwrap_or(0)
+}
+
+/// Reads every field and method of a heap snapshot (none exists opt-out).
+fn read_heap(profile: &HeapProfile) -> usize {
+    let stack: Option<&HeapStack> = profile.stacks.first();
+    let names = stack.map(|s| {
+        let _ = (s.agent, s.function, s.samples, s.alloc_estimate(), s.inuse_estimate());
+        s.function_names().len()
+    });
+    let _ = (profile.sample_interval, profile.taken_at, profile.to_pprof_gzip());
+    profile.to_pprof().sample.len() + names.unwrap_or(0)
+}
+
+fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+struct Sink;
+impl ProfileExporter for Sink {}
 
 fn main() {
-    let mut config = agentprof::Config::default();
-    config.telemetry.profiling.enabled = true;
+    let mut config = Config {
+        telemetry: TelemetryConfig {
+            profiling: ProfilingConfig {
+                enabled: true,
+                cpu: CpuProfilingConfig::default(),
+                memory: MemoryProfilingConfig::default(),
+                exporter: ProfileExporterConfig::default(),
+                attribution: AttributionConfig::default(),
+            },
+            ..TelemetryConfig::default()
+        },
+    };
+    config.telemetry.profiling.exporter.type_ = ExporterType::File;
+    let _ = Config::from_toml_str("[telemetry]\n").map(|c| c.recording());
+    let overrides = agentprof::env_overrides().count();
     agentprof::init(&config).expect("a valid configuration");
-    let running = agentprof::Profiler::from_config(&config)
-        .and_then(agentprof::Profiler::start)
-        .expect("starting does nothing");
-    let cpu = agentprof::CpuProfiler::with_frequency(100);
-    if let Ok(mut cpu) = cpu {
-        let _ = cpu.start();
-        let _ = cpu.stop_and_collect().map(|report| report.sample_count());
+
+    let builder: ProfilerBuilder = Profiler::builder()
+        .window(Duration::from_secs(60))
+        .cpu_frequency(99)
+        .heap_profiling(false)
+        .queue_size(2)
+        .shutdown_timeout(Duration::from_secs(1))
+        .exporter(Sink);
+    let running: RunningProfiler = builder
+        .build()
+        .and_then(Profiler::start)
+        .expect("starting");
+    let _: CollectorStats = running.stats();
+
+    let mut cpu_refused = true;
+    if let Ok(mut cpu) = CpuProfiler::new(CpuProfilingConfig::default()) {
+        cpu_refused = false;
+        let _ = (cpu.is_running(), cpu.mode(), CpuProfiler::reserved_bytes());
+        if cpu.start().is_ok() {
+            let _ = cpu.cut_window().map(|r| read_cpu(&r));
+            let _ = cpu.stop_and_collect().map(|r| read_cpu(&r));
+        }
+        let _ = (cpu.flamegraph(), cpu.pprof());
     }
-    let heap = agentprof::HeapProfiler::running().map(|h| h.snapshot().to_pprof_gzip());
-    let spawned = agentprof::spawn_thread(|| 7).join().unwrap();
-    let report = agentprof::report();
-    let summary = running.shutdown();
+    let heap_config = HeapProfilerConfig {
+        sample_interval: DEFAULT_SAMPLE_INTERVAL,
+        ..HeapProfilerConfig::default()
+    };
+    let heap = HeapProfiler::start(heap_config).ok();
+    let _: HeapDropped = HeapProfiler::dropped();
+    let _ = (HeapProfiler::is_running(), HeapProfiler::reserved_bytes());
+    if let Some(heap) = heap.or_else(HeapProfiler::running) {
+        read_heap(&heap.snapshot());
+        heap.stop();
+    }
+    let _ = agentprof::start_memory_timeline(Duration::from_millis(10), 16);
+    agentprof::stop_memory_timeline();
+    let _: Option<SystemMemoryInfo> = agentprof::system_memory().ok();
+    let _: Option<MemoryStats> = agentprof::memory_stats();
+    let _ = (agentprof::allocator_installed(), INSTALL_HINT);
+
+    let sum = work(10).expect("sum");
+    let context: Context = agentprof::current_context();
+    let _ = (context.is_empty(), context.invocation_id(), context.agent());
+    let spawned = agentprof::spawn_thread(|| 7).join().unwrap() + context.in_scope(|| 1);
+    let scoped: InInvocation<_> = context.scope(async { 1 });
+    let labelled: ProfiledFuture<_> = async { 2 }.profiled("probe::future");
+    let polled = poll_once(scoped).unwrap_or(0)
+        + poll_once(labelled).unwrap_or(0)
+        + poll_once(async { 3 }.in_current_invocation()).unwrap_or(0)
+        + poll_once(agentprof::profile!(agent = "probe", async { 4 })).unwrap_or(0);
+
+    let attribution = ResourceAttribution::new();
+    let who = ResourceContext {
+        agent_name: "probe".to_owned(),
+        session_id: None,
+    };
+    let (_, usage): (u64, Option<ResourceUsage>) = attribution.run(&who, || 1);
+    let _ = poll_once(attribution.run_future(&who, async { 1 }));
+    let _: Option<ResourceUsage> = attribution.get_usage(0);
+    let _: Vec<(String, AgentResourceStats)> = attribution.agent_stats();
+
+    let report: Report = agentprof::report();
+    let _: Option<&FunctionRow> = report.function(Some("probe"), "work");
+    let _: Option<&AgentRow> = report.agent(Some("probe"));
+    let _: &Dropped = &report.dropped;
+    let _: &[HeapGrowth] = &report.heap_growth;
+    let _: &[MemoryTimelinePoint] = &report.memory_timeline;
+    let _ = (report.to_json(), report.to_json_pretty(), report.to_string());
+    let recent: Vec<InvocationRecord> = agentprof::recent_invocations();
+    let outcome = recent.first().map(|r| r.outcome == Outcome::Ok);
+    let _ = agentprof::invocation(0);
+    let decoded = agentprof::pprof::Profile::decode(&[]).map(|p| p.sample.len());
+    let error: Option<Error> = decoded.err();
+    let was = agentprof::is_enabled();
+    agentprof::set_enabled(was);
+    agentprof::reset();
+    let summary: ShutdownSummary = running.shutdown();
     println!(
-        "cpu_refused={} heap_absent={} spawned={spawned} functions={} windows={} enabled={}",
-        agentprof::CpuProfiler::with_frequency(100).is_err(),
-        heap.is_none(),
+        "enabled={was} cpu_refused={cpu_refused} sum={sum} spawned={spawned} polled={polled} \
+         usage={} rows={} outcome={outcome:?} windows={} schema={SCHEMA_VERSION} overrides={overrides} \
+         decode_error={}",
+        usage.is_some(),
         report.functions.len(),
         summary.stats.windows,
-        agentprof::is_enabled()
+        error.is_some(),
     );
 }
