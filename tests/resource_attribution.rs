@@ -1,4 +1,4 @@
-//! The explicit `ResourceAttribution` API of the design document, with real
+//! The explicit `ResourceAttribution` API, with real
 //! totals and averages for finished invocations.
 
 mod common;

@@ -89,8 +89,8 @@ fn yes() -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilingConfig {
-    /// Record invocations (default `false`, as in the design document:
-    /// profiling is opted into by configuration).
+    /// Record invocations (default `false`: profiling is opted into by
+    /// configuration).
     #[serde(default)]
     pub enabled: bool,
     /// `[telemetry.profiling.cpu]`.

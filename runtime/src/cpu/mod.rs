@@ -144,7 +144,7 @@ struct Running {
     started: Instant,
 }
 
-/// The design document's `CpuProfiler`: start, then stop and collect a
+/// The CPU profiler: start, then stop and collect a
 /// [`CpuReport`]. One profiler samples at a time per process.
 pub struct CpuProfiler {
     frequency: u32,

@@ -35,7 +35,7 @@ impl Outcome {
     }
 }
 
-/// Process-wide allocation totals (the design document's `MemoryStats`).
+/// Process-wide allocation totals.
 ///
 /// Threads fold their counts in batches, so a reading lags the truth by at
 /// most 256 events or 256 KiB per thread; `peak_usage` is the highest
@@ -104,8 +104,7 @@ pub struct Report {
     pub heap_growth: Vec<HeapGrowth>,
 }
 
-/// Resident set and virtual size of the process (the design document's
-/// `SystemMemoryInfo`).
+/// Resident set and virtual size of the process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemMemoryInfo {
     /// Resident set size, bytes.

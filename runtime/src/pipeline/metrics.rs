@@ -1,9 +1,9 @@
-//! The design document's key metrics, published through the `metrics`
+//! The key metrics (CPU, memory, per-agent resources), published through the `metrics`
 //! facade so that any recorder (Prometheus, StatsD, ...) exports them.
 //!
 //! Published on each collector window, or whenever [`publish_metrics`] is
 //! called; nothing is recorded on the invocation hot path. Names keep the
-//! design document's dots (a Prometheus recorder renders them as `_`).
+//! documented dots (a Prometheus recorder renders them as `_`).
 //!
 //! | name | kind | labels |
 //! |---|---|---|

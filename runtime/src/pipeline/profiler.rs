@@ -108,7 +108,7 @@ impl Profiler {
 }
 
 impl ProfilerBuilder {
-    /// Length of a profile window (the design document's `duration`).
+    /// Length of a profile window (`cpu.duration_seconds`).
     pub fn window(mut self, window: Duration) -> Self {
         self.config.telemetry.profiling.cpu.duration = window;
         self

@@ -13,6 +13,11 @@
 //!
 //! Frees of sampled pointers are matched through a fixed side table; see
 //! [`table`].
+//!
+//! Hot path: [`on_alloc`] and [`on_free`] run inside the allocator hook, on
+//! every allocation and free, with the hook's guard set: no lock, no
+//! allocation (the stack goes into a fixed buffer), only atomics on the
+//! pre-allocated tables; what does not fit is dropped and counted.
 
 mod table;
 

@@ -63,7 +63,7 @@ impl FileExporter {
         &self.dir
     }
 
-    /// The file name of a window's payload: the design document's names,
+    /// The file name of a window's payload, `{prefix}_{YYYYMMDD_HHMMSS}`,
     /// with `_N` added when two windows end in the same second.
     fn file_name(&self, prefix: &str, window: &Window, extension: &str) -> PathBuf {
         let stamp = timestamp(window.end);

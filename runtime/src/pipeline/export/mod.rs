@@ -54,8 +54,8 @@ pub struct ShutdownSummary {
     pub export_timed_out: bool,
 }
 
-/// Receives each window's profiles (the design document's
-/// `ProfileExporter`, with a start check and more payloads).
+/// Receives each window's profiles: CPU and heap pprof, flamegraph,
+/// report, with a check at start.
 pub trait ProfileExporter: Send {
     /// Called once before the first window; an error refuses the start
     /// (e.g. a directory that cannot be written).
@@ -156,7 +156,7 @@ fn first_error(results: impl Iterator<Item = Result<()>>) -> Result<()> {
     first
 }
 
-/// `YYYYMMDD_HHMMSS` in UTC, the design document's file timestamp.
+/// `YYYYMMDD_HHMMSS` in UTC: the timestamp in window file names.
 pub(crate) fn timestamp(time: SystemTime) -> String {
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
