@@ -145,6 +145,14 @@ fn a_directory_that_cannot_be_written_fails_at_start_naming_it() {
     let _serial = serial();
     let blocker = fresh_dir("blocker");
     std::fs::write(&blocker, b"a file where the directory should be").unwrap();
+    // Removed also when an assertion below fails.
+    struct RemoveFile(std::path::PathBuf);
+    impl Drop for RemoveFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = RemoveFile(blocker.clone());
     for dir in [
         blocker.join("profiles"),
         "/proc/self/agentprof-profiles".into(),
