@@ -53,6 +53,7 @@ fn files(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
 fn the_file_exporter_writes_every_window_readably_and_privately() {
     let _serial = serial();
     let dir = fresh_dir("windows");
+    let _cleanup = common::RemoveOnDrop(dir.clone());
     let profiler = Profiler::builder()
         .window(Duration::from_millis(400))
         .cpu_frequency(250)
@@ -121,6 +122,7 @@ fn the_file_exporter_writes_every_window_readably_and_privately() {
 fn retention_keeps_the_newest_windows() {
     let _serial = serial();
     let dir = fresh_dir("retention");
+    let _cleanup = common::RemoveOnDrop(dir.clone());
     let mut config = agentprof::Config::default();
     let p = &mut config.telemetry.profiling;
     p.enabled = true;
@@ -145,14 +147,7 @@ fn a_directory_that_cannot_be_written_fails_at_start_naming_it() {
     let _serial = serial();
     let blocker = fresh_dir("blocker");
     std::fs::write(&blocker, b"a file where the directory should be").unwrap();
-    // Removed also when an assertion below fails.
-    struct RemoveFile(std::path::PathBuf);
-    impl Drop for RemoveFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _remove = RemoveFile(blocker.clone());
+    let _cleanup = common::RemoveOnDrop(blocker.clone());
     for dir in [
         blocker.join("profiles"),
         "/proc/self/agentprof-profiles".into(),

@@ -138,9 +138,8 @@ fn samples_carry_the_agent_of_interleaved_async_tasks() {
         Some(&*format!("{}::alpha_step", module_path!()))
     );
 
-    let dir = std::env::temp_dir().join(format!("agentprof-cpu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cpu.pb.gz");
+    let dir = common::TempDir::new("cpu");
+    let file = dir.0.join("cpu.pb.gz");
     std::fs::write(&file, report.pprof_gzip()).unwrap();
     let decoded = agentprof::pprof::Profile::decode(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(decoded.string(decoded.sample_type[1].r#type), "cpu");

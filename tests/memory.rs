@@ -251,9 +251,8 @@ fn heap_profile_reflects_a_three_to_one_split_and_frees() {
     );
     assert!(space_of(&after, "heap_three_parts", 3) > 0);
 
-    let dir = std::env::temp_dir().join(format!("agentprof-heap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("mem_profile.pb.gz");
+    let dir = common::TempDir::new("heap");
+    let file = dir.0.join("mem_profile.pb.gz");
     std::fs::write(&file, after.encode_gzip()).unwrap();
     if let Some(top) = common::go_pprof(&["-sample_index=inuse_space", "-top"], &file) {
         assert!(

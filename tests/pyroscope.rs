@@ -236,7 +236,8 @@ fn pushes_follow_the_push_api_with_labels_and_auth() {
         .find(|s| profile.label(s, "agent") == Some("pushed"))
         .unwrap();
     assert_eq!(profile.label(sample, "span_id").map(str::len), Some(16));
-    let file = std::env::temp_dir().join(format!("agentprof-pushed-{}.pb.gz", std::process::id()));
+    let dir = common::TempDir::new("pushed");
+    let file = dir.0.join("pushed.pb.gz");
     std::fs::write(&file, raw).unwrap();
     if let Some(raw) = common::go_pprof(&["-raw"], &file) {
         assert!(raw.contains("span_id") && raw.contains("pushed"), "{raw}");

@@ -91,3 +91,35 @@ pub fn go_pprof(args: &[&str], file: &std::path::Path) -> Option<String> {
         }
     }
 }
+
+/// A directory of this test process under the temp dir, removed when
+/// dropped (also when an assertion fails).
+#[allow(dead_code)]
+pub struct TempDir(pub std::path::PathBuf);
+
+#[allow(dead_code)]
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("agentprof-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes a path (file or directory tree) when dropped.
+#[allow(dead_code)]
+pub struct RemoveOnDrop(pub std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
