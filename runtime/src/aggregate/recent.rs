@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::labels::Labels;
-use super::row::{lock, Call, MemoryUsage};
+use super::row::{lock, my_shard, Call, MemoryUsage, SHARDS};
 use crate::model::{InvocationRecord, Outcome};
-use crate::thread::slot;
 
-const SHARDS: usize = 8;
 const DEFAULT_RECENT: usize = 1024;
 
 struct RecentEntry {
@@ -104,10 +102,6 @@ static RECENT: [RecentShard; SHARDS] = [const { RecentShard(Mutex::new(Ring::new
 static RECENT_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_RECENT);
 static RECENT_EVICTED: AtomicU64 = AtomicU64::new(0);
 
-fn my_shard() -> &'static Mutex<Ring> {
-    &RECENT[slot::thread_index() as usize % SHARDS].0
-}
-
 pub(crate) fn set_recent_capacity(capacity: usize) {
     RECENT_CAPACITY.store(capacity, Relaxed);
     for shard in &RECENT {
@@ -131,7 +125,7 @@ pub(super) fn push(call: &Call<'_>) {
         labels: call.labels.cloned(),
         memory: call.memory,
     };
-    let mut ring = lock(my_shard());
+    let mut ring = lock(&RECENT[my_shard()].0);
     if ring.slots.is_empty() {
         let capacity = RECENT_CAPACITY.load(Relaxed);
         if capacity == 0 {

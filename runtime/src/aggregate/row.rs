@@ -16,7 +16,9 @@ use super::labels::Labels;
 use crate::model::Outcome;
 use crate::thread::slot::{self, Owner};
 
-const SHARDS: usize = 8;
+/// Shards of each row and of the recent ring: threads that finish
+/// invocations at once mostly land on different locks.
+pub(super) const SHARDS: usize = 8;
 /// Two significant digits: percentiles within 1%, a few KiB per histogram.
 const HISTOGRAM_SIGFIGS: u8 = 2;
 
@@ -216,8 +218,9 @@ pub(crate) struct Row {
     shards: [Shard; SHARDS],
 }
 
+/// This thread's shard.
 #[inline]
-fn my_shard() -> usize {
+pub(super) fn my_shard() -> usize {
     slot::thread_index() as usize % SHARDS
 }
 

@@ -26,9 +26,6 @@ pub use report::{CpuReport, CpuSample};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-
-#[cfg(doc)]
-use crate::thread::slot::Owner;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,7 +44,7 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_KEYS: usize = 200_000;
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
-/// CPU the sampler charged to each row (by [`Owner::key`]) since the last
+/// CPU the sampler charged to each row (by [`Owner::key`](crate::thread::slot::Owner::key)) since the last
 /// reset; `None` until a profiler first started, so the report can tell
 /// "not sampled" from "sampled, nothing there". Bounded by the number of
 /// rows. Written by the drainer, never by the handler.
@@ -57,7 +54,7 @@ fn sampled_by_owner() -> std::sync::MutexGuard<'static, Option<HashMap<usize, u6
     SAMPLED_BY_OWNER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sampled CPU per row since the last reset, keyed by [`Owner::key`];
+/// Sampled CPU per row since the last reset, keyed by [`Owner::key`](crate::thread::slot::Owner::key);
 /// `None` when no CPU profiler ever ran in this process.
 pub(crate) fn sampled_cpu_by_owner() -> Option<HashMap<usize, u64>> {
     sampled_by_owner().clone()

@@ -8,12 +8,6 @@ use crate::cpu;
 use crate::invocation;
 use crate::memory;
 use crate::model::{AgentRow, Dropped, FunctionRow, Report, INSTALL_HINT, SCHEMA_VERSION};
-use crate::thread::slot::Owner;
-
-/// The key CPU samples carry for the row they were charged to.
-fn owner_key(owner: &'static Owner) -> usize {
-    owner as *const Owner as usize
-}
 
 /// The per-function and per-agent report of everything recorded since the
 /// last [`reset`].
@@ -23,59 +17,57 @@ pub fn report() -> Report {
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
     let mut detached = 0;
     for row in aggregate::rows() {
-        {
-            let (s, active) = row.merged();
-            let owner = &row.owner;
-            let sampled = sampled_by_owner
-                .as_ref()
-                .map(|by_owner| by_owner.get(&owner_key(owner)).copied().unwrap_or(0));
-            if s.calls == 0 && active == 0 && s.detached_cpu_ns == 0 && sampled.unwrap_or(0) == 0 {
-                continue;
-            }
-            detached += s.detached_cpu_ns;
-            let cpu = s.cpu_measured();
-            let (wall_histogram, cpu_histogram) = s.all_calls();
-            let mem = s.memory_measured();
-            functions.push(FunctionRow {
-                agent: owner.agent.map(str::to_owned),
-                function: owner.function.to_owned(),
-                file: row.file.to_owned(),
-                line: row.line,
-                calls: s.calls,
-                active,
-                errors: s.errors,
-                panics: s.panics,
-                cancelled: s.cancelled,
-                cpu_ns: cpu.then_some(s.cpu_ns),
-                self_cpu_ns: cpu.then_some(s.self_cpu_ns),
-                wall_ns: s.wall_ns,
-                self_wall_ns: s.self_wall_ns,
-                wall_ns_p50: quantile(&wall_histogram, 0.5),
-                wall_ns_p90: quantile(&wall_histogram, 0.9),
-                wall_ns_p99: quantile(&wall_histogram, 0.99),
-                wall_ns_max: wall_histogram.as_ref().map_or(0, |h| h.max()),
-                cpu_ns_p50: cpu.then(|| quantile(&cpu_histogram, 0.5)),
-                cpu_ns_p90: cpu.then(|| quantile(&cpu_histogram, 0.9)),
-                cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
-                cpu_ns_max: cpu.then(|| cpu_histogram.as_ref().map_or(0, |h| h.max())),
-                polls: s.polls,
-                sampled_cpu_ns: sampled,
-                alloc_bytes: mem.then_some(s.alloc_bytes),
-                allocs: mem.then_some(s.allocs),
-                freed_bytes: mem.then_some(s.freed_bytes),
-                retained_bytes: mem.then_some(s.retained_bytes),
-                peak_bytes: mem.then_some(s.peak_bytes),
-                alloc_bytes_p50: mem.then(|| quantile(&s.alloc_per_call, 0.5)),
-                alloc_bytes_p99: mem.then(|| quantile(&s.alloc_per_call, 0.99)),
-            });
-            let slot = agents.entry(owner.agent).or_default();
-            slot.0.merge(&s);
-            slot.1 += active;
-            slot.2 = match (slot.2, sampled) {
-                (Some(a), Some(b)) => Some(a + b),
-                (a, b) => a.or(b),
-            };
+        let (s, active) = row.merged();
+        let owner = &row.owner;
+        let sampled = sampled_by_owner
+            .as_ref()
+            .map(|by_owner| by_owner.get(&owner.key()).copied().unwrap_or(0));
+        if s.calls == 0 && active == 0 && s.detached_cpu_ns == 0 && sampled.unwrap_or(0) == 0 {
+            continue;
         }
+        detached += s.detached_cpu_ns;
+        let cpu = s.cpu_measured();
+        let (wall_histogram, cpu_histogram) = s.all_calls();
+        let mem = s.memory_measured();
+        functions.push(FunctionRow {
+            agent: owner.agent.map(str::to_owned),
+            function: owner.function.to_owned(),
+            file: row.file.to_owned(),
+            line: row.line,
+            calls: s.calls,
+            active,
+            errors: s.errors,
+            panics: s.panics,
+            cancelled: s.cancelled,
+            cpu_ns: cpu.then_some(s.cpu_ns),
+            self_cpu_ns: cpu.then_some(s.self_cpu_ns),
+            wall_ns: s.wall_ns,
+            self_wall_ns: s.self_wall_ns,
+            wall_ns_p50: quantile(&wall_histogram, 0.5),
+            wall_ns_p90: quantile(&wall_histogram, 0.9),
+            wall_ns_p99: quantile(&wall_histogram, 0.99),
+            wall_ns_max: wall_histogram.as_ref().map_or(0, |h| h.max()),
+            cpu_ns_p50: cpu.then(|| quantile(&cpu_histogram, 0.5)),
+            cpu_ns_p90: cpu.then(|| quantile(&cpu_histogram, 0.9)),
+            cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
+            cpu_ns_max: cpu.then(|| cpu_histogram.as_ref().map_or(0, |h| h.max())),
+            polls: s.polls,
+            sampled_cpu_ns: sampled,
+            alloc_bytes: mem.then_some(s.alloc_bytes),
+            allocs: mem.then_some(s.allocs),
+            freed_bytes: mem.then_some(s.freed_bytes),
+            retained_bytes: mem.then_some(s.retained_bytes),
+            peak_bytes: mem.then_some(s.peak_bytes),
+            alloc_bytes_p50: mem.then(|| quantile(&s.alloc_per_call, 0.5)),
+            alloc_bytes_p99: mem.then(|| quantile(&s.alloc_per_call, 0.99)),
+        });
+        let slot = agents.entry(owner.agent).or_default();
+        slot.0.merge(&s);
+        slot.1 += active;
+        slot.2 = match (slot.2, sampled) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
     }
     functions.sort_by(|a, b| {
         b.cpu_ns

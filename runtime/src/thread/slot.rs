@@ -139,7 +139,6 @@ pub(crate) fn switch_to(next: *const Active) -> Transition {
         // points to must be complete before the pointer is visible.
         compiler_fence(Ordering::Release);
         s.current.set(next);
-        compiler_fence(Ordering::Release);
         Transition { previous, cpu_ns }
     })
 }
