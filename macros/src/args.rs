@@ -9,10 +9,11 @@ mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(labels);
     syn::custom_keyword!(span);
+    syn::custom_keyword!(errors);
 }
 
 const ACCEPTED: &str =
-    "expected one of: `agent = \"..\"`, `name = \"..\"`, `labels(key = value, ..)`, `span = false`";
+    "expected one of: `agent = \"..\"`, `name = \"..\"`, `labels(key = value, ..)`, `span = false`, `errors = false`";
 
 /// Field names the generated span declares itself.
 const RESERVED_LABELS: &[&str] = &["agent", "invocation_id", "outcome", "resource"];
@@ -28,6 +29,7 @@ pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     pub(crate) labels: Option<Vec<Label>>,
     pub(crate) span: Option<LitBool>,
+    pub(crate) errors: Option<LitBool>,
 }
 
 impl Args {
@@ -36,9 +38,17 @@ impl Args {
         self.span.as_ref().is_none_or(|b| b.value)
     }
 
+    /// Whether an `Err` return counts as an error outcome (default yes).
+    pub(crate) fn counts_errors(&self) -> bool {
+        self.errors.as_ref().is_none_or(|b| b.value)
+    }
+
     /// True when the next tokens start one of our arguments.
     fn at_argument(input: ParseStream) -> bool {
-        (input.peek(kw::agent) || input.peek(kw::name) || input.peek(kw::span))
+        (input.peek(kw::agent)
+            || input.peek(kw::name)
+            || input.peek(kw::span)
+            || input.peek(kw::errors))
             && input.peek2(Token![=])
             || input.peek(kw::labels) && input.peek2(syn::token::Paren)
     }
@@ -66,6 +76,16 @@ impl Args {
                 )
             })?;
             set_once(&mut self.span, value, key.span, "span")
+        } else if lookahead.peek(kw::errors) {
+            let key: kw::errors = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let value: LitBool = input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "`errors` takes `true` or `false`, e.g. `errors = false`",
+                )
+            })?;
+            set_once(&mut self.errors, value, key.span, "errors")
         } else if lookahead.peek(kw::labels) {
             let key: kw::labels = input.parse()?;
             let content;

@@ -3,7 +3,10 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Block, Expr, ExprAsync, ExprCall, ItemFn, ReturnType, Stmt, Type};
+use syn::visit_mut::{self, VisitMut};
+use syn::{
+    AttrStyle, Attribute, Block, Expr, ExprAsync, ExprCall, Item, ItemFn, ReturnType, Stmt, Type,
+};
 
 use crate::args::{Args, BlockArgs};
 
@@ -146,9 +149,11 @@ fn future_output(ty: &Type) -> Option<&Type> {
     }
 }
 
-fn failed_fn(output: Option<&Type>) -> TokenStream {
+fn failed_fn(args: &Args, output: Option<&Type>) -> TokenStream {
     match output {
-        Some(ty) if is_result(ty) => quote!(::agentprof::__private::result_failed),
+        Some(ty) if args.counts_errors() && is_result(ty) => {
+            quote!(::agentprof::__private::result_failed)
+        }
         _ => quote!(::agentprof::__private::output_never_failed),
     }
 }
@@ -232,16 +237,16 @@ pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
             #[allow(clippy::redundant_async_block)]
             let #body = async move #block;
         );
-        let wrapped = wrap_future(quote!(#body), &parts, failed_fn(ret_ty.as_ref()));
-        quote!({ #callsite #future #wrapped.await })
+        let wrapped = wrap_future(quote!(#body), &parts, failed_fn(args, ret_ty.as_ref()));
+        quote!(#callsite #future #wrapped.await)
     } else if let Some(future) = trailing_future(&mut item.block) {
         let output = ret_ty.as_ref().and_then(future_output);
-        let failed = failed_fn(output);
+        let failed = failed_fn(args, output);
         let original = future.clone();
         *future = syn::parse2(wrap_future(quote!(#original), &parts, failed))
             .expect("a call expression always parses");
-        let block = &item.block;
-        quote!({ #callsite #block })
+        let stmts = &item.block.stmts;
+        quote!(#callsite #(#stmts)*)
     } else {
         let slot = syn::Ident::new("__agentprof_slot", Span::mixed_site());
         let guard = syn::Ident::new("__agentprof_guard", Span::mixed_site());
@@ -252,10 +257,10 @@ pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
             span,
             ..
         } = &parts;
-        let block = &item.block;
-        let reports_errors = ret_ty
-            .as_ref()
-            .is_some_and(|ty| is_result(ty) && !contains_impl_trait(ty));
+        let reports_errors = args.counts_errors()
+            && ret_ty
+                .as_ref()
+                .is_some_and(|ty| is_result(ty) && !contains_impl_trait(ty));
         // Only a guard that is told about `Err` needs to be mutable.
         let guard_mut = reports_errors.then(|| quote!(mut));
         let enter = quote! {
@@ -265,25 +270,38 @@ pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
         };
         match &ret_ty {
             Some(ty) if reports_errors => {
-                let call = quote_spanned!(ty.span()=>
-                    #[allow(clippy::redundant_closure_call)]
-                    let #ret: #ty = (move || -> #ty #block)();
-                );
-                quote!({
+                // The body runs in place (no closure), so references borrowed
+                // from arguments can be returned and `#[track_caller]`
+                // reaches it. Every `return` reports its value; an exit by
+                // `?` can only carry an `Err`, which the guard assumes until
+                // told otherwise.
+                let mut block = (*item.block).clone();
+                ReportReturns { guard: &guard }.visit_block_mut(&mut block);
+                quote! {
                     #enter
-                    #call
+                    #guard.set_failed(true);
+                    let #ret: #ty = #block;
                     #guard.set_failed(::agentprof::__private::result_failed(&#ret));
                     #ret
-                })
+                }
             }
-            _ => quote!({ #enter #block }),
+            // The body's statements go straight into ours: wrapped in
+            // another block, a one-expression body would trip
+            // `unused_braces` on the user's own braces.
+            _ => {
+                let stmts = &item.block.stmts;
+                quote!(#enter #(#stmts)*)
+            }
         }
     };
 
-    let ItemFn {
-        attrs, vis, sig, ..
-    } = &item;
-    quote!(#(#attrs)* #vis #sig #body)
+    // Inner attributes (`#![allow(..)]` at the top of the body) stay inside.
+    let (inner, outer): (Vec<&Attribute>, Vec<&Attribute>) = item
+        .attrs
+        .iter()
+        .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
+    let ItemFn { vis, sig, .. } = &item;
+    quote!(#(#outer)* #vis #sig { #(#inner)* #body })
 }
 
 /// `profile!(agent = "x", async { .. })` → a `ProfiledFuture` with its own
@@ -301,4 +319,33 @@ pub(crate) fn block(input: BlockArgs) -> TokenStream {
         quote!(::agentprof::__private::output_never_failed),
     );
     quote!({ #callsite #wrapped })
+}
+
+/// Makes every `return` of a fn body report its value to the invocation's
+/// guard: `return e` becomes `return __private::returned(e, &mut guard)`.
+/// Closures, async blocks, const blocks and nested items have returns of
+/// their own and are left alone.
+struct ReportReturns<'a> {
+    guard: &'a syn::Ident,
+}
+
+impl VisitMut for ReportReturns<'_> {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => {}
+            Expr::Return(ret) => {
+                if let Some(value) = &mut ret.expr {
+                    self.visit_expr_mut(value);
+                    let guard = self.guard;
+                    let original = &**value;
+                    **value = syn::parse_quote_spanned!(original.span()=>
+                        ::agentprof::__private::returned(#original, &mut #guard)
+                    );
+                }
+            }
+            _ => visit_mut::visit_expr_mut(self, expr),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _: &mut Item) {}
 }

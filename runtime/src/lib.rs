@@ -79,8 +79,8 @@ pub use noop::*;
 pub mod __private {
     pub use crate::aggregate::Labels;
     pub use crate::invocation::{
-        output_never_failed, result_failed, Callsite, NoSpan, ProfiledFuture, SpanMeta, SyncGuard,
-        SyncSlot,
+        output_never_failed, result_failed, returned, Callsite, NoSpan, ProfiledFuture, SpanMeta,
+        SyncGuard, SyncSlot,
     };
     pub use crate::thread::clock::read_thread_cpu_clock;
     pub use tracing;

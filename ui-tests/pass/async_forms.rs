@@ -1,3 +1,5 @@
+#![deny(warnings)]
+
 use std::future::Future;
 use std::pin::Pin;
 

@@ -1,3 +1,5 @@
+#![deny(warnings)]
+
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ impl S {
     }
 }
 
+// Bounds in both places on purpose: the expansion must keep both.
+#[allow(clippy::multiple_bound_locations)]
 #[profiled]
 fn generic<'a, T: Clone + 'a, const N: usize>(items: &'a [T; N]) -> Vec<T>
 where

@@ -20,4 +20,4 @@ pub use propagation::{current_context, spawn_thread, Context, FutureExt, InInvoc
 #[cfg(feature = "tokio")]
 pub use propagation::{spawn, spawn_blocking};
 pub use switch::{is_enabled, set_enabled};
-pub use sync_call::{output_never_failed, result_failed, SyncGuard, SyncSlot};
+pub use sync_call::{output_never_failed, result_failed, returned, SyncGuard, SyncSlot};

@@ -88,6 +88,16 @@ pub fn result_failed<T, E>(output: &Result<T, E>) -> bool {
     output.is_err()
 }
 
+/// What a `return` in a `Result` fn passes through on its way out: the
+/// outcome is taken from the value by reference, the value is returned as
+/// it is.
+#[doc(hidden)]
+#[inline]
+pub fn returned<T, E>(output: Result<T, E>, guard: &mut SyncGuard<'_>) -> Result<T, E> {
+    guard.set_failed(output.is_err());
+    output
+}
+
 /// Outputs of non-`Result` functions are never error outcomes.
 #[doc(hidden)]
 #[inline]
