@@ -38,11 +38,17 @@
 //!     name = "researcher::search",   // optional; default: module_path::fn
 //!     labels(session = session, k = top_k), // evaluated once per call
 //!     span = false,                  // optional; default: a tracing span
+//!     errors = false,                // optional; default: `Err` is an error
 //! )]
 //! async fn search(session: &str, top_k: usize) -> Vec<u32> {
 //!     (0..top_k as u32).collect()
 //! }
 //! ```
+//!
+//! The `errors` column counts invocations that returned `Err` (functions
+//! returning `Result`, sync or async). Where `Err` is ordinary control flow
+//! (a parser's "need more bytes"), `errors = false` records it as `ok`;
+//! panics and cancellations are counted either way.
 //!
 //! With `agent` absent an invocation inherits the agent of the invocation
 //! it runs inside (a tool called by the planner is charged to the planner);
@@ -58,8 +64,11 @@
 //! }
 //! ```
 //!
-//! A sync fn keeps its body behind a stack guard (in a closure when it
-//! returns `Result`, so that `?` reaches the outcome). A fn whose body ends in
+//! A sync fn keeps its body in place behind a stack guard: no closure, so
+//! references borrowed through `&mut self` can be returned and
+//! `#[track_caller]` reaches the body. In a fn returning `Result`, each
+//! `return` reports its value to the guard on the way out, and an exit by
+//! `?` (which can only carry an `Err`) counts as an error. A fn whose body ends in
 //! an `async` block, or in `Box::pin(async move ..)` as `#[async_trait]`
 //! writes it, has that future wrapped. Per call there is no allocation, no
 //! hashing and no formatting unless `labels(...)` is used.
@@ -87,7 +96,8 @@
 /// Profiles every call of a function, method or `async fn`.
 ///
 /// Arguments, all optional: `agent = "name"`, `name = "label"`,
-/// `labels(key = expr, ..)`, `span = false`. See the [crate docs](crate).
+/// `labels(key = expr, ..)`, `span = false`, `errors = false`. See the
+/// [crate docs](crate).
 pub use agentprof_macros::profiled;
 
 /// Profiles a future or async block: `profile!(agent = "x", async { .. })`.

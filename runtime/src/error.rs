@@ -55,8 +55,11 @@ pub enum Error {
         message: String,
     },
     /// Serializing a report failed.
-    #[error("cannot serialize report: {0}")]
-    Serialize(#[from] serde_json::Error),
+    #[error("cannot serialize report: {message}")]
+    Serialize {
+        /// What the serializer said.
+        message: String,
+    },
 }
 
 fn source_name(path: &Option<PathBuf>) -> String {

@@ -3,6 +3,7 @@
 //! usage. Plain data (serde derives, lookups, JSON): no behaviour, so user
 //! code that handles them compiles the same against both builds.
 
+mod json;
 mod report;
 mod resource;
 

@@ -318,12 +318,12 @@ pub struct InvocationRecord {
 impl Report {
     /// The report as compact JSON.
     pub fn to_json(&self) -> crate::error::Result<String> {
-        Ok(serde_json::to_string(self)?)
+        super::json::to_string(self)
     }
 
     /// The report as indented JSON.
     pub fn to_json_pretty(&self) -> crate::error::Result<String> {
-        Ok(serde_json::to_string_pretty(self)?)
+        Ok(super::json::indent(&self.to_json()?))
     }
 
     /// The row of `function` under `agent`, if it ran.
