@@ -113,10 +113,10 @@ pub use agentprof_runtime::{
 pub use agentprof_runtime::{
     current_context, env_overrides, init, invocation, is_enabled, recent_invocations, report,
     reset, set_enabled, spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config,
-    Context, CpuProfilingConfig, Dropped, Error, ExporterType, FunctionRow, FutureExt,
-    InvocationRecord, MemoryProfilingConfig, Outcome, ProfileExporterConfig, ProfilingConfig,
-    Report, ResourceAttribution, ResourceContext, ResourceUsage, Result, TelemetryConfig,
-    SCHEMA_VERSION,
+    Context, CpuClock, CpuClockConfig, CpuProfilingConfig, Dropped, Error, ExporterType,
+    FunctionRow, FutureExt, InvocationRecord, MemoryProfilingConfig, Outcome,
+    ProfileExporterConfig, ProfilingConfig, Report, ResourceAttribution, ResourceContext,
+    ResourceUsage, Result, TelemetryConfig, SCHEMA_VERSION,
 };
 pub use agentprof_runtime::{
     export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,

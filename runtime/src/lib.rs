@@ -34,15 +34,15 @@ mod thread;
 mod noop;
 
 pub use config::{
-    env_overrides, AttributionConfig, Config, CpuProfilingConfig, ExporterType, HeapProfilerConfig,
-    MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig, TelemetryConfig,
-    DEFAULT_SAMPLE_INTERVAL,
+    env_overrides, AttributionConfig, Config, CpuClockConfig, CpuProfilingConfig, ExporterType,
+    HeapProfilerConfig, MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig,
+    TelemetryConfig, DEFAULT_SAMPLE_INTERVAL,
 };
 pub use error::{Error, Result};
 pub use model::{
-    AgentResourceStats, AgentRow, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
-    MemoryStats, MemoryTimelinePoint, Outcome, Report, ResourceContext, ResourceUsage,
-    SystemMemoryInfo, TimerMode, INSTALL_HINT, SCHEMA_VERSION,
+    AgentResourceStats, AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth,
+    InvocationRecord, MemoryStats, MemoryTimelinePoint, Outcome, Report, ResourceContext,
+    ResourceUsage, SystemMemoryInfo, TimerMode, INSTALL_HINT, SCHEMA_VERSION,
 };
 pub use pipeline::export::{self, CollectorStats, ShutdownSummary};
 pub use pipeline::init;
@@ -82,6 +82,6 @@ pub mod __private {
         output_never_failed, result_failed, returned, Callsite, NoSpan, ProfiledFuture, SpanMeta,
         SyncGuard, SyncSlot,
     };
-    pub use crate::thread::clock::read_thread_cpu_clock;
+    pub use crate::thread::clock::{read_thread_cpu_clock, read_thread_cpu_clock_fast};
     pub use tracing;
 }

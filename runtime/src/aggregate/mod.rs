@@ -7,6 +7,7 @@
 //! Every store is bounded: rows by the number of (callsite, agent) pairs,
 //! label values by length and count per key, the ring by its capacity.
 
+mod batch;
 mod labels;
 mod recent;
 mod row;
@@ -17,8 +18,11 @@ pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};
 pub use recent::{invocation, recent_invocations};
 pub(crate) use row::{quantile, rows, Call, MemoryUsage, Row, RowList, Stats};
 
-/// Records a finished invocation in its row and in the recent ring.
-pub(crate) fn finish(call: &Call<'_>) {
-    call.row.record(call);
-    recent::push(call);
+pub(crate) use batch::drain_all;
+
+/// Records a finished invocation: into this thread's batch, from which it
+/// reaches its row and the recent ring.
+#[inline]
+pub(crate) fn finish(call: Call) {
+    batch::push(call);
 }

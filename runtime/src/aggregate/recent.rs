@@ -5,61 +5,43 @@
 //! bump. What a full ring overwrites is counted.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use super::labels::Labels;
-use super::row::{lock, my_shard, Call, MemoryUsage, SHARDS};
-use crate::model::{InvocationRecord, Outcome};
+use super::row::{lock, my_shard, Call, SHARDS};
+use crate::model::InvocationRecord;
 
 const DEFAULT_RECENT: usize = 1024;
 
-struct RecentEntry {
-    end_ns: u64,
-    id: u64,
-    parent_id: u64,
-    agent: Option<&'static str>,
-    function: &'static str,
-    outcome: Outcome,
-    cpu_ns: Option<u64>,
-    self_cpu_ns: Option<u64>,
-    wall_ns: u64,
-    self_wall_ns: u64,
-    polls: u64,
-    labels: Option<Labels>,
-    memory: Option<MemoryUsage>,
-}
-
-impl RecentEntry {
-    fn to_record(&self) -> InvocationRecord {
-        InvocationRecord {
-            id: self.id,
-            parent_id: (self.parent_id != 0).then_some(self.parent_id),
-            agent: self.agent.map(str::to_owned),
-            function: self.function.to_owned(),
-            outcome: self.outcome,
-            cpu_ns: self.cpu_ns,
-            self_cpu_ns: self.self_cpu_ns,
-            wall_ns: self.wall_ns,
-            self_wall_ns: self.self_wall_ns,
-            polls: self.polls,
-            labels: self
-                .labels
-                .iter()
-                .flat_map(|l| l.iter())
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            alloc_bytes: self.memory.map(|m| m.alloc_bytes),
-            allocs: self.memory.map(|m| m.allocs),
-            freed_bytes: self.memory.map(|m| m.freed_bytes),
-            retained_bytes: self.memory.map(|m| m.retained_bytes),
-            peak_bytes: self.memory.map(|m| m.peak_bytes),
-        }
+/// A finished call as the ring keeps it.
+fn to_record(call: &Call) -> InvocationRecord {
+    InvocationRecord {
+        id: call.id,
+        parent_id: (call.parent_id != 0).then_some(call.parent_id),
+        agent: call.row.owner.agent.map(str::to_owned),
+        function: call.row.owner.function.to_owned(),
+        outcome: call.outcome,
+        cpu_ns: call.cpu_ns,
+        self_cpu_ns: call.self_cpu_ns,
+        wall_ns: call.wall_ns,
+        self_wall_ns: call.self_wall_ns,
+        polls: call.polls,
+        labels: call
+            .labels
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        alloc_bytes: call.memory.map(|m| m.alloc_bytes),
+        allocs: call.memory.map(|m| m.allocs),
+        freed_bytes: call.memory.map(|m| m.freed_bytes),
+        retained_bytes: call.memory.map(|m| m.retained_bytes),
+        peak_bytes: call.memory.map(|m| m.peak_bytes),
     }
 }
 
 /// One thread shard of the ring.
-struct Ring {
-    slots: Vec<Option<RecentEntry>>,
+pub(super) struct Ring {
+    slots: Vec<Option<Call>>,
     next: usize,
 }
 
@@ -72,7 +54,7 @@ impl Ring {
     }
 
     fn resize(&mut self, capacity: usize) {
-        let mut kept: Vec<RecentEntry> = self.drain_oldest_first();
+        let mut kept: Vec<Call> = self.drain_oldest_first();
         let excess = kept.len().saturating_sub(capacity);
         kept.drain(..excess);
         self.slots = Vec::with_capacity(capacity);
@@ -81,7 +63,7 @@ impl Ring {
         self.slots.resize_with(capacity, || None);
     }
 
-    fn drain_oldest_first(&mut self) -> Vec<RecentEntry> {
+    fn drain_oldest_first(&mut self) -> Vec<Call> {
         let (newer, older) = self.slots.split_at_mut(self.next);
         older
             .iter_mut()
@@ -90,7 +72,7 @@ impl Ring {
             .collect()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &RecentEntry> {
+    fn iter(&self) -> impl Iterator<Item = &Call> {
         self.slots.iter().flatten()
     }
 }
@@ -109,23 +91,17 @@ pub(crate) fn set_recent_capacity(capacity: usize) {
     }
 }
 
-pub(super) fn push(call: &Call<'_>) {
-    let entry = RecentEntry {
-        end_ns: call.end_ns,
-        id: call.id,
-        parent_id: call.parent_id,
-        agent: call.row.owner.agent,
-        function: call.row.owner.function,
-        outcome: call.outcome,
-        cpu_ns: call.cpu_ns,
-        self_cpu_ns: call.self_cpu_ns,
-        wall_ns: call.wall_ns,
-        self_wall_ns: call.self_wall_ns,
-        polls: call.polls,
-        labels: call.labels.cloned(),
-        memory: call.memory,
-    };
-    let mut ring = lock(&RECENT[my_shard()].0);
+/// This thread's shard of the ring, for a batch of pushes.
+pub(super) fn lock_ring() -> MutexGuard<'static, Ring> {
+    lock(&RECENT[my_shard()].0)
+}
+
+pub(super) fn push(call: Call) {
+    push_locked(&mut lock_ring(), call);
+}
+
+/// Keeps `call` in `ring`, a locked shard, overwriting the oldest.
+pub(super) fn push_locked(ring: &mut Ring, call: Call) {
     if ring.slots.is_empty() {
         let capacity = RECENT_CAPACITY.load(Relaxed);
         if capacity == 0 {
@@ -134,7 +110,7 @@ pub(super) fn push(call: &Call<'_>) {
         ring.resize(capacity.div_ceil(SHARDS));
     }
     let next = ring.next;
-    if ring.slots[next].replace(entry).is_some() {
+    if ring.slots[next].replace(call).is_some() {
         RECENT_EVICTED.fetch_add(1, Relaxed);
     }
     ring.next = if next + 1 == ring.slots.len() {
@@ -147,13 +123,14 @@ pub(super) fn push(call: &Call<'_>) {
 /// The most recent finished invocations (up to the configured capacity),
 /// oldest first.
 pub fn recent_invocations() -> Vec<InvocationRecord> {
+    super::batch::drain_all();
     // Shards and wrapped rings are not in time order; the end times are.
     let mut all: Vec<(u64, InvocationRecord)> = RECENT
         .iter()
         .flat_map(|shard| {
             lock(&shard.0)
                 .iter()
-                .map(|e| (e.end_ns, e.to_record()))
+                .map(|c| (c.end_ns, to_record(c)))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -163,12 +140,10 @@ pub fn recent_invocations() -> Vec<InvocationRecord> {
 
 /// A recent invocation by id, if it is still in the ring.
 pub fn invocation(id: u64) -> Option<InvocationRecord> {
-    RECENT.iter().find_map(|shard| {
-        lock(&shard.0)
-            .iter()
-            .find(|e| e.id == id)
-            .map(RecentEntry::to_record)
-    })
+    super::batch::drain_all();
+    RECENT
+        .iter()
+        .find_map(|shard| lock(&shard.0).iter().find(|c| c.id == id).map(to_record))
 }
 
 /// Invocations the full ring overwrote.

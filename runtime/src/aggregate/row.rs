@@ -36,7 +36,7 @@ pub(crate) struct MemoryUsage {
 }
 
 /// One finished invocation, as the stores take it.
-pub(crate) struct Call<'a> {
+pub(crate) struct Call {
     pub(crate) row: &'static Row,
     pub(crate) id: u64,
     /// 0 for a root invocation.
@@ -44,7 +44,7 @@ pub(crate) struct Call<'a> {
     /// First invocation of its agent on the way down (no caller, or a
     /// caller of another agent).
     pub(crate) agent_root: bool,
-    pub(crate) labels: Option<&'a Labels>,
+    pub(crate) labels: Option<Labels>,
     pub(crate) outcome: Outcome,
     /// Monotonic time it ended, ns: orders the recent-invocation ring.
     pub(crate) end_ns: u64,
@@ -230,10 +230,18 @@ impl Row {
         self.shards[my_shard()].active.fetch_add(1, Relaxed);
     }
 
-    pub(super) fn record(&self, f: &Call<'_>) {
-        let shard = &self.shards[my_shard()];
-        shard.active.fetch_sub(1, Relaxed);
-        let mut s = lock(&shard.stats);
+    /// This thread's shard of the row's figures.
+    pub(super) fn lock_stats(&'static self) -> MutexGuard<'static, Stats> {
+        lock(&self.shards[my_shard()].stats)
+    }
+
+    pub(super) fn record(&'static self, f: &Call) {
+        self.record_locked(&mut self.lock_stats(), f);
+    }
+
+    /// Adds a finished call to `s`, a locked shard of this row.
+    pub(super) fn record_locked(&self, s: &mut Stats, f: &Call) {
+        self.shards[my_shard()].active.fetch_sub(1, Relaxed);
         s.calls += 1;
         match f.outcome {
             Outcome::Ok => {}
@@ -264,7 +272,6 @@ impl Row {
             }
             record_into(&mut s.alloc_per_call, m.alloc_bytes);
         }
-        let s = &mut *s;
         let (wall_histogram, cpu_histogram) = if f.agent_root {
             s.root_calls += 1;
             s.root_wall_ns += f.wall_ns;

@@ -125,6 +125,38 @@ pub struct CpuProfilingConfig {
     /// Profile continuously in windows of `duration` (default `false`).
     #[serde(default)]
     pub continuous: bool,
+    /// How invocations read the thread CPU clock (default `"auto"`).
+    #[serde(default)]
+    pub clock: CpuClockConfig,
+}
+
+/// `telemetry.profiling.cpu.clock`: `"auto"` reads the thread CPU clock in
+/// user space where the kernel allows it and falls back to the system call
+/// elsewhere; `"syscall"` always uses the system call (for hosts that must
+/// not open perf events). The environment variable `AGENTPROF_CPU_CLOCK`
+/// takes the same values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuClockConfig {
+    /// User space where allowed.
+    #[default]
+    Auto,
+    /// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` always.
+    Syscall,
+}
+
+impl std::str::FromStr for CpuClockConfig {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "syscall" => Ok(Self::Syscall),
+            other => Err(format!(
+                "unknown clock {other:?}; allowed: \"auto\", \"syscall\""
+            )),
+        }
+    }
 }
 
 fn default_frequency() -> u32 {
@@ -140,6 +172,7 @@ impl Default for CpuProfilingConfig {
             frequency: default_frequency(),
             duration: default_duration(),
             continuous: false,
+            clock: CpuClockConfig::Auto,
         }
     }
 }

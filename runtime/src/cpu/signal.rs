@@ -37,7 +37,7 @@ thread_local! {
 /// `baseline` (its CPU when sampling of it began) or else one period.
 /// Async-signal-safe: a const thread-local and `clock_gettime`.
 fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 {
-    let now = clock::thread_cpu_ns();
+    let now = clock::thread_cpu_ns_syscall();
     LAST_SAMPLE.with(|last| {
         let previous = if last.generation.get() == generation {
             Some(last.cpu_ns.get())

@@ -307,7 +307,7 @@ impl Frame {
             id: self.active.id,
             parent_id: self.parent_id,
             agent_root: self.agent_root,
-            labels: self.labels.as_ref(),
+            labels: self.labels.clone(),
             outcome,
             end_ns,
             wall_ns,
@@ -326,12 +326,12 @@ impl Frame {
         });
         memory::untracked(|| {
             span::record_finish(&self.span, &call);
-            aggregate::finish(&call);
+            aggregate::finish(call);
         });
     }
 
     /// Takes a finished callee's cost as a child's.
-    fn add_child(&self, call: &Call<'_>, callee_parent: u64) {
+    fn add_child(&self, call: &Call, callee_parent: u64) {
         match call.cpu_ns {
             Some(cpu) => bump(&self.children_cpu_ns, cpu),
             None => self.cpu_unmeasured.store(true, Relaxed),

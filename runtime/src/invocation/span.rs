@@ -15,7 +15,7 @@ pub(crate) fn record_labels(span: &Span, labels: &Labels) {
     }
 }
 
-pub(crate) fn record_finish(span: &Span, finished: &Call<'_>) {
+pub(crate) fn record_finish(span: &Span, finished: &Call) {
     if span.is_disabled() {
         return;
     }

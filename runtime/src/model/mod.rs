@@ -8,8 +8,8 @@ mod report;
 mod resource;
 
 pub use report::{
-    AgentRow, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord, MemoryStats,
-    MemoryTimelinePoint, Outcome, Report, SystemMemoryInfo, TimerMode, SCHEMA_VERSION,
+    AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
+    MemoryStats, MemoryTimelinePoint, Outcome, Report, SystemMemoryInfo, TimerMode, SCHEMA_VERSION,
 };
 pub use resource::{AgentResourceStats, ResourceContext, ResourceUsage};
 

@@ -78,6 +78,28 @@ pub struct HeapDropped {
     pub live: u64,
 }
 
+/// How the thread CPU clock is read at invocation transitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CpuClock {
+    /// In user space: a perf_event task-clock page and the TSC, with one
+    /// system call after each time the thread was switched out.
+    #[serde(rename = "perf-mmap")]
+    PerfMmap,
+    /// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` at every transition.
+    #[serde(rename = "syscall")]
+    Syscall,
+}
+
+impl CpuClock {
+    /// The name the JSON report uses.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CpuClock::PerfMmap => "perf-mmap",
+            CpuClock::Syscall => "syscall",
+        }
+    }
+}
+
 /// Everything agentprof knows about the invocations so far.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -102,6 +124,9 @@ pub struct Report {
     /// Where sampled in-use heap grew most between the last two heap
     /// snapshots (empty unless the heap profiler took two).
     pub heap_growth: Vec<HeapGrowth>,
+    /// How invocation CPU was read (absent in the opt-out build).
+    #[serde(default)]
+    pub cpu_clock: Option<CpuClock>,
 }
 
 /// Resident set and virtual size of the process.
@@ -276,6 +301,10 @@ pub struct Dropped {
     /// CPU of propagated work that finished after its invocation, ns; it is
     /// in the function's aggregate but not in any single invocation.
     pub detached_cpu_ns: u64,
+    /// Threads that read the CPU clock through the system call although
+    /// the user-space clock was in use (no descriptor or page to be had).
+    #[serde(default)]
+    pub cpu_clock_fallback_threads: u64,
 }
 
 /// One finished invocation, from the ring of recent invocations.

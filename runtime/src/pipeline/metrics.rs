@@ -110,6 +110,7 @@ fn invocation_overhead_ns() -> f64 {
             std::hint::black_box(i);
         }
         let instrumented = instrumented.elapsed();
+        crate::aggregate::drain_all();
         CALIBRATION.rows().for_each(|row| row.clear());
         instrumented.saturating_sub(bare).as_nanos() as f64 / CALLS as f64
     })

@@ -55,6 +55,9 @@ pub fn init(config: &Config) -> Result<()> {
             p.attribution.label_value_max_len,
             p.attribution.label_values_per_key,
         );
+        if p.cpu.clock == crate::config::CpuClockConfig::Syscall {
+            crate::thread::clock::force_syscall_clock();
+        }
         crate::invocation::set_enabled(config.recording());
     }
     Ok(())

@@ -8,10 +8,12 @@ use crate::cpu;
 use crate::invocation;
 use crate::memory;
 use crate::model::{AgentRow, Dropped, FunctionRow, Report, INSTALL_HINT, SCHEMA_VERSION};
+use crate::thread::clock;
 
 /// The per-function and per-agent report of everything recorded since the
 /// last [`reset`].
 pub fn report() -> Report {
+    aggregate::drain_all();
     let sampled_by_owner = cpu::sampled_cpu_by_owner();
     let mut functions = Vec::new();
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
@@ -113,6 +115,7 @@ pub fn report() -> Report {
     });
     let memory = memory::memory_stats();
     let (label_values_truncated, label_values_overflowed) = aggregate::label_counters();
+    let (cpu_clock, cpu_clock_fallback_threads) = clock::cpu_clock();
     Report {
         schema_version: SCHEMA_VERSION,
         functions,
@@ -122,12 +125,14 @@ pub fn report() -> Report {
         system_memory: memory::system_memory().ok(),
         memory_timeline: memory::timeline(),
         heap_growth: memory::heap_growth(),
+        cpu_clock: Some(cpu_clock),
         dropped: Dropped {
             label_values_truncated,
             label_values_overflowed,
             recent_invocations_evicted: aggregate::recent_evicted(),
             dynamic_functions_overflowed: invocation::dynamic_overflowed(),
             detached_cpu_ns: detached,
+            cpu_clock_fallback_threads,
         },
     }
 }
@@ -136,6 +141,7 @@ pub fn report() -> Report {
 /// drop counters. Invocations running now still finish into the cleared
 /// aggregates.
 pub fn reset() {
+    aggregate::drain_all();
     for row in aggregate::rows() {
         row.clear();
     }

@@ -185,6 +185,17 @@ impl fmt::Display for Report {
                 d.label_values_truncated, d.label_values_overflowed, d.dynamic_functions_overflowed
             )?;
         }
+        if let Some(clock) = self.cpu_clock {
+            write!(f, "CPU clock: {}", clock.as_str())?;
+            if d.cpu_clock_fallback_threads > 0 {
+                write!(
+                    f,
+                    " ({} threads on the system call)",
+                    d.cpu_clock_fallback_threads
+                )?;
+            }
+            writeln!(f)?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,159 @@
+//! Per-thread batches of finished calls.
+//!
+//! Hot path: [`push`] runs once per finished invocation. It moves the call
+//! into this thread's fixed ring with plain stores and one Release store of
+//! the ring's head: no lock, no write to a cache line another thread
+//! writes, no histogram work. The calls reach the shared rows and the
+//! recent ring when the batch is drained: by its own thread when it is
+//! full, by any reader before it reads (report, reset, recent invocations),
+//! and by the thread when it exits. Reports therefore stay exact.
+//!
+//! The ring is single-producer; draining takes the batch's `drain` lock, so
+//! the owner and readers never consume the same slots twice.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::recent;
+use super::row::{lock, Call, Row, Stats};
+
+/// Calls a thread keeps before it drains them itself.
+const SLOTS: usize = 64;
+
+struct Batch {
+    slots: Box<[UnsafeCell<MaybeUninit<Call>>]>,
+    /// Calls pushed, ever (only the owner writes it).
+    head: AtomicUsize,
+    /// Calls drained, ever (written under `drain`).
+    tail: AtomicUsize,
+    drain: Mutex<()>,
+}
+
+// SAFETY: slots in `tail..head` are written by the owner before it
+// publishes `head` (Release) and read by a drainer after it loads `head`
+// (Acquire), under the `drain` lock; the owner writes a slot only once a
+// drainer has released it by storing `tail` (Release), which the owner loads
+// (Acquire). `Call` is `Send`.
+unsafe impl Sync for Batch {}
+// SAFETY: as above; the batch owns its calls.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            slots: (0..SLOTS)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            drain: Mutex::new(()),
+        }
+    }
+
+    /// Owner only.
+    #[inline]
+    fn push(&self, call: Call) {
+        let head = self.head.load(Relaxed);
+        if head - self.tail.load(Acquire) == SLOTS {
+            self.drain();
+        }
+        // SAFETY: only the owner writes slots, and this slot is free: the
+        // ring holds fewer than SLOTS undrained calls (checked above, and
+        // drainers only ever free slots).
+        unsafe { (*self.slots[head % SLOTS].get()).write(call) };
+        self.head.store(head + 1, Release);
+    }
+
+    /// Moves every published call into the shared rows and recent ring.
+    ///
+    /// One lock of the recent ring for the whole batch, and one lock of a
+    /// row's shard per run of calls of that row (always in that order).
+    fn drain(&self) {
+        let _drainer = lock(&self.drain);
+        let tail = self.tail.load(Relaxed);
+        let head = self.head.load(Acquire);
+        if tail == head {
+            return;
+        }
+        let mut ring = recent::lock_ring();
+        let mut held: Option<(&'static Row, MutexGuard<'static, Stats>)> = None;
+        for index in tail..head {
+            // SAFETY: slots in `tail..head` were published by the owner and
+            // are read once: `tail` moves past them under this lock.
+            let call = unsafe { (*self.slots[index % SLOTS].get()).assume_init_read() };
+            let row = call.row;
+            if !held.as_ref().is_some_and(|(r, _)| std::ptr::eq(*r, row)) {
+                // Release the previous row before taking the next: two
+                // drains never hold two rows, so they cannot deadlock.
+                drop(held.take());
+                held = Some((row, row.lock_stats()));
+            }
+            if let Some((_, stats)) = held.as_mut() {
+                row.record_locked(stats, &call);
+            }
+            recent::push_locked(&mut ring, call);
+        }
+        self.tail.store(head, Release);
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Calls never drained (none once the owner's exit drained them).
+        let (tail, head) = (*self.tail.get_mut(), *self.head.get_mut());
+        for index in tail..head {
+            // SAFETY: published and never read; dropped once.
+            unsafe { self.slots[index % SLOTS].get_mut().assume_init_drop() };
+        }
+    }
+}
+
+static BATCHES: Mutex<Vec<Arc<Batch>>> = Mutex::new(Vec::new());
+
+/// This thread's batch; drained and unregistered when the thread exits.
+struct Local(Arc<Batch>);
+
+impl Local {
+    fn new() -> Self {
+        let batch = Arc::new(Batch::new());
+        lock(&BATCHES).push(batch.clone());
+        Self(batch)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.0.drain();
+        lock(&BATCHES).retain(|b| !Arc::ptr_eq(b, &self.0));
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = Local::new();
+}
+
+/// Hands a finished call to this thread's batch (to the shared stores
+/// directly while the thread is tearing down).
+#[inline]
+pub(super) fn push(call: Call) {
+    let mut call = Some(call);
+    let _ = LOCAL.try_with(|local| {
+        if let Some(call) = call.take() {
+            local.0.push(call);
+        }
+    });
+    if let Some(call) = call {
+        call.row.record(&call);
+        recent::push(call);
+    }
+}
+
+/// Drains every thread's batch, so that readers see every finished call.
+pub(crate) fn drain_all() {
+    let batches: Vec<Arc<Batch>> = lock(&BATCHES).clone();
+    for batch in batches {
+        batch.drain();
+    }
+}
