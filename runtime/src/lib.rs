@@ -82,6 +82,8 @@ pub mod __private {
         output_never_failed, result_failed, returned, Callsite, NoSpan, ProfiledFuture, SpanMeta,
         SyncGuard, SyncSlot,
     };
-    pub use crate::thread::clock::{read_thread_cpu_clock, read_thread_cpu_clock_fast};
+    pub use crate::thread::clock::{
+        read_thread_cpu_clock, read_thread_cpu_clock_fast, set_fast_cpu_clock,
+    };
     pub use tracing;
 }

@@ -46,6 +46,10 @@ const FIRST_EPOCH: u32 = 2;
 static GATE: AtomicU32 = AtomicU32::new(UNDECIDED);
 /// Nanoseconds per TSC tick, 32.32 fixed point.
 static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
+/// A (TSC, CLOCK_MONOTONIC) pair taken at calibration: monotonic time is
+/// extrapolated from it while the fast path is on.
+static BASE_TSC: AtomicU64 = AtomicU64::new(0);
+static BASE_MONOTONIC_NS: AtomicU64 = AtomicU64::new(0);
 static OPEN_THREADS: AtomicU64 = AtomicU64::new(0);
 static FALLBACK_THREADS: AtomicU64 = AtomicU64::new(0);
 
@@ -58,6 +62,8 @@ struct ThreadClock {
     fd: Cell<i32>,
     /// `GATE` epoch the page was opened under; 0 with no page.
     epoch: Cell<u32>,
+    /// Process that opened the page (a forked child inherits it).
+    pid: Cell<i32>,
     /// This thread reads through the system call for good.
     refused: Cell<bool>,
     last_enabled: Cell<u64>,
@@ -71,6 +77,7 @@ thread_local! {
             page: Cell::new(std::ptr::null()),
             fd: Cell::new(-1),
             epoch: Cell::new(0),
+            pid: Cell::new(0),
             refused: Cell::new(false),
             last_enabled: Cell::new(0),
             last_tsc: Cell::new(0),
@@ -85,7 +92,7 @@ struct CloseOnExit;
 impl Drop for CloseOnExit {
     fn drop(&mut self) {
         let _ = CLOCK.try_with(|c| {
-            close(c, true);
+            close(c);
             // Invocations finishing later in teardown use the system call.
             c.refused.set(true);
         });
@@ -162,10 +169,9 @@ fn resync(c: &ThreadClock, page: *const u8) -> Option<u64> {
 fn slow(c: &ThreadClock, gate: u32) -> Option<u64> {
     let gate = if gate == UNDECIDED { decide() } else { gate };
     if c.epoch.get() != 0 && c.epoch.get() != gate {
-        // Opened before the fast clock was turned off (counted), or before
-        // a fork, where the page is the parent thread's and the child's
-        // count started again from zero.
-        close(c, gate == DISABLED);
+        // Opened before the fast clock was turned off or on again, or
+        // before a fork (then the page is the parent thread's).
+        close(c);
     }
     if gate < FIRST_EPOCH || c.refused.get() {
         return imp::thread_cpu_ns();
@@ -181,6 +187,7 @@ fn slow(c: &ThreadClock, gate: u32) -> Option<u64> {
             c.fd.set(fd);
             c.page.set(page);
             c.epoch.set(gate);
+            c.pid.set(current_pid());
             resync(c, page)
         }
         None => {
@@ -191,13 +198,19 @@ fn slow(c: &ThreadClock, gate: u32) -> Option<u64> {
     }
 }
 
-fn close(c: &ThreadClock, counted: bool) {
+fn close(c: &ThreadClock) {
     let page = c.page.replace(std::ptr::null());
     let fd = c.fd.replace(-1);
     c.epoch.set(0);
     if !page.is_null() {
-        release(fd, page, counted);
+        // A page inherited through fork was counted in the parent.
+        release(fd, page, c.pid.get() == current_pid());
     }
+}
+
+fn current_pid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
 }
 
 fn release(fd: i32, page: *const u8, counted: bool) {
@@ -348,6 +361,20 @@ fn calibrate() {
         (((t1 - t0) as u128) << 32).div_euclid(ticks as u128) as u64,
         Relaxed,
     );
+    BASE_TSC.store(c1, Relaxed);
+    BASE_MONOTONIC_NS.store(t1, Relaxed);
+}
+
+/// `CLOCK_MONOTONIC` extrapolated from the TSC (invariant and the kernel's
+/// clocksource, so the two advance together), or `None` while the fast
+/// path is off.
+#[inline]
+pub(super) fn monotonic_ns() -> Option<u64> {
+    if GATE.load(Relaxed) < FIRST_EPOCH {
+        return None;
+    }
+    let ticks = rdtsc().wrapping_sub(BASE_TSC.load(Relaxed));
+    Some(BASE_MONOTONIC_NS.load(Relaxed) + ticks_to_ns(ticks))
 }
 
 extern "C" fn after_fork_in_child() {
@@ -364,6 +391,31 @@ extern "C" fn after_fork_in_child() {
 pub(super) fn disable() {
     GATE.store(DISABLED, Relaxed);
 }
+
+/// Lets threads use the fast path again (where the process allows it);
+/// returns whether it does.
+pub(super) fn enable() -> bool {
+    let decided = match GATE.load(Relaxed) {
+        UNDECIDED => decide(),
+        gate => gate,
+    };
+    if decided >= FIRST_EPOCH {
+        return true;
+    }
+    if !fast_path_allowed() {
+        return false;
+    }
+    if NS_PER_TICK.load(Relaxed) == 0 {
+        calibrate();
+    }
+    // A new epoch: pages of the previous one are closed at their next read.
+    let next = EPOCH_SEQUENCE.fetch_add(1, Relaxed) + 1;
+    GATE.store(next, Relaxed);
+    true
+}
+
+/// Epochs handed out by `enable` (after those a fork may take).
+static EPOCH_SEQUENCE: AtomicU32 = AtomicU32::new(1 << 16);
 
 pub(super) fn status() -> (CpuClock, u64) {
     let gate = match GATE.load(Relaxed) {
