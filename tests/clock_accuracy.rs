@@ -42,6 +42,9 @@ macro_rules! worker {
         }
     };
 }
+/// A function that burns the CPU it is asked for.
+type Worker = fn(u64) -> u64;
+
 worker!(preempted_a);
 worker!(preempted_b);
 worker!(preempted_c);
@@ -49,7 +52,7 @@ worker!(preempted_c);
 #[test]
 fn threads_preempting_each_other_are_charged_their_own_cpu() {
     setup();
-    let workers: [(&str, fn(u64) -> u64); 3] = [
+    let workers: [(&str, Worker); 3] = [
         ("::preempted_a", preempted_a),
         ("::preempted_b", preempted_b),
         ("::preempted_c", preempted_c),
