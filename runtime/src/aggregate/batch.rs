@@ -53,7 +53,7 @@ impl Batch {
     }
 
     /// Owner only.
-    #[inline]
+    #[inline(always)]
     fn push(&self, call: Call) {
         let head = self.head.load(Relaxed);
         if head - self.tail.load(Acquire) == SLOTS {
@@ -136,17 +136,17 @@ thread_local! {
 
 /// Hands a finished call to this thread's batch (to the shared stores
 /// directly while the thread is tearing down).
-#[inline]
+#[inline(always)]
 pub(super) fn push(call: Call) {
-    let mut call = Some(call);
-    let _ = LOCAL.try_with(|local| {
-        if let Some(call) = call.take() {
-            local.0.push(call);
+    match LOCAL.try_with(|local| Arc::as_ptr(&local.0)) {
+        // SAFETY: the batch is owned by this thread's `LOCAL`, which lives
+        // until this thread exits, and this thread is running; `push` is
+        // called only by the owner (this thread).
+        Ok(batch) => unsafe { (*batch).push(call) },
+        Err(_) => {
+            call.row.record(&call);
+            recent::push(call);
         }
-    });
-    if let Some(call) = call {
-        call.row.record(&call);
-        recent::push(call);
     }
 }
 

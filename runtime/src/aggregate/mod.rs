@@ -22,7 +22,7 @@ pub(crate) use batch::drain_all;
 
 /// Records a finished invocation: into this thread's batch, from which it
 /// reaches its row and the recent ring.
-#[inline]
+#[inline(always)]
 pub(crate) fn finish(call: Call) {
     batch::push(call);
 }

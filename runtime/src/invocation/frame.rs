@@ -324,10 +324,9 @@ impl Frame {
                 enclosing.add_child(&call, self.parent_id);
             }
         });
-        memory::untracked(|| {
-            span::record_finish(&self.span, &call);
-            aggregate::finish(call);
-        });
+        let _untracked = memory::Untracked::enter();
+        span::record_finish(&self.span, &call);
+        aggregate::finish(call);
     }
 
     /// Takes a finished callee's cost as a child's.

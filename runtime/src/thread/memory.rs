@@ -150,14 +150,25 @@ pub(crate) fn take_edge() -> MemoryDelta {
 /// inside a user's invocation.
 #[inline]
 pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let was = self.0;
-            MEMORY.with(|m| m.in_hook.set(was));
-        }
-    }
-    let was = MEMORY.with(|m| m.in_hook.replace(true));
-    let _restore = Restore(was);
+    let _untracked = Untracked::enter();
     f()
+}
+
+/// Keeps this thread's allocations out of invocations until dropped (the
+/// scope form of [`untracked`], for code that moves large values).
+pub(crate) struct Untracked(bool);
+
+impl Untracked {
+    #[inline]
+    pub(crate) fn enter() -> Self {
+        Self(MEMORY.with(|m| m.in_hook.replace(true)))
+    }
+}
+
+impl Drop for Untracked {
+    #[inline]
+    fn drop(&mut self) {
+        let was = self.0;
+        MEMORY.with(|m| m.in_hook.set(was));
+    }
 }
