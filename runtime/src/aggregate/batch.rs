@@ -22,6 +22,9 @@ use super::row::{lock, Call, Row, Stats};
 /// Calls a thread keeps before it drains them itself.
 const SLOTS: usize = 64;
 
+// Aligned: the owner writes `head` on every call, and batches of two
+// threads must not share a cache line.
+#[repr(align(128))]
 struct Batch {
     slots: Box<[UnsafeCell<MaybeUninit<Call>>]>,
     /// Calls pushed, ever (only the owner writes it).

@@ -4,7 +4,7 @@
 //! push is a lock of this thread's shard, a move into a slot and an index
 //! bump. What a full ring overwrites is counted.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 use super::row::{lock, my_shard, Call, SHARDS};
@@ -43,6 +43,9 @@ fn to_record(call: &Call) -> InvocationRecord {
 pub(super) struct Ring {
     slots: Vec<Option<Call>>,
     next: usize,
+    /// Calls this shard overwrote (counted under its lock, so threads
+    /// finishing calls do not share a counter).
+    evicted: u64,
 }
 
 impl Ring {
@@ -50,6 +53,7 @@ impl Ring {
         Self {
             slots: Vec::new(),
             next: 0,
+            evicted: 0,
         }
     }
 
@@ -82,7 +86,6 @@ struct RecentShard(Mutex<Ring>);
 
 static RECENT: [RecentShard; SHARDS] = [const { RecentShard(Mutex::new(Ring::new())) }; SHARDS];
 static RECENT_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_RECENT);
-static RECENT_EVICTED: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn set_recent_capacity(capacity: usize) {
     RECENT_CAPACITY.store(capacity, Relaxed);
@@ -111,7 +114,7 @@ pub(super) fn push_locked(ring: &mut Ring, call: Call) {
     }
     let next = ring.next;
     if ring.slots[next].replace(call).is_some() {
-        RECENT_EVICTED.fetch_add(1, Relaxed);
+        ring.evicted += 1;
     }
     ring.next = if next + 1 == ring.slots.len() {
         0
@@ -148,7 +151,7 @@ pub fn invocation(id: u64) -> Option<InvocationRecord> {
 
 /// Invocations the full ring overwrote.
 pub(crate) fn recent_evicted() -> u64 {
-    RECENT_EVICTED.load(Relaxed)
+    RECENT.iter().map(|shard| lock(&shard.0).evicted).sum()
 }
 
 /// Empties the ring and its counter.
@@ -157,6 +160,6 @@ pub(crate) fn clear_recent() {
         let mut ring = lock(&shard.0);
         ring.slots.iter_mut().for_each(|slot| *slot = None);
         ring.next = 0;
+        ring.evicted = 0;
     }
-    RECENT_EVICTED.store(0, Relaxed);
 }
