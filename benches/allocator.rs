@@ -1,15 +1,18 @@
-//! Cost of the counting allocator on an allocation-heavy workload.
+//! Cost of the counting allocator on allocation-heavy workloads.
 //!
 //! ```text
 //! cargo bench --bench allocator
 //! ```
 //!
 //! One process, one run: the global allocator dispatches on a mode switch
-//! to `System` alone, to `agentprof::Allocator<System>` (attribution), or to
-//! the same with heap sampling at a 512 KiB mean interval. The switch costs
-//! every mode the same relaxed load. The workload (many small `Box`, `Vec`
-//! and `String` allocations and frees, inside one `#[profiled]` invocation
-//! per batch) runs on 1 and on 2 threads at once.
+//! to an inner allocator alone (the system allocator or mimalloc), to
+//! `agentprof::Allocator` over it (attribution), or to the same with heap
+//! sampling at a 512 KiB mean interval. The switch costs every mode the same
+//! relaxed load; frees go to the allocator the pointer came from, whatever
+//! the mode is now. Two workloads, each inside one `#[profiled]` invocation
+//! per batch, on 1 and on 2 threads at once: a churn of small `Box`, `Vec`
+//! and `String` allocations, and serde_json round trips of agent messages
+//! with prompt building.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -18,48 +21,64 @@ use std::time::Duration;
 
 use agentprof::{HeapProfiler, HeapProfilerConfig};
 use criterion::Criterion;
+use mimalloc::MiMalloc;
 
 mod common;
 
 const GROUP: &str = "allocator";
 const SYSTEM: u8 = 0;
-const COUNTING: u8 = 1;
+const COUNTING_SYSTEM: u8 = 1;
+const MIMALLOC: u8 = 2;
+const COUNTING_MIMALLOC: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(SYSTEM);
-static COUNTING_ALLOC: agentprof::Allocator = agentprof::Allocator::system();
+static COUNTING_OVER_SYSTEM: agentprof::Allocator = agentprof::Allocator::system();
+static COUNTING_OVER_MIMALLOC: agentprof::Allocator<MiMalloc> = agentprof::Allocator::new(MiMalloc);
 
 struct Switch;
 
-// SAFETY: both targets are sound allocators over `System`, so memory from
-// either can be freed by either; the mode only decides who counts.
+fn from_mimalloc(ptr: *mut u8) -> bool {
+    // SAFETY: a pure query of mimalloc's own address ranges.
+    unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr as *const _) }
+}
+
+// SAFETY: allocations go to the allocator the mode names; frees and
+// resizes go to the allocator that made the pointer (mimalloc knows its
+// own regions; the counting wrappers forward to the same inner allocators),
+// so memory is always returned to where it came from.
 unsafe impl GlobalAlloc for Switch {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
         unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                System.alloc(layout)
-            } else {
-                COUNTING_ALLOC.alloc(layout)
+            match MODE.load(Relaxed) {
+                SYSTEM => System.alloc(layout),
+                COUNTING_SYSTEM => COUNTING_OVER_SYSTEM.alloc(layout),
+                MIMALLOC => MiMalloc.alloc(layout),
+                _ => COUNTING_OVER_MIMALLOC.alloc(layout),
             }
         }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
+        let counting = matches!(MODE.load(Relaxed), COUNTING_SYSTEM | COUNTING_MIMALLOC);
+        // SAFETY: forwarded to the allocator that made `ptr`.
         unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                System.dealloc(ptr, layout)
-            } else {
-                COUNTING_ALLOC.dealloc(ptr, layout)
+            match (from_mimalloc(ptr), counting) {
+                (false, false) => System.dealloc(ptr, layout),
+                (false, true) => COUNTING_OVER_SYSTEM.dealloc(ptr, layout),
+                (true, false) => MiMalloc.dealloc(ptr, layout),
+                (true, true) => COUNTING_OVER_MIMALLOC.dealloc(ptr, layout),
             }
         }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
+        let counting = matches!(MODE.load(Relaxed), COUNTING_SYSTEM | COUNTING_MIMALLOC);
+        // SAFETY: forwarded to the allocator that made `ptr`.
         unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                System.realloc(ptr, layout, new_size)
-            } else {
-                COUNTING_ALLOC.realloc(ptr, layout, new_size)
+            match (from_mimalloc(ptr), counting) {
+                (false, false) => System.realloc(ptr, layout, new_size),
+                (false, true) => COUNTING_OVER_SYSTEM.realloc(ptr, layout, new_size),
+                (true, false) => MiMalloc.realloc(ptr, layout, new_size),
+                (true, true) => COUNTING_OVER_MIMALLOC.realloc(ptr, layout, new_size),
             }
         }
     }
@@ -89,51 +108,128 @@ fn churn(seed: u64) -> usize {
     total
 }
 
+/// An agent's turn: parse the conversation (JSON), build the prompt,
+/// serialize the reply.
+#[agentprof::profiled(agent = "bench", span = false)]
+fn agent_messages(seed: u64) -> usize {
+    let conversation: Vec<serde_json::Value> = (0..8)
+        .map(|i| {
+            serde_json::json!({
+                "role": if i % 2 == 0 { "user" } else { "assistant" },
+                "content": format!("message {i} of turn {seed}: please plan the next step"),
+                "tool_calls": [{"name": "search", "arguments": {"query": "flights", "top_k": i}}],
+            })
+        })
+        .collect();
+    let text = serde_json::to_string(&conversation).unwrap_or_default();
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    let mut prompt = String::new();
+    for message in &parsed {
+        prompt.push_str(message["role"].as_str().unwrap_or(""));
+        prompt.push_str(": ");
+        prompt.push_str(message["content"].as_str().unwrap_or(""));
+        prompt.push('\n');
+    }
+    let reply = serde_json::json!({"role": "assistant", "content": prompt, "tokens": prompt.len()});
+    black_box(reply.to_string()).len()
+}
+
+const WORKLOADS: [(&str, fn(u64) -> usize); 2] = [("churn", churn), ("json", agent_messages)];
+const INNER: [(&str, u8, u8); 2] = [
+    ("system", SYSTEM, COUNTING_SYSTEM),
+    ("mimalloc", MIMALLOC, COUNTING_MIMALLOC),
+];
+
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
-    for (mode, name) in [
-        (SYSTEM, "system"),
-        (COUNTING, "counting"),
-        (COUNTING, "counting_heap_512k"),
-    ] {
-        MODE.store(mode, Relaxed);
-        if name == "counting_heap_512k" {
-            HeapProfiler::start(HeapProfilerConfig::default()).expect("counting allocator active");
-        }
-        for threads in [1, 2] {
-            g.bench_function(format!("{name}_{threads}t"), |b| {
-                b.iter_custom(|iters| {
-                    common::on_threads(threads, iters, |i, t| {
-                        black_box(churn(i ^ t as u64));
-                    })
-                })
-            });
-        }
-        if let Some(heap) = HeapProfiler::running() {
-            heap.stop();
+    for (inner, plain_mode, counting_mode) in INNER {
+        for (variant, mode, sampling) in [
+            ("plain", plain_mode, false),
+            ("counting", counting_mode, false),
+            ("counting_heap_512k", counting_mode, true),
+        ] {
+            MODE.store(mode, Relaxed);
+            if sampling {
+                HeapProfiler::start(HeapProfilerConfig::default())
+                    .expect("counting allocator active");
+            }
+            for (workload, work) in WORKLOADS {
+                for threads in [1, 2] {
+                    g.bench_function(format!("{workload}_{inner}_{variant}_{threads}t"), |b| {
+                        b.iter_custom(|iters| common::on_threads_with(threads, iters, work))
+                    });
+                }
+            }
+            if let Some(heap) = HeapProfiler::running() {
+                heap.stop();
+            }
         }
     }
     MODE.store(SYSTEM, Relaxed);
     g.finish();
 }
 
+/// Ratios to the inner allocator alone, measured interleaved: rounds of
+/// plain, attribution, attribution + sampling back to back, medians per
+/// mode, so that the machine's drift falls on all three alike.
+fn interleaved(
+    work: fn(u64) -> usize,
+    plain_mode: u8,
+    counting_mode: u8,
+    threads: usize,
+) -> [f64; 3] {
+    const ROUNDS: usize = 15;
+    const BATCHES: u64 = 1_500;
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, (mode, sampling)) in [
+            (plain_mode, false),
+            (counting_mode, false),
+            (counting_mode, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            MODE.store(mode, Relaxed);
+            let heap = sampling.then(|| {
+                HeapProfiler::start(HeapProfilerConfig::default())
+                    .expect("counting allocator active")
+            });
+            let elapsed = common::on_threads_with(threads, BATCHES, work);
+            if let Some(heap) = heap {
+                heap.stop();
+            }
+            times[i].push(elapsed.as_nanos() as f64 / BATCHES as f64);
+        }
+    }
+    MODE.store(SYSTEM, Relaxed);
+    times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    })
+}
+
 fn main() {
     let mut c = Criterion::default()
         .configure_from_args()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
     benches(&mut c);
     c.final_summary();
-    println!("\nsummary (means of this run, per churn batch of ~200 allocations)");
-    for threads in [1, 2] {
-        let system = common::mean_ns(GROUP, &format!("system_{threads}t"));
-        let counting = common::mean_ns(GROUP, &format!("counting_{threads}t"));
-        let heap = common::mean_ns(GROUP, &format!("counting_heap_512k_{threads}t"));
-        println!(
-            "  {threads} thread(s): system {system:.0} ns, attribution {:.3}x (target <= 1.10), with heap sampling {:.3}x (target <= 1.15)",
-            counting / system,
-            heap / system
-        );
+    let met = |ratio: f64, target: f64| if ratio <= target { "met" } else { "NOT met" };
+    println!("\nsummary (interleaved rounds, medians; ratio to the inner allocator alone)");
+    for (workload, work) in WORKLOADS {
+        for (inner, plain_mode, counting_mode) in INNER {
+            for threads in [1, 2] {
+                let [plain, counting, heap] = interleaved(work, plain_mode, counting_mode, threads);
+                let (counting, heap) = (counting / plain, heap / plain);
+                println!(
+                    "  {workload:5} {inner:8} {threads}t: {plain:7.0} ns/batch, attribution {counting:.3}x (<= 1.05: {}), + heap sampling {heap:.3}x (<= 1.08: {})",
+                    met(counting, 1.05),
+                    met(heap, 1.08)
+                );
+            }
+        }
     }
     println!(
         "  heap profiler reserves {} KiB",

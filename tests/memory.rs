@@ -368,3 +368,50 @@ fn system_memory_and_the_timeline_are_read() {
         .iter()
         .all(|p| p.rss_bytes.is_some() && p.current_bytes.is_some()));
 }
+
+#[inline(never)]
+fn small_box_after_start(i: u64) -> Box<u64> {
+    Box::new(std::hint::black_box(i))
+}
+
+/// A thread that allocated a lot while no profiler ran is sampled soon after
+/// one starts (within 16 KiB of its allocations), not after its next fold.
+#[test]
+fn a_profiler_started_later_samples_busy_threads_at_once() {
+    setup();
+    let _serial = HEAP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let samples = std::thread::spawn(|| {
+        // Allocate while no profiler runs: the thread's countdowns are armed.
+        for i in 0..10_000u64 {
+            drop(std::hint::black_box(small_box_after_start(i)));
+        }
+        let heap = HeapProfiler::start(HeapProfilerConfig {
+            sample_interval: 1,
+            ..HeapProfilerConfig::default()
+        })
+        .unwrap();
+        for i in 0..10_000u64 {
+            drop(std::hint::black_box(small_box_after_start(i)));
+        }
+        let snapshot = heap.snapshot();
+        heap.stop();
+        snapshot
+            .stacks
+            .iter()
+            .filter(|s| {
+                s.function_names()
+                    .iter()
+                    .any(|f| f.contains("small_box_after_start"))
+            })
+            .map(|s| s.samples)
+            .sum::<u64>()
+    })
+    .join()
+    .unwrap();
+    // Every allocation is sampled once the thread noticed the start: at
+    // most 16 KiB of 8-byte boxes (2048) before it did.
+    assert!(
+        (10_000 - 2_048..=20_000).contains(&samples),
+        "{samples} samples of 10000 allocations made after the start"
+    );
+}

@@ -46,3 +46,26 @@ pub fn on_threads(threads: usize, iters: u64, work: fn(u64, usize)) -> std::time
         .max()
         .unwrap_or_default()
 }
+
+/// [`on_threads`] for a workload that takes a seed.
+pub fn on_threads_with(threads: usize, iters: u64, work: fn(u64) -> usize) -> std::time::Duration {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = std::time::Instant::now();
+                for i in 0..iters {
+                    std::hint::black_box(work(i ^ t as u64));
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap_or_default()
+}

@@ -1,28 +1,33 @@
 //! The counting global allocator.
 //!
 //! Hot path: the hook runs on every allocation, free and resize in the
-//! process. It never blocks (no lock), never recurses into itself (the
-//! thread's `in_hook` flag is set while it runs, and an allocation made
-//! inside it, by the unwinder or by registering the thread-exit flush, is
-//! only counted), and touches only the thread layer's counters, process
-//! atomics and the heap sampler's lock-free tables.
-//!
-//! Per allocation it adds to the thread's cumulative counters (folded into
-//! the process totals every [`FOLD_EVENTS`] events or [`FOLD_BYTES`]
-//! bytes, so threads do not contend on one cache line) and, when the heap
-//! profiler runs, counts down to its next sample. Invocations are charged
-//! from the same counters at their transitions, never here.
+//! process. The common path is one thread-local access, plain adds to the
+//! thread's cumulative counters, a branch-free high-water mark and one
+//! countdown of allocated bytes; nothing else. When the countdown runs out,
+//! a cold path folds the thread's counts into the process totals (every
+//! [`FOLD_BYTES`] allocated, and every [`FOLD_BYTES`] freed, on a second
+//! countdown), takes a heap sample when one is due, and re-arms. Only the
+//! cold path can allocate (registering the thread-exit flush, unwinding a
+//! sampled stack), so only it sets the thread's `in_hook` flag; an
+//! allocation made while the flag is set (by the cold path or by `untracked`
+//! profiler work) counts in the process totals only. The hook never blocks:
+//! no lock is taken. Invocations are charged from the same counters at
+//! their transitions, never here.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::heap;
 use crate::model::MemoryStats;
-use crate::thread::memory::{self, ThreadMemory, FOLD_EVENTS};
+use crate::thread::memory::{self, ThreadMemory};
 
-/// Bytes after which a thread folds at once, so the peak sees large
-/// allocations.
-const FOLD_BYTES: u64 = 256 * 1024;
+/// Bytes a thread allocates (or frees) between two folds into the process
+/// totals: how far a reading of the totals can lag, per thread.
+const FOLD_BYTES: i64 = 256 * 1024;
+
+/// Allocated bytes after which a thread notices that the heap profiler
+/// started (sampling is memoryless, so starting anywhere is unbiased).
+const SAMPLER_START_BYTES: i64 = 16 * 1024;
 
 static ALLOCATED: AtomicU64 = AtomicU64::new(0);
 static FREED: AtomicU64 = AtomicU64::new(0);
@@ -32,7 +37,6 @@ static REALLOCS: AtomicU64 = AtomicU64::new(0);
 static PEAK: AtomicU64 = AtomicU64::new(0);
 
 /// Adds what this thread counted since its last fold to the process totals.
-#[cold]
 fn fold(m: &ThreadMemory) {
     let now = [
         m.allocated.get() + m.other_allocated.get(),
@@ -48,22 +52,60 @@ fn fold(m: &ThreadMemory) {
     let total_allocated = ALLOCATED.fetch_add(delta[0], Relaxed) + delta[0];
     let total_freed = FREED.fetch_add(delta[1], Relaxed) + delta[1];
     PEAK.fetch_max(total_allocated.saturating_sub(total_freed), Relaxed);
+    if !m.exit_flush_registered.replace(true) {
+        register_exit_flush();
+    }
 }
 
-/// Folds every [`FOLD_EVENTS`] events, and at once after an event of
-/// [`FOLD_BYTES`] or more.
-#[inline(always)]
-fn maybe_fold(m: &ThreadMemory, size: usize) {
-    let left = m.until_fold.get().saturating_sub(1);
-    if left == 0 || size as u64 >= FOLD_BYTES {
-        m.until_fold.set(FOLD_EVENTS);
-        fold(m);
-        if !m.exit_flush_registered.replace(true) {
-            register_exit_flush();
+/// The allocation countdown ran out (or this is the thread's first
+/// allocation): fold and sample as due, then re-arm.
+#[cold]
+#[inline(never)]
+fn allocation_countdown_expired(m: &ThreadMemory, ptr: *mut u8, size: usize) {
+    let was_in_hook = m.in_hook.replace(true);
+    memory::mark_installed();
+    let consumed = m.armed.get() - m.countdown.get();
+    let active = heap::active();
+    if active {
+        if !m.sampling.replace(true) {
+            m.sample_left.set(heap::next_interval(m) + consumed);
+        }
+        let left = m.sample_left.get() - consumed;
+        if left <= 0 {
+            heap::record(ptr as usize, size as u64);
+            m.sample_left.set(heap::next_interval(m));
+        } else {
+            m.sample_left.set(left);
         }
     } else {
-        m.until_fold.set(left);
+        m.sampling.set(false);
     }
+    let fold_left = m.fold_left.get() - consumed;
+    if fold_left <= 0 {
+        fold(m);
+        m.fold_left.set(FOLD_BYTES);
+    } else {
+        m.fold_left.set(fold_left);
+    }
+    // While sampling is off, come back every SAMPLER_START_BYTES anyway,
+    // so a heap profiler started later samples this thread soon.
+    let next = if active {
+        m.fold_left.get().min(m.sample_left.get())
+    } else {
+        m.fold_left.get().min(SAMPLER_START_BYTES)
+    };
+    m.armed.set(next);
+    m.countdown.set(next);
+    m.in_hook.set(was_in_hook);
+}
+
+#[cold]
+#[inline(never)]
+fn free_countdown_expired(m: &ThreadMemory) {
+    let was_in_hook = m.in_hook.replace(true);
+    fold(m);
+    m.free_countdown.set(FOLD_BYTES);
+    m.in_hook.set(was_in_hook);
 }
 
 /// Folds what a thread still holds when it exits.
@@ -85,70 +127,70 @@ fn register_exit_flush() {
     let _ = EXIT_FLUSH.try_with(|_| ());
 }
 
-/// Runs `f` with the hook guard set; `nested` tells it the hook (or
-/// `untracked` profiler work) is already running on this thread.
+/// Counts `size` allocated bytes down; the cold path when they run out.
 #[inline(always)]
-fn hooked(f: impl FnOnce(&ThreadMemory, bool)) {
-    memory::with_memory(|m| {
-        let nested = m.in_hook.replace(true);
-        f(m, nested);
-        if !nested {
-            m.in_hook.set(false);
-        }
-    });
+fn count_down(m: &ThreadMemory, ptr: *mut u8, size: usize) {
+    let left = m.countdown.get() - size as i64;
+    m.countdown.set(left);
+    if left <= 0 {
+        allocation_countdown_expired(m, ptr, size);
+    }
 }
 
-#[inline]
+#[inline(always)]
 fn on_alloc(ptr: *mut u8, size: usize) {
-    memory::mark_installed();
-    hooked(|m, nested| {
-        if nested {
+    memory::with_memory(|m| {
+        if m.in_hook.get() {
             m.other_allocated.set(m.other_allocated.get() + size as u64);
             m.other_allocs.set(m.other_allocs.get() + 1);
             return;
         }
         m.grew(size as u64);
         m.allocs.set(m.allocs.get() + 1);
-        heap::on_alloc(m, ptr, size);
-        maybe_fold(m, size);
+        count_down(m, ptr, size);
     });
 }
 
-#[inline]
+#[inline(always)]
 fn on_free(ptr: *mut u8, size: usize) {
-    hooked(|m, nested| {
+    // Always matched while the heap profiler runs: a sampled pointer left
+    // in the side table would take the free of the next allocation at its
+    // address.
+    heap::on_free(ptr);
+    memory::with_memory(|m| {
         m.frees.set(m.frees.get() + 1);
-        // Always matched: a sampled pointer left in the side table would
-        // take the free of the next allocation at its address.
-        heap::on_free(ptr);
-        if nested {
+        if m.in_hook.get() {
             m.other_freed.set(m.other_freed.get() + size as u64);
             return;
         }
         m.freed.set(m.freed.get() + size as u64);
-        maybe_fold(m, size);
+        let left = m.free_countdown.get() - size as i64;
+        m.free_countdown.set(left);
+        if left <= 0 {
+            free_countdown_expired(m);
+        }
     });
 }
 
-#[inline]
+#[inline(always)]
 fn on_realloc(old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
-    hooked(|m, nested| {
+    heap::on_free(old);
+    memory::with_memory(|m| {
         m.reallocs.set(m.reallocs.get() + 1);
-        heap::on_free(old);
         // One resize, counted by how much it grew or shrank.
         let (grown, shrunk) = (
             new_size.saturating_sub(old_size) as u64,
             old_size.saturating_sub(new_size) as u64,
         );
-        if nested {
+        if m.in_hook.get() {
             m.other_allocated.set(m.other_allocated.get() + grown);
             m.other_freed.set(m.other_freed.get() + shrunk);
             return;
         }
         m.grew(grown);
         m.freed.set(m.freed.get() + shrunk);
-        heap::on_alloc(m, new, new_size);
-        maybe_fold(m, new_size.abs_diff(old_size));
+        // The heap profile counts a resize as an allocation of its new size.
+        count_down(m, new, new_size);
     });
 }
 

@@ -38,8 +38,9 @@ impl Outcome {
 /// Process-wide allocation totals.
 ///
 /// Threads fold their counts in batches, so a reading lags the truth by at
-/// most 256 events or 256 KiB per thread; `peak_usage` is the highest
-/// `current_usage` seen at a fold.
+/// most 256 KiB allocated and 256 KiB freed per thread (the reading thread's
+/// own counts are folded first); `peak_usage` is the highest `current_usage`
+/// seen at a fold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// Bytes allocated since start (realloc growth included).

@@ -38,16 +38,21 @@ pub(crate) struct ThreadMemory {
     edge_allocs: Cell<u64>,
     /// Counter values at the last fold into the process totals.
     pub(crate) folded: [Cell<u64>; 5],
-    /// Events left before the next fold.
-    pub(crate) until_fold: Cell<u32>,
+    /// Allocated bytes left before the hook's cold path runs (the nearer of
+    /// the next fold and the next heap sample), and its value when armed.
+    pub(crate) countdown: Cell<i64>,
+    pub(crate) armed: Cell<i64>,
+    /// Freed bytes left before the next fold.
+    pub(crate) free_countdown: Cell<i64>,
+    /// Allocated bytes left before the next fold, and the next heap sample
+    /// (valid while `sampling`), as of the last arming.
+    pub(crate) fold_left: Cell<i64>,
+    pub(crate) sample_left: Cell<i64>,
+    pub(crate) sampling: Cell<bool>,
     pub(crate) exit_flush_registered: Cell<bool>,
-    /// Bytes left before the next heap sample, and the sampler's PRNG.
-    pub(crate) until_sample: Cell<i64>,
+    /// The heap sampler's PRNG state (0 until seeded).
     pub(crate) rng: Cell<u64>,
 }
-
-/// Events a thread counts before folding into the process totals.
-pub(crate) const FOLD_EVENTS: u32 = 256;
 
 thread_local! {
     static MEMORY: ThreadMemory = const {
@@ -66,9 +71,15 @@ thread_local! {
             edge_freed: Cell::new(0),
             edge_allocs: Cell::new(0),
             folded: [const { Cell::new(0) }; 5],
-            until_fold: Cell::new(FOLD_EVENTS),
+            // Zero: a thread's first allocation takes the cold path, which
+            // marks the allocator installed and arms the countdowns.
+            countdown: Cell::new(0),
+            armed: Cell::new(0),
+            free_countdown: Cell::new(0),
+            fold_left: Cell::new(0),
+            sample_left: Cell::new(0),
+            sampling: Cell::new(false),
             exit_flush_registered: Cell::new(false),
-            until_sample: Cell::new(0),
             rng: Cell::new(0),
         }
     };
@@ -83,7 +94,7 @@ pub(crate) fn allocator_installed() -> bool {
     INSTALLED.load(Relaxed)
 }
 
-#[inline(always)]
+#[cold]
 pub(crate) fn mark_installed() {
     if !INSTALLED.load(Relaxed) {
         INSTALLED.store(true, Relaxed);
@@ -102,9 +113,8 @@ impl ThreadMemory {
         let allocated = self.allocated.get() + bytes;
         self.allocated.set(allocated);
         let live = allocated.wrapping_sub(self.freed.get()) as i64;
-        if live > self.high_water.get() {
-            self.high_water.set(live);
-        }
+        // Branch-free: a max, not a test.
+        self.high_water.set(self.high_water.get().max(live));
     }
 }
 

@@ -374,7 +374,7 @@ fn mix_seed(a: u64, b: u64) -> u64 {
 }
 
 /// An exponentially distributed interval with mean `mean` bytes.
-fn next_interval(m: &ThreadMemory, mean: u64) -> i64 {
+fn draw_interval(m: &ThreadMemory, mean: u64) -> i64 {
     if mean <= 1 {
         return 0;
     }
@@ -382,33 +382,20 @@ fn next_interval(m: &ThreadMemory, mean: u64) -> i64 {
     (-(1.0 - uniform).ln() * mean as f64) as i64
 }
 
-/// Called by the allocator hook for every allocation, guard set.
+/// Whether the heap profiler samples now (the hook's cold path asks).
 #[inline]
-pub(crate) fn on_alloc(m: &ThreadMemory, ptr: *mut u8, size: usize) {
-    if !ACTIVE.load(Relaxed) {
-        return;
-    }
-    count_down(m, ptr, size);
+pub(crate) fn active() -> bool {
+    ACTIVE.load(Relaxed)
 }
 
-#[inline]
-fn count_down(m: &ThreadMemory, ptr: *mut u8, size: usize) {
-    let mean = INTERVAL.load(Relaxed);
-    if m.rng.get() == 0 {
-        let first = next_interval(m, mean);
-        m.until_sample.set(first);
-    }
-    let left = m.until_sample.get() - size as i64;
-    if left > 0 {
-        m.until_sample.set(left);
-        return;
-    }
-    m.until_sample.set(next_interval(m, mean));
-    record(ptr as usize, size as u64);
+/// Bytes until the next sample: exponential with the configured mean.
+pub(crate) fn next_interval(m: &ThreadMemory) -> i64 {
+    draw_interval(m, INTERVAL.load(Relaxed))
 }
 
+/// Records a sampled allocation (called with the hook's guard set).
 #[cold]
-fn record(ptr: usize, size: u64) {
+pub(crate) fn record(ptr: usize, size: u64) {
     let Some(tables) = tables() else { return };
     let mut frames = [0usize; MAX_DEPTH];
     let depth = capture_stack(&mut frames);
@@ -427,7 +414,7 @@ fn record(ptr: usize, size: u64) {
     }
 }
 
-/// Called by the allocator hook for every free, guard set.
+/// Called by the allocator hook for every free.
 #[inline]
 pub(crate) fn on_free(ptr: *mut u8) {
     let Some(tables) = tables() else { return };

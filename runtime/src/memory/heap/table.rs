@@ -91,6 +91,8 @@ pub(crate) struct Tables {
     filter: Box<[AtomicU8]>,
     pub(crate) stacks_dropped: AtomicU64,
     pub(crate) live_dropped: AtomicU64,
+    /// Sampled pointers in `live` now: frees skip the filter while it is 0.
+    live_count: AtomicUsize,
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -116,13 +118,16 @@ impl Tables {
             filter: (0..FILTER_SLOTS).map(|_| AtomicU8::new(0)).collect(),
             stacks_dropped: AtomicU64::new(0),
             live_dropped: AtomicU64::new(0),
+            live_count: AtomicUsize::new(0),
         }
     }
 
     /// False when `ptr` was certainly never sampled (the common case).
     #[inline]
     pub(crate) fn maybe_live(&self, ptr: usize) -> bool {
-        self.filter_slot(ptr).load(Acquire) != 0
+        // The count rises before a pointer is published (and so before the
+        // program can free it), and falls only when an entry is taken.
+        self.live_count.load(Relaxed) != 0 && self.filter_slot(ptr).load(Acquire) != 0
     }
 
     #[inline]
@@ -180,6 +185,7 @@ impl Tables {
     /// Remembers a sampled pointer until it is freed.
     pub(crate) fn insert_live(&self, ptr: usize, bucket: u32, weight: Weight) {
         // Before the slot is published, so a free cannot miss it.
+        self.live_count.fetch_add(1, Relaxed);
         let _ = self
             .filter_slot(ptr)
             .fetch_update(AcqRel, Relaxed, |c| (c < u8::MAX).then_some(c + 1));
@@ -197,6 +203,10 @@ impl Tables {
                         .compare_exchange(current, ptr, AcqRel, Relaxed)
                         .is_ok()
             {
+                if current == ptr {
+                    // Replaced, not added.
+                    self.live_count.fetch_sub(1, Relaxed);
+                }
                 slot.bucket.store(bucket, Relaxed);
                 slot.objects_milli.store(weight.objects_milli, Relaxed);
                 slot.bytes.store(weight.bytes, Release);
@@ -204,6 +214,7 @@ impl Tables {
             }
             index = (index + 1) % n;
         }
+        self.live_count.fetch_sub(1, Relaxed);
         self.live_dropped.fetch_add(1, Relaxed);
     }
 
@@ -216,6 +227,7 @@ impl Tables {
         }
         let found = self.take_live(ptr);
         if found.is_some() {
+            self.live_count.fetch_sub(1, Relaxed);
             let _ = filter.fetch_update(AcqRel, Relaxed, |c| (c > 0 && c < u8::MAX).then(|| c - 1));
         }
         found
