@@ -134,7 +134,10 @@ fn agent_messages(seed: u64) -> usize {
     black_box(reply.to_string()).len()
 }
 
-const WORKLOADS: [(&str, fn(u64) -> usize); 2] = [("churn", churn), ("json", agent_messages)];
+/// One batch of a workload, from a seed.
+type Workload = fn(u64) -> usize;
+
+const WORKLOADS: [(&str, Workload); 2] = [("churn", churn), ("json", agent_messages)];
 const INNER: [(&str, u8, u8); 2] = [
     ("system", SYSTEM, COUNTING_SYSTEM),
     ("mimalloc", MIMALLOC, COUNTING_MIMALLOC),
