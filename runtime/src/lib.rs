@@ -29,6 +29,8 @@ mod invocation;
 mod memory;
 #[cfg(feature = "enabled")]
 mod thread;
+#[cfg(feature = "enabled")]
+mod unwind;
 
 #[cfg(not(feature = "enabled"))]
 mod noop;

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["thread"],
     &["aggregate"],
     &["invocation"],
-    &["pprof"],
+    &["pprof", "unwind"],
     &["memory", "cpu"],
     &["report"],
     &["pipeline"],

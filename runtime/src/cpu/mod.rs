@@ -19,7 +19,6 @@ mod buffer;
 mod report;
 mod signal;
 mod timer;
-mod unwind;
 
 pub use crate::model::TimerMode;
 pub use report::{CpuReport, CpuSample};
@@ -31,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::CpuProfilingConfig;
 use crate::error::{Error, Result};
+use crate::unwind::StackUnwinder;
 use buffer::{RawSample, SampleBuffer};
-use unwind::StackUnwinder;
 
 /// Slots of the handler-to-drainer buffer.
 const BUFFER_SLOTS: usize = 1024;

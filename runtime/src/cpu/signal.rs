@@ -10,11 +10,11 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 
 use super::buffer::{SampleLabels, MAX_FRAMES};
-use super::unwind::Registers;
 use super::Session;
 use crate::error::{Error, Result};
 use crate::thread::clock;
 use crate::thread::slot;
+use crate::unwind::Registers;
 
 /// Per thread: the profiling session of the thread's last sample, and its
 /// CPU time then. Const-initialised, no destructor: readable in the handler.

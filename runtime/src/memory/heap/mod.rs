@@ -23,7 +23,7 @@ mod table;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{HeapProfilerConfig, DEFAULT_SAMPLE_INTERVAL};
@@ -33,11 +33,17 @@ use crate::pprof::{self, Profile, ProfileBuilder};
 use crate::thread::clock;
 use crate::thread::memory::{allocator_installed, untracked, ThreadMemory};
 use crate::thread::slot::{self, Owner};
+use crate::unwind::{Registers, StackUnwinder};
 use table::{Tables, Weight, MAX_DEPTH};
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_INTERVAL);
 static TABLES: AtomicPtr<Tables> = AtomicPtr::new(std::ptr::null_mut());
+/// Stack unwinder for samples, prepared at the first start: a stack that
+/// enters a module loaded later ends there.
+static UNWINDER: OnceLock<StackUnwinder> = OnceLock::new();
+/// Threads that can unwind a sample at the same time with it.
+const CONCURRENT_UNWINDS: usize = 4;
 
 #[inline]
 fn tables() -> Option<&'static Tables> {
@@ -86,6 +92,9 @@ impl HeapProfiler {
                 drop(unsafe { Box::from_raw(fresh) });
             }
         }
+        // The CPU sampler's unwinder over `.eh_frame` tables prepared now,
+        // once: no lock and no allocation per sample.
+        untracked(|| UNWINDER.get_or_init(|| StackUnwinder::new(CONCURRENT_UNWINDS)));
         INTERVAL.store(config.sample_interval, Relaxed);
         ACTIVE.store(true, Release);
         Ok(HeapProfiler { _private: () })
@@ -110,6 +119,7 @@ impl HeapProfiler {
     /// Bytes the tables reserve (0 before the first start).
     pub fn reserved_bytes() -> usize {
         tables().map_or(0, Tables::reserved_bytes)
+            + UNWINDER.get().map_or(0, StackUnwinder::reserved_bytes)
     }
 
     /// What did not fit.
@@ -438,6 +448,16 @@ fn free_sampled(tables: &Tables, ptr: *mut u8) {
 /// Return addresses of the calling stack, leaf first, into `frames`.
 #[cfg(unix)]
 fn capture_stack(frames: &mut [usize; MAX_DEPTH]) -> usize {
+    if let Some(unwinder) = UNWINDER.get() {
+        let mut raw = [0u64; MAX_DEPTH];
+        if let Some(depth @ 1..) = unwinder.unwind(Registers::here(), &mut raw) {
+            for (frame, address) in frames.iter_mut().zip(&raw[..depth]) {
+                *frame = *address as usize;
+            }
+            return depth;
+        }
+    }
+    // Every scratch area busy (or no tables yet): the platform unwinder.
     let mut depth = 0;
     // SAFETY: `trace_unsynchronized` is unsafe only because some platform
     // unwinders (dbghelp on Windows) are not thread-safe; on unix it uses

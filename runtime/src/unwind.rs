@@ -1,5 +1,6 @@
-//! Unwinding inside the signal handler, without allocating, locking or
-//! touching memory that may not be mapped.
+//! Stack unwinding without allocating, locking or touching memory that may
+//! not be mapped: in the CPU sampler's signal handler, and in the allocator
+//! hook when the heap profiler samples an allocation.
 //!
 //! Rust binaries keep `.eh_frame` even in default release builds, so stacks
 //! are unwound from DWARF CFI with framehop. Everything framehop needs is
@@ -49,12 +50,35 @@ pub(crate) struct StackUnwinder {
     pub(crate) modules: usize,
 }
 
-/// Register state of the interrupted thread.
+/// Register state of the thread to unwind.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Registers {
     pub(crate) ip: u64,
     pub(crate) sp: u64,
     pub(crate) bp: u64,
+}
+
+impl Registers {
+    /// The calling function's own registers (inlined into it, so that the
+    /// unwind starts in its frame).
+    #[inline(always)]
+    pub(crate) fn here() -> Self {
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: reads three registers into outputs; touches no memory,
+        // the stack or the flags.
+        unsafe {
+            std::arch::asm!(
+                "lea {ip}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                ip = out(reg) ip,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+                options(nomem, nostack, preserves_flags),
+            );
+        }
+        Self { ip, sp, bp }
+    }
 }
 
 struct Segment {
