@@ -7,7 +7,8 @@
 //! (report and configuration types) remains.
 //!
 //! The modules are layers whose imports point one way, down (see
-//! `ARCHITECTURE.md`): `pipeline` → `report` → `memory`, `cpu`, `pprof` →
+//! `ARCHITECTURE.md`): `pipeline` → `report` → `memory`, `cpu` → `pprof`,
+//! `unwind` →
 //! `invocation` → `aggregate` → `thread` → `model`, `config`, `error`.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
