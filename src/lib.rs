@@ -35,7 +35,7 @@
 //! # use std::fmt::Display;
 //! #[agentprof::profiled(
 //!     agent = "researcher",          // optional; default: the caller's agent
-//!     name = "researcher::search",   // optional; default: module_path::fn
+//!     name = "researcher::search",   // optional; default: the fn's path (module::Type::method)
 //!     labels(session = session, k = top_k), // evaluated once per call
 //!     span = false,                  // optional; default: a tracing span
 //!     errors = false,                // optional; default: `Err` is an error

@@ -203,7 +203,7 @@ async fn every_supported_form_records_its_calls() {
         ("::unsafe_fn", 1),
         ("::free_async", 1),
         ("::returns_future", 2),
-        ("forms::call", 1),
+        ("<forms::Search as Tool>::call", 1),
         ("forms::Fetch::run", 2),
         ("forms::Other::run", 1),
         ("::provided", 1),

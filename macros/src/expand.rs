@@ -21,7 +21,15 @@ struct Parts {
     span: TokenStream,
 }
 
-fn parts(args: &Args, default_name: TokenStream, span_name: String, site: Span) -> Parts {
+/// `fn_path`: a `#[profiled]` fn (its label is its compiler path: with the
+/// impl's type, or `<Type as Trait>`), not a `profile!` block.
+fn parts(
+    args: &Args,
+    default_name: TokenStream,
+    span_name: String,
+    site: Span,
+    fn_path: bool,
+) -> Parts {
     let callsite_ident = syn::Ident::new("__AGENTPROF_CALLSITE", site);
     let function = match &args.name {
         Some(name) => quote!(#name),
@@ -32,9 +40,26 @@ fn parts(args: &Args, default_name: TokenStream, span_name: String, site: Span) 
         None => quote!(::core::option::Option::None),
     };
     let line = quote_spanned!(site=> ::core::line!());
-    let callsite = quote! {
-        static #callsite_ident: ::agentprof::__private::Callsite =
-            ::agentprof::__private::Callsite::new(#function, #agent, ::core::file!(), #line);
+    let callsite = if fn_path && args.name.is_none() {
+        // The type name of an item nested in the fn is the fn's own path as
+        // the compiler knows it, impl type and trait included; the runtime
+        // turns it into the label once.
+        let path_of = syn::Ident::new("__agentprof_name", site);
+        quote! {
+            fn #path_of() -> &'static str {
+                fn here() {}
+                ::core::any::type_name_of_val(&here)
+            }
+            static #callsite_ident: ::agentprof::__private::Callsite =
+                ::agentprof::__private::Callsite::with_path(
+                    #path_of, #function, #agent, ::core::file!(), #line,
+                );
+        }
+    } else {
+        quote! {
+            static #callsite_ident: ::agentprof::__private::Callsite =
+                ::agentprof::__private::Callsite::new(#function, #agent, ::core::file!(), #line);
+        }
     };
     let labels = match &args.labels {
         Some(labels) if !labels.is_empty() => {
@@ -221,7 +246,7 @@ pub(crate) fn function(args: &Args, mut item: ItemFn) -> TokenStream {
     let name_text = ident.to_string();
     let default_name = quote!(::core::concat!(::core::module_path!(), "::", #name_text));
     let site = ident.span();
-    let parts = parts(args, default_name, name_text, site);
+    let parts = parts(args, default_name, name_text, site, true);
     let callsite = &parts.callsite;
     let ret_ty: Option<Type> = match &item.sig.output {
         ReturnType::Type(_, ty) => Some((**ty).clone()),
@@ -310,7 +335,13 @@ pub(crate) fn block(input: BlockArgs) -> TokenStream {
     let site = input.future.span();
     let default_name = quote_spanned!(site=>
         ::core::concat!(::core::module_path!(), "::{async@", ::core::line!(), "}"));
-    let parts = parts(&input.args, default_name, "async_block".to_owned(), site);
+    let parts = parts(
+        &input.args,
+        default_name,
+        "async_block".to_owned(),
+        site,
+        false,
+    );
     let callsite = &parts.callsite;
     let future = &input.future;
     let wrapped = wrap_future(

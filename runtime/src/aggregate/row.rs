@@ -334,10 +334,11 @@ impl RowList {
         }
     }
 
-    /// The row of `function` under `agent`, created on first use.
+    /// The row of `function` under `agent`, created on first use (the
+    /// name is computed only when a row is created).
     pub(crate) fn row_for(
         &self,
-        function: &'static str,
+        function: impl Fn() -> &'static str,
         agent: Option<&'static str>,
         file: &'static str,
         line: u32,
@@ -351,8 +352,12 @@ impl RowList {
                 }
                 cursor = row.next;
             }
+            // The name is needed (and, for a fn, computed) only here.
             let row = Box::into_raw(Box::new(Row {
-                owner: Owner { function, agent },
+                owner: Owner {
+                    function: function(),
+                    agent,
+                },
                 file,
                 line,
                 next: published(head),
