@@ -25,7 +25,10 @@ pub fn mean_ns(group: &str, name: &str) -> f64 {
 /// Runs `work(iteration, thread)` `iters` times on each of `threads`
 /// threads started together; returns the slowest thread's time, i.e. the
 /// per-call cost as each thread saw it.
-pub fn on_threads(threads: usize, iters: u64, work: fn(u64, usize)) -> std::time::Duration {
+pub fn on_threads<W>(threads: usize, iters: u64, work: W) -> std::time::Duration
+where
+    W: Fn(u64, usize) + Copy + Send + 'static,
+{
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -49,23 +52,7 @@ pub fn on_threads(threads: usize, iters: u64, work: fn(u64, usize)) -> std::time
 
 /// [`on_threads`] for a workload that takes a seed.
 pub fn on_threads_with(threads: usize, iters: u64, work: fn(u64) -> usize) -> std::time::Duration {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let start = std::time::Instant::now();
-                for i in 0..iters {
-                    std::hint::black_box(work(i ^ t as u64));
-                }
-                start.elapsed()
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap_or_default()
+    on_threads(threads, iters, move |i, t| {
+        std::hint::black_box(work(i ^ t as u64));
+    })
 }
