@@ -106,6 +106,7 @@ pub use agentprof_macros::profiled;
 /// Without `name` the function label is `module::{async@LINE}`.
 pub use agentprof_macros::profile;
 
+pub use agentprof_runtime::running_invocations;
 pub use agentprof_runtime::{
     allocator_installed, memory_stats, Allocator, HeapGrowth, MemoryStats, MemoryTimelinePoint,
     SystemMemoryInfo,
@@ -116,7 +117,8 @@ pub use agentprof_runtime::{
     Context, CpuClock, CpuClockConfig, CpuProfilingConfig, Dropped, Error, ExporterType,
     FunctionRow, FutureExt, InvocationRecord, MemoryProfilingConfig, Outcome,
     ProfileExporterConfig, ProfilingConfig, Report, ResourceAttribution, ResourceContext,
-    ResourceUsage, Result, TelemetryConfig, SCHEMA_VERSION,
+    ResourceUsage, Result, Running, RunningInvocation, TelemetryConfig, WindowAgentRow,
+    WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
 };
 pub use agentprof_runtime::{
     export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,

@@ -113,7 +113,7 @@ fn report_json_has_the_stable_schema() {
     schema_probe(1);
     let json: serde_json::Value =
         serde_json::from_str(&agentprof::report().to_json().unwrap()).unwrap();
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     let row = json["functions"]
         .as_array()
         .unwrap()

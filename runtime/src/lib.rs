@@ -45,7 +45,8 @@ pub use error::{Error, Result};
 pub use model::{
     AgentResourceStats, AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth,
     InvocationRecord, MemoryStats, MemoryTimelinePoint, Outcome, Report, ResourceContext,
-    ResourceUsage, SystemMemoryInfo, TimerMode, INSTALL_HINT, SCHEMA_VERSION,
+    ResourceUsage, Running, RunningInvocation, SystemMemoryInfo, TimerMode, WindowAgentRow,
+    WindowFigures, WindowFunctionRow, INSTALL_HINT, SCHEMA_VERSION,
 };
 pub use pipeline::export::{self, CollectorStats, ShutdownSummary};
 pub use pipeline::init;
@@ -71,7 +72,7 @@ pub use pipeline::publish_metrics;
 #[cfg(feature = "enabled")]
 pub use pipeline::{Profiler, ProfilerBuilder, RunningProfiler};
 #[cfg(feature = "enabled")]
-pub use report::{report, reset, ResourceAttribution};
+pub use report::{report, reset, running_invocations, ResourceAttribution};
 
 #[cfg(not(feature = "enabled"))]
 pub use noop::*;

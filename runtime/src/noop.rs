@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use crate::model::{
     AgentResourceStats, HeapDropped, InvocationRecord, Report, ResourceContext, ResourceUsage,
-    SystemMemoryInfo, TimerMode,
+    RunningInvocation, SystemMemoryInfo, TimerMode,
 };
 use crate::pprof::Profile;
 
@@ -50,6 +50,11 @@ pub fn recent_invocations() -> Vec<InvocationRecord> {
 /// Always `None`.
 pub fn invocation(_id: u64) -> Option<InvocationRecord> {
     None
+}
+
+/// Always empty.
+pub fn running_invocations() -> Vec<RunningInvocation> {
+    Vec::new()
 }
 
 /// An invocation handle that carries nothing in this build.

@@ -75,6 +75,13 @@ impl Labels {
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.0.iter().map(|(k, v)| (*k, &**v))
     }
+
+    /// The pairs as owned strings, for the public records.
+    pub(crate) fn to_pairs(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
 }
 
 fn intern(key: &'static str, value: String) -> Arc<str> {

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
+use super::labels::Labels;
 use super::row::{lock, my_shard, Call, SHARDS};
 use crate::model::InvocationRecord;
 
@@ -27,10 +28,9 @@ fn to_record(call: &Call) -> InvocationRecord {
         polls: call.polls,
         labels: call
             .labels
-            .iter()
-            .flat_map(|l| l.iter())
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+            .as_ref()
+            .map(Labels::to_pairs)
+            .unwrap_or_default(),
         alloc_bytes: call.memory.map(|m| m.alloc_bytes),
         allocs: call.memory.map(|m| m.allocs),
         freed_bytes: call.memory.map(|m| m.freed_bytes),

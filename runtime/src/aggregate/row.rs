@@ -63,9 +63,29 @@ struct Shard {
     stats: Mutex<Stats>,
 }
 
+/// A row's totals since start, which [`Row::clear`] keeps: continuous
+/// windows are measured as their differences.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Lifetime {
+    pub(crate) calls: u64,
+    pub(crate) cpu_calls: u64,
+    pub(crate) cpu_ns: u64,
+    pub(crate) self_cpu_ns: u64,
+}
+
+impl Lifetime {
+    fn add(&mut self, o: &Lifetime) {
+        self.calls += o.calls;
+        self.cpu_calls += o.cpu_calls;
+        self.cpu_ns += o.cpu_ns;
+        self.self_cpu_ns += o.self_cpu_ns;
+    }
+}
+
 /// A row's counters and histograms.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    pub(crate) lifetime: Lifetime,
     pub(crate) calls: u64,
     pub(crate) errors: u64,
     pub(crate) panics: u64,
@@ -130,6 +150,7 @@ pub(crate) fn quantile(h: &Option<Histogram<u64>>, q: f64) -> u64 {
 
 impl Stats {
     pub(crate) fn merge(&mut self, o: &Stats) {
+        self.lifetime.add(&o.lifetime);
         self.calls += o.calls;
         self.errors += o.errors;
         self.panics += o.panics;
@@ -174,6 +195,7 @@ impl Stats {
         }
         let [nested_wall, nested_cpu, root_wall, root_cpu, alloc_per_call] = keep;
         *self = Stats {
+            lifetime: self.lifetime,
             alloc_per_call,
             nested_wall,
             nested_cpu,
@@ -243,6 +265,7 @@ impl Row {
     pub(super) fn record_locked(&self, s: &mut Stats, f: &Call) {
         self.shards[my_shard()].active.fetch_sub(1, Relaxed);
         s.calls += 1;
+        s.lifetime.calls += 1;
         match f.outcome {
             Outcome::Ok => {}
             Outcome::Error => s.errors += 1,
@@ -256,6 +279,9 @@ impl Row {
             s.cpu_calls += 1;
             s.cpu_ns += cpu;
             s.self_cpu_ns += self_cpu;
+            s.lifetime.cpu_calls += 1;
+            s.lifetime.cpu_ns += cpu;
+            s.lifetime.self_cpu_ns += self_cpu;
         }
         if let Some(m) = &f.memory {
             s.memory_calls += 1;
@@ -292,6 +318,23 @@ impl Row {
         s.cpu_ns += own + children;
         s.self_cpu_ns += own;
         s.detached_cpu_ns += own + children;
+        s.lifetime.cpu_ns += own + children;
+        s.lifetime.self_cpu_ns += own;
+    }
+
+    /// The row's totals since start.
+    pub(crate) fn lifetime(&self) -> Lifetime {
+        let mut total = Lifetime::default();
+        for shard in &self.shards {
+            total.add(&lock(&shard.stats).lifetime);
+        }
+        total
+    }
+
+    /// Invocations of the row running now.
+    pub(crate) fn active(&self) -> u64 {
+        let active: i64 = self.shards.iter().map(|s| s.active.load(Relaxed)).sum();
+        active.max(0) as u64
     }
 
     /// The row's figures over every shard, and its running invocations.

@@ -17,6 +17,7 @@ use tracing::Span;
 
 use super::callsite::Callsite;
 use super::propagation::{MemoryShare, Shared};
+use super::running::{self, Registration, RunningCall};
 use super::span;
 use crate::aggregate::{self, Call, Labels, MemoryUsage, Row};
 use crate::model::Outcome;
@@ -61,6 +62,8 @@ pub(crate) struct Frame {
     pub(crate) panicked: AtomicBool,
     shared: OnceLock<Arc<Shared>>,
     memory: MemoryCounters,
+    /// Where the frame is in the registry of running invocations.
+    pub(crate) registration: Registration,
 }
 
 /// Bytes an invocation allocated and freed, its callees' included.
@@ -195,6 +198,7 @@ impl Frame {
             panicked: AtomicBool::new(false),
             shared: OnceLock::new(),
             memory: MemoryCounters::default(),
+            registration: Registration::new(0),
         }
     }
 
@@ -290,6 +294,32 @@ impl Frame {
         }
     }
 
+    /// What the invocation has consumed up to its last transition.
+    pub(crate) fn running_call(&self, now_ns: u64) -> RunningCall {
+        let mut self_cpu = self.self_cpu_ns.load(Relaxed);
+        let mut children_cpu = self.children_cpu_ns.load(Relaxed);
+        if let Some(shared) = self.shared.get() {
+            let (own, children) = shared.contributed();
+            self_cpu += own;
+            children_cpu += children;
+        }
+        let measured = !self.cpu_unmeasured.load(Relaxed);
+        RunningCall {
+            row: self.row,
+            id: self.active.id,
+            parent_id: self.parent_id,
+            agent_root: self.agent_root,
+            labels: self.labels.clone(),
+            wall_ns: now_ns.saturating_sub(self.start_ns),
+            cpu_ns: measured.then_some(self_cpu + children_cpu),
+            self_cpu_ns: measured.then_some(self_cpu),
+            polls: self.polls.load(Relaxed),
+            memory: self.memory_usage(),
+        }
+    }
+
+    /// Ends the invocation. Called on the frame where it ran (never on a
+    /// moved copy): a registered frame leaves the registry here.
     pub(crate) fn finish(&self, outcome: Outcome) {
         let end_ns = clock::monotonic_ns();
         let wall_ns = end_ns.saturating_sub(self.start_ns);
@@ -322,10 +352,19 @@ impl Frame {
         with_current(|enclosing| {
             if let Some(enclosing) = enclosing {
                 enclosing.add_child(&call, self.parent_id);
+                // A caller that has run this long may run for good: let
+                // reports see it while it does.
+                if matches!(enclosing.kind, FrameKind::Invocation)
+                    && end_ns.saturating_sub(enclosing.start_ns) >= running::LONG_RUNNING_NS
+                    && enclosing.registration.load(Relaxed) == 0
+                {
+                    running::register(enclosing);
+                }
             }
         });
         let _untracked = memory::Untracked::enter();
         span::record_finish(&self.span, &call);
+        let _registry = running::deregister(self);
         aggregate::finish(call);
     }
 
@@ -352,6 +391,13 @@ impl Frame {
             bump(&m.children_alloc_bytes, mem.alloc_bytes);
             bump(&m.children_allocs, mem.allocs);
         }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        // Only a frame that never finished is still registered.
+        drop(running::deregister(self));
     }
 }
 

@@ -8,6 +8,7 @@ mod callsite;
 mod frame;
 mod profiled_future;
 mod propagation;
+mod running;
 mod span;
 mod switch;
 mod sync_call;
@@ -19,5 +20,6 @@ pub use profiled_future::{NoSpan, ProfiledFuture};
 pub use propagation::{current_context, spawn_thread, Context, FutureExt, InInvocation};
 #[cfg(feature = "tokio")]
 pub use propagation::{spawn, spawn_blocking};
+pub(crate) use running::{untracked as running_untracked, with_running, RunningCall};
 pub use switch::{is_enabled, set_enabled};
 pub use sync_call::{output_never_failed, result_failed, returned, SyncGuard, SyncSlot};

@@ -12,6 +12,7 @@ use tracing::Span;
 
 use super::callsite::Callsite;
 use super::frame::{bump, Current, Frame, SpanMeta};
+use super::running;
 use super::switch;
 use crate::aggregate::Labels;
 use crate::model::Outcome;
@@ -63,10 +64,12 @@ pin_project! {
             let this = this.project();
             // SAFETY (both arms): `inner` is dropped exactly once, here, in
             // place, and never used again; `PinnedDrop::drop` runs once.
-            match std::mem::replace(this.state, State::Done) {
+            // The frame ends where it ran: the registry of running
+            // invocations may point at it until `finish` returns.
+            match &*this.state {
                 State::Running(frame) => {
                     {
-                        let _current = Current::enter(&frame);
+                        let _current = Current::enter(frame);
                         unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) };
                     }
                     let outcome = if frame.panicked.load(Relaxed) || std::thread::panicking() {
@@ -78,6 +81,7 @@ pin_project! {
                 }
                 _ => unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) },
             }
+            *this.state = State::Done;
         }
     }
 }
@@ -140,15 +144,19 @@ impl<F: Future, S: FnOnce(&SpanMeta) -> Span> Future for ProfiledFuture<F, S> {
             let _current = Current::enter(frame);
             inner.poll(cx)
         };
-        if let Poll::Ready(output) = &poll {
-            let outcome = if (this.failed)(output) {
-                Outcome::Error
-            } else {
-                Outcome::Ok
-            };
-            if let State::Running(frame) = std::mem::replace(this.state, State::Done) {
+        match &poll {
+            Poll::Ready(output) => {
+                let outcome = if (this.failed)(output) {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
                 frame.finish(outcome);
+                *this.state = State::Done;
             }
+            // It now lives across an await: reports should see it run.
+            Poll::Pending if frame.registration.load(Relaxed) == 0 => running::register(frame),
+            Poll::Pending => {}
         }
         poll
     }

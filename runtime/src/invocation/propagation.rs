@@ -131,6 +131,14 @@ impl Shared {
         true
     }
 
+    /// (self, children) CPU that propagated work contributed so far.
+    pub(crate) fn contributed(&self) -> (u64, u64) {
+        (
+            self.self_cpu_ns.load(Ordering::Acquire) & !SEALED,
+            self.children_cpu_ns.load(Ordering::Acquire) & !SEALED,
+        )
+    }
+
     /// Ends propagation into the invocation; returns (self, children) CPU
     /// that propagated work contributed.
     pub(crate) fn seal(&self) -> (u64, u64) {

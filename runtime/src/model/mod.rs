@@ -9,7 +9,8 @@ mod resource;
 
 pub use report::{
     AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
-    MemoryStats, MemoryTimelinePoint, Outcome, Report, SystemMemoryInfo, TimerMode, SCHEMA_VERSION,
+    MemoryStats, MemoryTimelinePoint, Outcome, Report, Running, RunningInvocation,
+    SystemMemoryInfo, TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
 };
 pub use resource::{AgentResourceStats, ResourceContext, ResourceUsage};
 

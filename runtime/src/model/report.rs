@@ -3,11 +3,16 @@
 //! The JSON schema is stable: fields are only ever added. A figure that was
 //! not measured (CPU time where the platform has no thread CPU clock) is
 //! `null`, never `0`.
+//!
+//! Version 2 added what running invocations consumed so far (`running` in
+//! function and agent rows, `dropped.running_untracked`) and, in the
+//! reports of continuous windows, the window's own figures (`window`).
+//! Readers of version 1 files get those as empty defaults.
 
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON schema written by [`Report::to_json`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How an invocation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +133,120 @@ pub struct Report {
     /// How invocation CPU was read (absent in the opt-out build).
     #[serde(default)]
     pub cpu_clock: Option<CpuClock>,
+    /// In a continuous window's report: what was spent during that window
+    /// alone (absent in reports made on demand).
+    #[serde(default)]
+    pub window: Option<WindowFigures>,
+}
+
+/// What invocations still running have consumed so far, kept apart from
+/// the finished calls so percentiles stay about finished calls.
+///
+/// Covers the long-lived running invocations: async ones that have awaited
+/// at least once, and any that has run over a millisecond when one of its
+/// instrumented callees returned. Figures are as of each invocation's last
+/// transition (a poll or a callee's return); finished callees are included,
+/// running ones are in their own rows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Running {
+    /// Running invocations these figures cover.
+    pub invocations: u64,
+    /// CPU so far, finished callees included, ns.
+    pub cpu_ns: Option<u64>,
+    /// Own CPU so far, ns.
+    pub self_cpu_ns: Option<u64>,
+    /// Time since they started, summed, ns.
+    pub wall_ns: u64,
+    /// Time since the oldest one started, ns.
+    pub longest_wall_ns: u64,
+    /// Polls so far.
+    pub polls: u64,
+    /// Bytes allocated so far (`null` without the allocator).
+    pub alloc_bytes: Option<u64>,
+    /// Allocations so far.
+    pub allocs: Option<u64>,
+    /// Bytes freed so far.
+    pub freed_bytes: Option<u64>,
+    /// Allocated minus freed so far.
+    pub retained_bytes: Option<i64>,
+}
+
+/// One invocation still running.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunningInvocation {
+    /// Process-unique id.
+    pub id: u64,
+    /// Id of the invocation it runs inside, if any.
+    pub parent_id: Option<u64>,
+    /// Agent charged.
+    pub agent: Option<String>,
+    /// Function label.
+    pub function: String,
+    /// Time since it started, ns.
+    pub wall_ns: u64,
+    /// CPU so far, finished callees included, ns.
+    pub cpu_ns: Option<u64>,
+    /// Own CPU so far, ns.
+    pub self_cpu_ns: Option<u64>,
+    /// Polls so far.
+    pub polls: u64,
+    /// Extra labels.
+    pub labels: Vec<(String, String)>,
+    /// Bytes allocated so far (`null` without the allocator).
+    pub alloc_bytes: Option<u64>,
+    /// Allocated minus freed so far.
+    pub retained_bytes: Option<i64>,
+    /// Highest live bytes so far.
+    pub peak_bytes: Option<u64>,
+}
+
+/// What one continuous window spent, charged to the window in which it was
+/// spent: a call that runs across windows adds to each the CPU it used
+/// during it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowFigures {
+    /// The window's number, from 1.
+    pub sequence: u64,
+    /// Start, milliseconds since the Unix epoch.
+    pub start_unix_ms: u64,
+    /// End, milliseconds since the Unix epoch.
+    pub end_unix_ms: u64,
+    /// Functions that spent CPU or finished calls in the window, by CPU,
+    /// descending.
+    pub functions: Vec<WindowFunctionRow>,
+    /// Agents likewise.
+    pub agents: Vec<WindowAgentRow>,
+}
+
+/// One function's figures under one agent within a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowFunctionRow {
+    /// The agent charged (`null`: no agent).
+    pub agent: Option<String>,
+    /// Function label.
+    pub function: String,
+    /// CPU its invocations used in the window, finished or not, callees
+    /// included, ns.
+    pub cpu_ns: Option<u64>,
+    /// Own CPU in the window, ns.
+    pub self_cpu_ns: Option<u64>,
+    /// Calls that finished in the window.
+    pub calls: u64,
+    /// Invocations running at the window's end.
+    pub active: u64,
+}
+
+/// One agent's figures within a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowAgentRow {
+    /// The agent (`null`: work outside any agent).
+    pub agent: Option<String>,
+    /// Own CPU of the agent's invocations in the window, ns.
+    pub cpu_ns: Option<u64>,
+    /// Calls that finished in the window.
+    pub calls: u64,
+    /// Invocations running at the window's end.
+    pub active: u64,
 }
 
 /// Resident set and virtual size of the process.
@@ -235,6 +354,10 @@ pub struct FunctionRow {
     pub alloc_bytes_p50: Option<u64>,
     /// 99th percentile bytes allocated per call.
     pub alloc_bytes_p99: Option<u64>,
+    /// What the invocations running now consumed so far (not in the
+    /// figures above, which are about finished calls).
+    #[serde(default)]
+    pub running: Running,
 }
 
 /// One agent's figures.
@@ -286,6 +409,10 @@ pub struct AgentRow {
     pub retained_bytes: Option<i64>,
     /// Highest live bytes during one root invocation.
     pub peak_bytes: Option<u64>,
+    /// What the agent's running invocations consumed so far: own CPU and
+    /// allocations of each, wall time of the running root invocations.
+    #[serde(default)]
+    pub running: Running,
 }
 
 /// Counters of what bounded stores cut.
@@ -306,6 +433,10 @@ pub struct Dropped {
     /// the user-space clock was in use (no descriptor or page to be had).
     #[serde(default)]
     pub cpu_clock_fallback_threads: u64,
+    /// Running invocations that found the registry of running invocations
+    /// full, since start: their figures appear only when they finish.
+    #[serde(default)]
+    pub running_untracked: u64,
 }
 
 /// One finished invocation, from the ring of recent invocations.

@@ -15,6 +15,7 @@ use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
 use crate::cpu::CpuProfiler;
 use crate::memory::HeapProfiler;
 use crate::model::Report;
+use crate::report::WindowMeter;
 
 struct Payload {
     window: Window,
@@ -116,6 +117,8 @@ impl Collector {
                     let _ = done_tx.send(());
                 })?;
         }
+        // The first window starts now, before `start` returns.
+        let mut meter = WindowMeter::new();
         let cutter = {
             let (queue, counters, stop) = (queue.clone(), counters.clone(), stop.clone());
             std::thread::Builder::new()
@@ -144,7 +147,7 @@ impl Collector {
                             start,
                             end,
                         };
-                        let payload = cut(window, &mut cpu, stopping);
+                        let payload = cut(window, &mut cpu, &mut meter, stopping);
                         counters.windows.fetch_add(1, Relaxed);
                         queue.push(payload, &counters);
                         if stopping {
@@ -201,7 +204,12 @@ impl Collector {
 
 /// Takes one window's profiles. On the last window the CPU profiler is
 /// stopped rather than cut.
-fn cut(window: Window, cpu: &mut Option<CpuProfiler>, last: bool) -> Payload {
+fn cut(
+    window: Window,
+    cpu: &mut Option<CpuProfiler>,
+    meter: &mut WindowMeter,
+    last: bool,
+) -> Payload {
     let cpu_report = cpu.as_mut().and_then(|p| {
         if last {
             p.stop_and_collect()
@@ -219,7 +227,8 @@ fn cut(window: Window, cpu: &mut Option<CpuProfiler>, last: bool) -> Payload {
         (r.pprof_gzip(), svg)
     });
     let heap = HeapProfiler::running().map(|h| h.snapshot().to_pprof_gzip());
-    let report = crate::report::report();
+    let mut report = crate::report::report();
+    report.window = Some(meter.cut(window.sequence, window.start, window.end));
     #[cfg(feature = "metrics")]
     super::metrics::publish(&report);
     Payload {

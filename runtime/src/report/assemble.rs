@@ -3,17 +3,25 @@
 
 use std::collections::BTreeMap;
 
+pub use super::running::running_invocations;
+use super::running::RunningTotals;
 use crate::aggregate::{self, quantile, Stats};
 use crate::cpu;
 use crate::invocation;
 use crate::memory;
-use crate::model::{AgentRow, Dropped, FunctionRow, Report, INSTALL_HINT, SCHEMA_VERSION};
+use crate::model::{AgentRow, Dropped, FunctionRow, Report, Running, INSTALL_HINT, SCHEMA_VERSION};
 use crate::thread::clock;
 
 /// The per-function and per-agent report of everything recorded since the
-/// last [`reset`].
+/// last [`reset`], and of the invocations running now.
 pub fn report() -> Report {
-    aggregate::drain_all();
+    // Calls that finish meanwhile wait, so each is either running or in
+    // its row, never neither.
+    let running = invocation::with_running(|running| {
+        aggregate::drain_all();
+        running
+    });
+    let mut running = RunningTotals::new(&running);
     let sampled_by_owner = cpu::sampled_cpu_by_owner();
     let mut functions = Vec::new();
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
@@ -21,6 +29,7 @@ pub fn report() -> Report {
     for row in aggregate::rows() {
         let (s, active) = row.merged();
         let owner = &row.owner;
+        let row_running = running.by_row.remove(&owner.key()).unwrap_or_default();
         let sampled = sampled_by_owner
             .as_ref()
             .map(|by_owner| by_owner.get(&owner.key()).copied().unwrap_or(0));
@@ -62,6 +71,7 @@ pub fn report() -> Report {
             peak_bytes: mem.then_some(s.peak_bytes),
             alloc_bytes_p50: mem.then(|| quantile(&s.alloc_per_call, 0.5)),
             alloc_bytes_p99: mem.then(|| quantile(&s.alloc_per_call, 0.99)),
+            running: row_running,
         });
         let slot = agents.entry(owner.agent).or_default();
         slot.0.merge(&s);
@@ -71,10 +81,12 @@ pub fn report() -> Report {
             (a, b) => a.or(b),
         };
     }
+    // A function that has run all along sorts by what it has spent.
+    let spent =
+        |cpu: Option<u64>, running: &Running| cpu.unwrap_or(0) + running.cpu_ns.unwrap_or(0);
     functions.sort_by(|a, b| {
-        b.cpu_ns
-            .unwrap_or(0)
-            .cmp(&a.cpu_ns.unwrap_or(0))
+        spent(b.cpu_ns, &b.running)
+            .cmp(&spent(a.cpu_ns, &a.running))
             .then(b.wall_ns.cmp(&a.wall_ns))
             .then_with(|| a.function.cmp(&b.function))
     });
@@ -104,13 +116,13 @@ pub fn report() -> Report {
                 allocs: mem.then_some(s.self_allocs),
                 retained_bytes: mem.then_some(s.root_retained_bytes),
                 peak_bytes: mem.then_some(s.root_peak_bytes),
+                running: running.by_agent.remove(&agent).unwrap_or_default(),
             }
         })
         .collect();
     agent_rows.sort_by(|a, b| {
-        b.cpu_ns
-            .unwrap_or(0)
-            .cmp(&a.cpu_ns.unwrap_or(0))
+        spent(b.cpu_ns, &b.running)
+            .cmp(&spent(a.cpu_ns, &a.running))
             .then(b.wall_ns.cmp(&a.wall_ns))
     });
     let memory = memory::memory_stats();
@@ -133,7 +145,9 @@ pub fn report() -> Report {
             dynamic_functions_overflowed: invocation::dynamic_overflowed(),
             detached_cpu_ns: detached,
             cpu_clock_fallback_threads,
+            running_untracked: invocation::running_untracked(),
         },
+        window: None,
     }
 }
 

@@ -7,9 +7,15 @@
 mod assemble;
 #[cfg(feature = "enabled")]
 mod resource;
+#[cfg(feature = "enabled")]
+mod running;
 mod table;
+#[cfg(feature = "enabled")]
+mod window;
 
 #[cfg(feature = "enabled")]
-pub use assemble::{report, reset};
+pub use assemble::{report, reset, running_invocations};
 #[cfg(feature = "enabled")]
 pub use resource::ResourceAttribution;
+#[cfg(feature = "enabled")]
+pub(crate) use window::WindowMeter;

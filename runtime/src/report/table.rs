@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::model::Report;
+use crate::model::{Report, Running};
 
 /// A duration in the unit that keeps 3–4 significant digits.
 pub(crate) struct Nanos(pub(crate) Option<u64>);
@@ -44,6 +44,18 @@ impl fmt::Display for Bytes {
 
 const NO_AGENT: &str = "(none)";
 
+/// CPU that running invocations have spent so far; blank when none runs.
+struct RunningCpu<'a>(&'a Running);
+
+impl fmt::Display for RunningCpu<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.invocations == 0 {
+            return f.pad("");
+        }
+        Nanos(self.0.cpu_ns).fmt(f)
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let agent_width = self
@@ -66,8 +78,8 @@ impl fmt::Display for Report {
         let sampled = self.functions.iter().any(|r| r.sampled_cpu_ns.is_some());
         write!(
             f,
-            "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            "agent", "function", "calls", "err", "panic", "cancel", "cpu", "self cpu", "wall", "wall p50", "wall p99", "cpu p99", "polls",
+            "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}  {:>10}",
+            "agent", "function", "calls", "active", "err", "panic", "cancel", "cpu", "self cpu", "wall", "wall p50", "wall p99", "cpu p99", "polls", "active cpu",
             aw = agent_width,
             fw = function_width,
         )?;
@@ -81,10 +93,11 @@ impl fmt::Display for Report {
         for r in &self.functions {
             write!(
                 f,
-                "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                "{:<aw$}  {:<fw$}  {:>8} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}  {:>10}",
                 r.agent.as_deref().unwrap_or(NO_AGENT),
                 r.function,
                 r.calls,
+                r.active,
                 r.errors,
                 r.panics,
                 r.cancelled,
@@ -95,6 +108,7 @@ impl fmt::Display for Report {
                 Nanos(Some(r.wall_ns_p99)),
                 Nanos(r.cpu_ns_p99),
                 r.polls,
+                RunningCpu(&r.running),
                 aw = agent_width,
                 fw = function_width,
             )?;
@@ -115,10 +129,11 @@ impl fmt::Display for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}  {:>10}",
             "agent",
             "calls",
             "roots",
+            "active",
             "err",
             "panic",
             "cancel",
@@ -127,15 +142,17 @@ impl fmt::Display for Report {
             "wall p50",
             "wall p99",
             "cpu p99",
+            "active cpu",
             aw = agent_width,
         )?;
         for r in &self.agents {
             writeln!(
                 f,
-                "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}  {:>10}",
                 r.agent.as_deref().unwrap_or(NO_AGENT),
                 r.calls,
                 r.root_calls,
+                r.active,
                 r.errors,
                 r.panics,
                 r.cancelled,
@@ -144,6 +161,7 @@ impl fmt::Display for Report {
                 Nanos(Some(r.wall_ns_p50)),
                 Nanos(Some(r.wall_ns_p99)),
                 Nanos(r.cpu_ns_p99),
+                RunningCpu(&r.running),
                 aw = agent_width,
             )?;
         }
@@ -183,6 +201,13 @@ impl fmt::Display for Report {
                 f,
                 "\ncut by bounds: {} label values truncated, {} label values over the per-key limit, {} future labels merged",
                 d.label_values_truncated, d.label_values_overflowed, d.dynamic_functions_overflowed
+            )?;
+        }
+        if d.running_untracked > 0 {
+            writeln!(
+                f,
+                "{} running invocations found the registry full and show only once they finish",
+                d.running_untracked
             )?;
         }
         if let Some(clock) = self.cpu_clock {

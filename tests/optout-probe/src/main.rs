@@ -8,7 +8,9 @@
 pub fn probe_annotated(n: u64) -> u64 {
     let mut acc = 0u64;
     for i in 0..n {
-        acc = acc.wrapping_mul(6364136223846793005).wrapping_add(i ^ (acc >> 29));
+        acc = acc
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(i ^ (acc >> 29));
     }
     acc
 }
@@ -18,7 +20,9 @@ pub fn probe_annotated(n: u64) -> u64 {
 pub fn probe_plain(n: u64) -> u64 {
     let mut acc = 0u64;
     for i in 0..n {
-        acc = acc.wrapping_mul(6364136223846793005).wrapping_add(i ^ (acc >> 29));
+        acc = acc
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(i ^ (acc >> 29));
     }
     acc
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use agentprof::export::ProfileExporter;
 use agentprof::{
     AgentResourceStats, AgentRow, AttributionConfig, CollectorStats, Config, Context, CpuProfiler,
-    CpuProfilingConfig, CpuReport, CpuSample, Dropped, Error, ExporterType, FunctionRow,
-    FutureExt, HeapDropped, HeapGrowth, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack,
+    CpuProfilingConfig, CpuReport, CpuSample, Dropped, Error, ExporterType, FunctionRow, FutureExt,
+    HeapDropped, HeapGrowth, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack,
     InInvocation, InvocationRecord, MemoryProfilingConfig, MemoryStats, MemoryTimelinePoint,
     Outcome, ProfileExporterConfig, ProfiledFuture, Profiler, ProfilerBuilder, ProfilingConfig,
-    Report, ResourceAttribution, ResourceContext, ResourceUsage, RunningProfiler, ShutdownSummary,
-    SystemMemoryInfo, TelemetryConfig, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
-    SCHEMA_VERSION,
+    Report, ResourceAttribution, ResourceContext, ResourceUsage, Running, RunningInvocation,
+    RunningProfiler, ShutdownSummary, SystemMemoryInfo, TelemetryConfig, TimerMode, WindowAgentRow,
+    WindowFigures, WindowFunctionRow, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT, SCHEMA_VERSION,
 };
 
 #[global_allocator]
@@ -30,7 +30,16 @@ fn work(n: u64) -> agentprof::Result<u64> {
 fn read_cpu(report: &CpuReport) -> usize {
     let sample: Option<&CpuSample> = report.samples.first();
     let names = sample.map(|s| {
-        (s.agent, s.function, s.invocation_id, s.span_id, s.trace_id, s.thread, s.count, s.cpu_ns);
+        (
+            s.agent,
+            s.function,
+            s.invocation_id,
+            s.span_id,
+            s.trace_id,
+            s.thread,
+            s.count,
+            s.cpu_ns,
+        );
         s.function_names().len()
     });
     let _ = (
@@ -60,10 +69,20 @@ fn read_cpu(report: &CpuReport) -> usize {
 fn read_heap(profile: &HeapProfile) -> usize {
     let stack: Option<&HeapStack> = profile.stacks.first();
     let names = stack.map(|s| {
-        let _ = (s.agent, s.function, s.samples, s.alloc_estimate(), s.inuse_estimate());
+        let _ = (
+            s.agent,
+            s.function,
+            s.samples,
+            s.alloc_estimate(),
+            s.inuse_estimate(),
+        );
         s.function_names().len()
     });
-    let _ = (profile.sample_interval, profile.taken_at, profile.to_pprof_gzip());
+    let _ = (
+        profile.sample_interval,
+        profile.taken_at,
+        profile.to_pprof_gzip(),
+    );
     profile.to_pprof().sample.len() + names.unwrap_or(0)
 }
 
@@ -105,10 +124,7 @@ fn main() {
         .queue_size(2)
         .shutdown_timeout(Duration::from_secs(1))
         .exporter(Sink);
-    let running: RunningProfiler = builder
-        .build()
-        .and_then(Profiler::start)
-        .expect("starting");
+    let running: RunningProfiler = builder.build().and_then(Profiler::start).expect("starting");
     let _: CollectorStats = running.stats();
 
     let mut cpu_refused = true;
@@ -165,10 +181,26 @@ fn main() {
     let _: &Dropped = &report.dropped;
     let _: &[HeapGrowth] = &report.heap_growth;
     let _: &[MemoryTimelinePoint] = &report.memory_timeline;
-    let _ = (report.to_json(), report.to_json_pretty(), report.to_string());
+    let _ = (
+        report.to_json(),
+        report.to_json_pretty(),
+        report.to_string(),
+    );
     let recent: Vec<InvocationRecord> = agentprof::recent_invocations();
     let outcome = recent.first().map(|r| r.outcome == Outcome::Ok);
     let _ = agentprof::invocation(0);
+    let running_now: Vec<RunningInvocation> = agentprof::running_invocations();
+    let _: Option<(u64, Option<u64>)> = running_now.first().map(|r| (r.wall_ns, r.cpu_ns));
+    let _: &Running = &report
+        .functions
+        .first()
+        .map(|f| f.running.clone())
+        .unwrap_or_default();
+    let _: Option<&WindowFigures> = report.window.as_ref();
+    let _: Option<(&WindowFunctionRow, &WindowAgentRow)> = report
+        .window
+        .as_ref()
+        .and_then(|w| w.functions.first().zip(w.agents.first()));
     let decoded = agentprof::pprof::Profile::decode(&[]).map(|p| p.sample.len());
     let error: Option<Error> = decoded.err();
     let was = agentprof::is_enabled();
