@@ -40,7 +40,9 @@ async fn endless_loop(progress: Arc<Progress>, iterations: u64) {
         buffers.push(vec![7u8; 4096]);
         tokio::task::yield_now().await;
     }
-    progress.cpu_ns.store(common::thread_cpu_ns() - start, SeqCst);
+    progress
+        .cpu_ns
+        .store(common::thread_cpu_ns() - start, SeqCst);
     progress.iterations.store(iterations, SeqCst);
     progress.parked.store(true, SeqCst);
     std::future::pending::<()>().await;
@@ -188,7 +190,9 @@ fn sync_worker(progress: &Progress, stop: &AtomicBool) {
     for _ in 0..25 {
         sync_step();
     }
-    progress.cpu_ns.store(common::thread_cpu_ns() - start, SeqCst);
+    progress
+        .cpu_ns
+        .store(common::thread_cpu_ns() - start, SeqCst);
     progress.parked.store(true, SeqCst);
     while !stop.load(SeqCst) {
         std::thread::sleep(Duration::from_millis(1));
@@ -290,7 +294,10 @@ fn each_window_is_charged_the_cpu_spent_in_it() {
     // Spread over the windows it ran in, not all charged to the last one.
     let busy = loop_cpu.iter().filter(|&&cpu| cpu > total / 10).count();
     assert!(busy >= 3, "per window: {loop_cpu:?}");
-    assert!(*loop_cpu.iter().max().unwrap() < total * 3 / 4, "{loop_cpu:?}");
+    assert!(
+        *loop_cpu.iter().max().unwrap() < total * 3 / 4,
+        "{loop_cpu:?}"
+    );
     // Finished calls are counted in the window they finished in.
     let steps: u64 = reports
         .iter()

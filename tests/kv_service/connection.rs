@@ -26,12 +26,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// The next frame, or `None` when the peer closed the connection.
     #[profiled]
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn read_frame(&mut self) -> Result<Option<Frame>, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn read_frame(
+        &mut self,
+    ) -> Result<Option<Frame>, Box<dyn std::error::Error + Send + Sync>> {
         self.line.clear();
         if self.stream.read_line(&mut self.line).await? == 0 {
             return Ok(None);
         }
-        let frame = self.codec.decode(&self.line).map_err(|e: ProtocolError| Box::new(e))?;
+        let frame = self
+            .codec
+            .decode(&self.line)
+            .map_err(|e: ProtocolError| Box::new(e))?;
         Ok(Some(frame))
     }
 

@@ -85,7 +85,13 @@ impl Db {
 
     #[profiled]
     pub fn del(&self, key: &str) -> bool {
-        self.shared.state.lock().unwrap().entries.remove(key).is_some()
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .entries
+            .remove(key)
+            .is_some()
     }
 
     /// Removes what expired, and checks every entry's integrity (the CPU a
@@ -100,7 +106,11 @@ impl Db {
                 break;
             }
             let key = state.expirations.remove(&(when, id)).unwrap();
-            if state.entries.get(&key).is_some_and(|e| e.expires_at == Some(when)) {
+            if state
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.expires_at == Some(when))
+            {
                 state.entries.remove(&key);
             }
         }

@@ -32,7 +32,11 @@ impl Command for Get {
 impl Command for Set {
     #[profiled]
     fn apply(&self, db: &Db) -> Frame {
-        db.set(self.0.clone(), self.1.clone(), Some(Duration::from_millis(20)));
+        db.set(
+            self.0.clone(),
+            self.1.clone(),
+            Some(Duration::from_millis(20)),
+        );
         Frame::Done
     }
 }
@@ -83,7 +87,12 @@ impl Listener {
     #[profiled(agent = "kv-server")]
     async fn run(&mut self) -> std::io::Result<()> {
         loop {
-            let permit = self.limit_connections.clone().acquire_owned().await.unwrap();
+            let permit = self
+                .limit_connections
+                .clone()
+                .acquire_owned()
+                .await
+                .unwrap();
             let (socket, _) = self.listener.accept().await?;
             let mut handler = Handler {
                 db: self.db_holder.db(),
@@ -146,6 +155,8 @@ pub async fn run(listener: TcpListener, shutdown: impl std::future::Future) {
         }
         _ = shutdown => {}
     }
-    let Listener { notify_shutdown, .. } = server;
+    let Listener {
+        notify_shutdown, ..
+    } = server;
     drop(notify_shutdown);
 }
