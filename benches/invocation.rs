@@ -7,7 +7,8 @@
 //! One run measures: the thread-CPU-clock read and `Instant::now()` (the
 //! floor); a trivial sync fn bare, under `#[profiled]` with recording on and
 //! off, and under `#[tracing::instrument]` with a `tracing_subscriber`
-//! registry; an async fn's per-poll cost; and the same sync call on one and
+//! registry; an async fn's per-poll cost and the cost of an async call that
+//! suspends once (it is then visible as running); and the same sync call on one and
 //! on two threads at once. It ends with a summary of overheads and ratios
 //! computed from this run's estimates.
 
@@ -65,6 +66,17 @@ async fn profiled_async() {
     Yields(POLLS - 1).await
 }
 
+async fn bare_await_once() {
+    Yields(1).await
+}
+
+/// Suspends once: it joins the registry of running invocations at its
+/// first `Pending` and leaves it when it finishes.
+#[agentprof::profiled(agent = "bench")]
+async fn profiled_await_once() {
+    Yields(1).await
+}
+
 fn drive<F: Future>(future: F) {
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
@@ -99,6 +111,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("async_bare_100_polls", |b| b.iter(|| drive(bare_async())));
     g.bench_function("async_profiled_100_polls", |b| {
         b.iter(|| drive(profiled_async()))
+    });
+    g.bench_function("async_bare_await_once", |b| {
+        b.iter(|| drive(bare_await_once()))
+    });
+    g.bench_function("async_profiled_await_once", |b| {
+        b.iter(|| drive(profiled_await_once()))
     });
     // The same two with the system-call clock (the fallback).
     agentprof::__private::set_fast_cpu_clock(false);
@@ -179,6 +197,10 @@ fn summary() {
         met(per_poll <= 60.0)
     );
     println!("  async per poll, system-call clock    {per_poll_syscall:8.1}   (fallback)");
+    println!(
+        "  async call that awaits once          {:8.1}   (2 polls, joins and leaves the running registry)",
+        m("async_profiled_await_once") - m("async_bare_await_once")
+    );
     println!(
         "  2 threads / 1 thread per call        {:8.2}x  target <= 1.1x: {} ({two:.1} / {one:.1})",
         two / one,
