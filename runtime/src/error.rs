@@ -54,6 +54,15 @@ pub enum Error {
         /// What the decoder said.
         message: String,
     },
+    /// Something the profiler needs at run time could not be had: a thread,
+    /// a timer, a signal handler, a file descriptor.
+    #[error("agentprof could not get {what}: {source}")]
+    Resource {
+        /// What was asked for.
+        what: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// Serializing a report failed.
     #[error("cannot serialize report: {message}")]
     Serialize {

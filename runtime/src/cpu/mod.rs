@@ -22,6 +22,8 @@ mod timer;
 
 pub use crate::model::TimerMode;
 pub use report::{CpuReport, CpuSample};
+#[doc(hidden)]
+pub use timer::force_process_timer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -132,7 +134,6 @@ impl Aggregate {
 
 struct Running {
     timers: timer::Timers,
-    installed: signal::Installed,
     drainer: std::thread::JoinHandle<()>,
     stop_drainer: Arc<AtomicBool>,
     aggregate: Arc<Mutex<Aggregate>>,
@@ -229,17 +230,13 @@ impl CpuProfiler {
         // SAFETY: published above; freed only by `free_session`, after the
         // timers that use the baselines are stopped.
         let baselines: &'static timer::Baselines = unsafe { &(*session).baselines };
-        let installed = match signal::install() {
-            Ok(i) => i,
-            Err(e) => {
-                free_session();
-                return Err(e);
-            }
-        };
+        if let Err(e) = signal::install() {
+            free_session();
+            return Err(e);
+        }
         let timers = match timer::Timers::start(period_ns, baselines) {
             Ok(t) => t,
             Err(e) => {
-                installed.restore();
                 free_session();
                 return Err(e);
             }
@@ -258,15 +255,22 @@ impl CpuProfiler {
                         drain_into(&aggregate, &mut raw);
                     }
                 })
-                .map_err(|e| Error::Unsupported {
-                    key: crate::config::keys::CPU.to_owned(),
-                    what: format!("the sample drainer thread ({e})"),
-                    hint: None,
-                })?
+        };
+        let drainer = match drainer {
+            Ok(drainer) => drainer,
+            Err(e) => {
+                // Nothing may stay live: a later start would stack a
+                // second session on these timers.
+                timers.stop();
+                free_session();
+                return Err(Error::Resource {
+                    what: "the CPU sample drainer thread".to_owned(),
+                    source: e,
+                });
+            }
         };
         Ok(Running {
             timers,
-            installed,
             drainer,
             stop_drainer,
             aggregate,
@@ -275,8 +279,9 @@ impl CpuProfiler {
         })
     }
 
-    /// Stops sampling, restores the previous SIGPROF disposition and
-    /// returns what was sampled.
+    /// Stops sampling and returns what was sampled. The SIGPROF handler
+    /// stays (see the module docs); the host's own `ITIMER_PROF`, if the
+    /// process-wide timer replaced it, is restored.
     pub fn stop_and_collect(&mut self) -> Result<CpuReport> {
         let running = self.running.take().ok_or_else(|| Error::Unsupported {
             key: "CpuProfiler".to_owned(),
@@ -285,12 +290,10 @@ impl CpuProfiler {
         })?;
         let duration = running.started.elapsed();
         let mode = running.timers.mode;
+        // Our handler stays installed: a signal of these timers still on its
+        // way to a thread lands there and is dropped once the session is
+        // gone.
         running.timers.stop();
-        // A signal generated just before the timers were deleted may still
-        // be on its way to a thread that is not running; give it time to
-        // land in our handler before the previous disposition returns.
-        std::thread::sleep(Duration::from_millis(20));
-        running.installed.restore();
         running.stop_drainer.store(true, Relaxed);
         running.drainer.thread().unpark();
         let _ = running.drainer.join();
@@ -375,7 +378,8 @@ impl CpuProfiler {
     /// Fixed memory a running profiler reserves (sample buffer, stack copies
     /// and unwinder caches).
     pub fn reserved_bytes() -> usize {
-        // SAFETY: read while published; see `free_session`.
+        let _no_free = lock_session();
+        // SAFETY: `free_session` cannot free it while we hold the lock.
         unsafe { signal::SESSION.load(Acquire).as_ref() }.map_or(0, |s| {
             s.buffer.reserved_bytes() + s.unwinder.reserved_bytes()
         })
@@ -392,7 +396,8 @@ impl Drop for CpuProfiler {
 
 /// (buffer full, unwinder busy, modules) of the running session.
 fn session_counters() -> (u64, u64, usize) {
-    // SAFETY: called while the session is published (see `free_session`).
+    let _no_free = lock_session();
+    // SAFETY: `free_session` cannot free it while we hold the lock.
     unsafe { signal::SESSION.load(Acquire).as_ref() }.map_or((0, 0, 0), |s| {
         (
             s.buffer.dropped_full.load(Relaxed),
@@ -417,8 +422,17 @@ fn drain_into(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
     }
 }
 
+/// Held by readers of the session outside the handler and the drainer, so
+/// that a concurrent stop cannot free it under them.
+static SESSION_READERS: Mutex<()> = Mutex::new(());
+
+fn lock_session() -> std::sync::MutexGuard<'static, ()> {
+    SESSION_READERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Unpublishes the session and frees it once no handler runs.
 fn free_session() {
+    let _no_readers = lock_session();
     let session = signal::SESSION.swap(std::ptr::null_mut(), SeqCst);
     while signal::RUNNING.load(SeqCst) != 0 {
         std::thread::yield_now();

@@ -4,10 +4,12 @@
 //! allocates nothing, keeps `errno`, reads only atomics, its own thread's
 //! const thread-local slot, the thread CPU clock and the interrupted
 //! registers, and calls only `clock_gettime`, `gettid`, `getpid` and
-//! `process_vm_readv`. What it cannot store it drops and counts.
+//! `process_vm_readv`. What it cannot store it drops and counts. Signals
+//! that are not from our timers go to the host's handler, if it had one.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::Mutex;
 
 use super::buffer::{SampleLabels, MAX_FRAMES};
 use super::Session;
@@ -81,21 +83,72 @@ impl Drop for ErrnoGuard {
     }
 }
 
+/// What our timers put in `si_value`, so the handler tells their signals
+/// from a host's (its own `ITIMER_PROF`, `kill`, `raise`).
+pub(super) static TIMER_COOKIE: u8 = 0;
+/// Set while our process-wide `ITIMER_PROF` is armed: the kernel's
+/// SIGPROFs (`SI_KERNEL`) are then ours.
+pub(super) static PROCESS_TIMER_OURS: AtomicBool = AtomicBool::new(false);
+
+fn cookie() -> *mut libc::c_void {
+    std::ptr::addr_of!(TIMER_COOKIE) as *mut libc::c_void
+}
+
+/// Whether a signal came from one of our timers.
+///
+/// # Safety
+/// `info` must be the `siginfo_t` the kernel passed to a SA_SIGINFO handler.
+unsafe fn from_our_timer(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: per the contract; `si_value` is meaningful for SI_TIMER.
+    let info = unsafe { &*info };
+    match info.si_code {
+        libc::SI_TIMER => unsafe { info.si_value() }.sival_ptr == cookie(),
+        libc::SI_KERNEL => PROCESS_TIMER_OURS.load(SeqCst),
+        _ => false,
+    }
+}
+
 extern "C" fn on_sigprof(
-    _signal: libc::c_int,
-    _info: *mut libc::siginfo_t,
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
     let _errno = ErrnoGuard::save();
+    // SAFETY: the kernel passes a valid siginfo_t to a SA_SIGINFO handler.
+    if !unsafe { from_our_timer(info) } {
+        chain_to_host(signal, info, context);
+        return;
+    }
     RUNNING.fetch_add(1, SeqCst);
     // SAFETY: a non-null SESSION is a live Box that `stop` frees only after
-    // unpublishing it and seeing RUNNING reach zero.
+    // unpublishing it and seeing RUNNING reach zero. With no session (a
+    // signal of a stopped session landing late) the signal is dropped.
     if let Some(session) = unsafe { SESSION.load(SeqCst).as_ref() } {
         // SAFETY: the kernel passes the interrupted context as a ucontext_t.
         let registers = unsafe { registers(context) };
         sample(session, registers);
     }
     RUNNING.fetch_sub(1, SeqCst);
+}
+
+/// Hands a signal that is not ours to the handler the host had installed
+/// before ours, as the kernel would have.
+fn chain_to_host(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: HOST holds null or a leaked, never-freed sigaction.
+    let Some(host) = (unsafe { HOST.load(SeqCst).as_ref() }) else {
+        return;
+    };
+    if host.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the host registered a three-argument
+        // handler at this address; we pass it what the kernel gave us.
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(host.sa_sigaction) };
+        handler(signal, info, context);
+    } else {
+        // SAFETY: without SA_SIGINFO it is a one-argument handler.
+        let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(host.sa_sigaction) };
+        handler(signal);
+    }
 }
 
 /// # Safety
@@ -138,37 +191,61 @@ fn sample(session: &Session, registers: Registers) {
         .push(tid as u64, weight, labels, &frames[..depth]);
 }
 
-/// The disposition that was in place before ours.
-pub(super) struct Installed {
-    previous: libc::sigaction,
-}
+/// The host's SIGPROF handler, which signals that are not ours go to; null
+/// when the host had none (or `SIG_DFL` / `SIG_IGN`: such signals are then
+/// ignored, never allowed to terminate the process).
+static HOST: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+static INSTALLING: Mutex<()> = Mutex::new(());
 
-pub(super) fn install() -> Result<Installed> {
+/// Makes our handler SIGPROF's disposition, for the rest of the process's
+/// life.
+///
+/// It is never taken down: a SIGPROF of ours can still be pending when
+/// sampling stops (a thread that blocks the signal, a stopped or starved
+/// thread), and the default disposition would terminate the process. With
+/// no session running the handler drops our signals and passes any other
+/// to the host's handler. If the host installed its own handler since, this
+/// takes over again and chains to it.
+pub(super) fn install() -> Result<()> {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: a null new action only queries; `current` is a valid out
+    // pointer.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sigaction(libc::SIGPROF, std::ptr::null(), &mut current) } != 0 {
+        return Err(install_error());
+    }
+    if current.sa_sigaction == on_sigprof as *const () as usize {
+        return Ok(());
+    }
+    let host_handler =
+        current.sa_sigaction != libc::SIG_DFL && current.sa_sigaction != libc::SIG_IGN;
+    // Leaked: at most once per time the host replaces our handler, and the
+    // handler may read it at any later time.
+    let host = if host_handler {
+        Box::into_raw(Box::new(current))
+    } else {
+        std::ptr::null_mut()
+    };
+    HOST.store(host, SeqCst);
     // SAFETY: a zeroed sigaction is a valid starting point; we set the
     // handler, flags and an empty mask before use.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = on_sigprof as *const () as usize;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: valid pointers to our locals.
-    let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
     let rc = unsafe {
         libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGPROF, &action, &mut previous)
+        libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut())
     };
     if rc != 0 {
-        return Err(Error::Unsupported {
-            key: "SIGPROF".to_owned(),
-            what: format!("a SIGPROF handler ({})", std::io::Error::last_os_error()),
-            hint: None,
-        });
+        return Err(install_error());
     }
-    Ok(Installed { previous })
+    Ok(())
 }
 
-impl Installed {
-    /// Puts the previous disposition back.
-    pub(super) fn restore(self) {
-        // SAFETY: `previous` came from sigaction and is valid to reinstall.
-        unsafe { libc::sigaction(libc::SIGPROF, &self.previous, std::ptr::null_mut()) };
+fn install_error() -> Error {
+    Error::Resource {
+        what: "a SIGPROF handler".to_owned(),
+        source: std::io::Error::last_os_error(),
     }
 }

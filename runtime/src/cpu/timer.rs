@@ -8,7 +8,7 @@
 //! deletes those of threads that exited. Where per-thread timers cannot be
 //! created, `setitimer(ITIMER_PROF)` is used and [`TimerMode`] says so.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +47,10 @@ fn thread_timer(tid: libc::pid_t, period_ns: u64) -> std::io::Result<ThreadTimer
     event.sigev_notify = libc::SIGEV_THREAD_ID;
     event.sigev_signo = libc::SIGPROF;
     event.sigev_notify_thread_id = tid;
+    // Marks the signal as ours for the handler (others go to the host).
+    event.sigev_value = libc::sigval {
+        sival_ptr: std::ptr::addr_of!(super::signal::TIMER_COOKIE) as *mut libc::c_void,
+    };
     let mut timer: libc::timer_t = std::ptr::null_mut();
     // SAFETY: valid pointers to locals.
     if unsafe { libc::timer_create(clock, &mut event, &mut timer) } != 0 {
@@ -64,32 +68,55 @@ fn thread_timer(tid: libc::pid_t, period_ns: u64) -> std::io::Result<ThreadTimer
     Ok(timer)
 }
 
-fn thread_ids() -> Vec<libc::pid_t> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The process's threads; an error (e.g. no descriptor left to open the
+/// directory) is not an empty process.
+fn thread_ids() -> std::io::Result<HashSet<libc::pid_t>> {
+    Ok(std::fs::read_dir("/proc/self/task")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
 }
 
-fn set_process_timer(period_ns: u64) -> std::io::Result<()> {
+fn timeval(t: libc::timespec) -> libc::timeval {
+    libc::timeval {
+        tv_sec: t.tv_sec,
+        tv_usec: (t.tv_nsec / 1000) as libc::suseconds_t,
+    }
+}
+
+/// Arms the process-wide `ITIMER_PROF`; returns the host's timer it
+/// replaced, to be put back at stop.
+fn set_process_timer(period_ns: u64) -> std::io::Result<libc::itimerval> {
     let t = interval(period_ns);
+    let mut first = timeval(t);
+    first.tv_usec = first.tv_usec.max(1);
     let value = libc::itimerval {
-        it_interval: libc::timeval {
-            tv_sec: t.tv_sec,
-            tv_usec: (t.tv_nsec / 1000) as libc::suseconds_t,
-        },
-        it_value: libc::timeval {
-            tv_sec: t.tv_sec,
-            tv_usec: (t.tv_nsec / 1000).max(1) as libc::suseconds_t,
-        },
+        it_interval: timeval(t),
+        it_value: first,
     };
-    // SAFETY: valid pointer to a local.
-    if unsafe { libc::setitimer(libc::ITIMER_PROF, &value, std::ptr::null_mut()) } != 0 {
+    // SAFETY: zeroed itimerval is a valid out value.
+    let mut host: libc::itimerval = unsafe { std::mem::zeroed() };
+    super::signal::PROCESS_TIMER_OURS.store(true, Ordering::SeqCst);
+    // SAFETY: valid pointers to locals.
+    if unsafe { libc::setitimer(libc::ITIMER_PROF, &value, &mut host) } != 0 {
+        super::signal::PROCESS_TIMER_OURS.store(false, Ordering::SeqCst);
         return Err(std::io::Error::last_os_error());
     }
-    Ok(())
+    Ok(host)
+}
+
+/// Puts the host's `ITIMER_PROF` back (zero when it had none).
+fn restore_process_timer(host: &libc::itimerval) {
+    // SAFETY: valid pointer; the value came from setitimer.
+    unsafe { libc::setitimer(libc::ITIMER_PROF, host, std::ptr::null_mut()) };
+    super::signal::PROCESS_TIMER_OURS.store(false, Ordering::SeqCst);
+}
+
+/// Makes the next starts use the process-wide timer (tests of that mode).
+static FORCE_PROCESS_TIMER: AtomicBool = AtomicBool::new(false);
+
+#[doc(hidden)]
+pub fn force_process_timer(on: bool) {
+    FORCE_PROCESS_TIMER.store(on, Ordering::SeqCst);
 }
 
 /// Thread CPU time at the moment each thread's timer was armed (0 for
@@ -162,27 +189,33 @@ pub(super) struct Timers {
     stop: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<()>>,
     per_thread: Arc<Mutex<HashMap<libc::pid_t, ThreadTimer>>>,
+    /// The host's `ITIMER_PROF`, in process-wide mode.
+    host_timer: Option<libc::itimerval>,
 }
+
+// SAFETY: `itimerval` is plain data.
+unsafe impl Send for Timers {}
 
 impl Timers {
     pub(super) fn start(period_ns: u64, baselines: &'static Baselines) -> Result<Timers> {
         let per_thread = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let armed = arm_new_threads(&per_thread, period_ns, baselines, true);
-        if armed.is_err() {
-            set_process_timer(period_ns).map_err(|e| Error::Unsupported {
-                key: crate::config::keys::CPU.to_owned(),
-                what: format!(
-                    "CPU timers (timer_create: {:?}; setitimer: {e})",
-                    armed.err()
-                ),
-                hint: None,
+        let armed = if FORCE_PROCESS_TIMER.load(Ordering::SeqCst) {
+            Err(std::io::Error::other("process-wide timer asked for"))
+        } else {
+            arm_new_threads(&per_thread, period_ns, baselines, true)
+        };
+        if let Err(per_thread_error) = armed {
+            let host = set_process_timer(period_ns).map_err(|e| Error::Resource {
+                what: format!("a CPU timer (timer_create: {per_thread_error}; setitimer)"),
+                source: e,
             })?;
             return Ok(Timers {
                 mode: TimerMode::ProcessWide,
                 stop,
                 watcher: None,
                 per_thread,
+                host_timer: Some(host),
             });
         }
         let watcher = {
@@ -195,17 +228,23 @@ impl Timers {
                         let _ = arm_new_threads(&per_thread, period_ns, baselines, false);
                     }
                 })
-                .map_err(|e| Error::Unsupported {
-                    key: crate::config::keys::CPU.to_owned(),
-                    what: format!("the timer watcher thread ({e})"),
-                    hint: None,
-                })?
+        };
+        let watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                per_thread.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                return Err(Error::Resource {
+                    what: "the CPU timer watcher thread".to_owned(),
+                    source: e,
+                });
+            }
         };
         Ok(Timers {
             mode: TimerMode::PerThread,
             stop,
             watcher: Some(watcher),
             per_thread,
+            host_timer: None,
         })
     }
 
@@ -220,20 +259,10 @@ impl Timers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        if self.mode == TimerMode::ProcessWide {
-            let _ = set_process_timer_off();
+        if let Some(host) = self.host_timer.take() {
+            restore_process_timer(&host);
         }
     }
-}
-
-fn set_process_timer_off() -> std::io::Result<()> {
-    // SAFETY: zeroed itimerval disarms the timer.
-    let zero: libc::itimerval = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a local.
-    if unsafe { libc::setitimer(libc::ITIMER_PROF, &zero, std::ptr::null_mut()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Arms a timer for every thread without one and drops those of exited
@@ -245,7 +274,9 @@ fn arm_new_threads(
     baselines: &Baselines,
     initial: bool,
 ) -> std::io::Result<()> {
-    let tids = thread_ids();
+    // Unreadable (no descriptor left): keep the timers there are and try
+    // again next round.
+    let tids = thread_ids()?;
     let mut timers = timers.lock().unwrap_or_else(|e| e.into_inner());
     timers.retain(|tid, _| tids.contains(tid));
     let mut last_error = None;
