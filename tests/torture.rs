@@ -218,3 +218,158 @@ fn the_hosts_itimer_prof_is_restored() {
     // SAFETY: valid pointers.
     unsafe { libc::setitimer(libc::ITIMER_PROF, &off, std::ptr::null_mut()) };
 }
+
+mod shared_directory {
+    //! An output directory shared with other files and programs: nothing
+    //! foreign is touched, nothing planted is followed.
+
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use agentprof::export::{FileExporter, FileRetention, ProfileExporter, Window};
+
+    use super::common::TempDir;
+
+    fn window(sequence: u64) -> Window {
+        let end = UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 10 * sequence);
+        Window {
+            sequence,
+            start: end - Duration::from_secs(10),
+            end,
+        }
+    }
+
+    fn private_dir(name: &str) -> TempDir {
+        let dir = TempDir::new(name);
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn retention_deletes_and_counts_only_what_the_exporter_wrote() {
+        let dir = private_dir("shared-retention");
+        let foreign = [
+            ("report_2023.pdf", vec![1u8; 2 << 20]),
+            ("report_20200101_000000.json", b"{\"mine\":true}".to_vec()),
+            ("cpu_profile_20200101_000000.pb.gz", vec![2u8; 100]),
+            ("notes.txt", b"keep me".to_vec()),
+        ];
+        for (name, bytes) in &foreign {
+            std::fs::write(dir.0.join(name), bytes).unwrap();
+        }
+        let retention = FileRetention {
+            max_windows: 2,
+            max_bytes: 1 << 20,
+        };
+        let mut exporter = FileExporter::new(&dir.0, retention);
+        exporter.start().unwrap();
+        let report = agentprof::report();
+        for sequence in 1..=5 {
+            exporter.export_report(&window(sequence), &report).unwrap();
+            exporter
+                .export_cpu_profile(&window(sequence), &[7u8; 1000])
+                .unwrap();
+        }
+        for (name, bytes) in &foreign {
+            assert_eq!(
+                &std::fs::read(dir.0.join(name)).unwrap(),
+                bytes,
+                "{name} was touched"
+            );
+        }
+        let ours: Vec<String> = names(&dir.0)
+            .into_iter()
+            .filter(|n| !foreign.iter().any(|(f, _)| f == n) && !n.starts_with('.'))
+            .collect();
+        // The two newest windows, two files each; the 2 MiB foreign file did
+        // not count toward the byte budget.
+        assert_eq!(ours.len(), 4, "{ours:?}");
+        for name in &ours {
+            let mode = std::fs::metadata(dir.0.join(name)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} is owner-only");
+        }
+        // A second exporter (a restart) picks up what the first wrote and
+        // still leaves foreign files alone.
+        let mut again = FileExporter::new(&dir.0, retention);
+        again.start().unwrap();
+        again.export_report(&window(6), &report).unwrap();
+        for (name, _) in &foreign {
+            assert!(dir.0.join(name).exists(), "{name} deleted after restart");
+        }
+        let after: Vec<String> = names(&dir.0)
+            .into_iter()
+            .filter(|n| n.starts_with("report_2027") || n.starts_with("cpu_profile_2027"))
+            .collect();
+        assert_eq!(after.len(), 3, "windows 5 and 6 remain: {after:?}");
+    }
+
+    #[test]
+    fn symlinks_planted_at_our_names_are_never_followed() {
+        let dir = private_dir("shared-symlinks");
+        let victim_dir = TempDir::new("shared-symlinks-victim");
+        let victim = victim_dir.0.join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let w = window(1);
+        let planted = [
+            "report_20270115_080010.json".to_owned(),
+            ".agentprof-windows".to_owned(),
+        ];
+        for name in &planted {
+            std::os::unix::fs::symlink(&victim, dir.0.join(name)).unwrap();
+        }
+        let mut exporter = FileExporter::new(&dir.0, FileRetention::default());
+        exporter.start().unwrap();
+        exporter.export_report(&w, &agentprof::report()).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        // Our report went to the next free name.
+        assert!(
+            dir.0.join("report_20270115_080010_2.json").is_file(),
+            "{:?}",
+            names(&dir.0)
+        );
+        assert!(std::fs::symlink_metadata(dir.0.join(&planted[0]))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn a_directory_others_can_write_or_another_user_owns_is_refused() {
+        let dir = TempDir::new("shared-open");
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut exporter = FileExporter::new(&dir.0, FileRetention::default());
+        let error = exporter.start().unwrap_err().to_string();
+        assert!(
+            error.contains(&dir.0.display().to_string()) && error.contains("others may write"),
+            "{error}"
+        );
+        assert!(names(&dir.0).is_empty(), "nothing written there");
+
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: cannot make a directory another user owns; skipped");
+            return;
+        }
+        let theirs = TempDir::new("shared-theirs");
+        std::fs::set_permissions(&theirs.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&theirs.0, Some(65534), Some(65534)).unwrap();
+        let mut exporter = FileExporter::new(&theirs.0, FileRetention::default());
+        let error = exporter.start().unwrap_err().to_string();
+        assert!(
+            error.contains(&theirs.0.display().to_string())
+                && error.contains("belongs to user 65534"),
+            "{error}"
+        );
+        assert!(names(&theirs.0).is_empty(), "nothing left behind");
+    }
+}
