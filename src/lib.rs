@@ -117,7 +117,7 @@ pub use agentprof_runtime::{
     Context, CpuClock, CpuClockConfig, CpuProfilingConfig, Dropped, Error, ExporterType,
     FunctionRow, FutureExt, InvocationRecord, MemoryProfilingConfig, Outcome,
     ProfileExporterConfig, ProfilingConfig, Report, ResourceAttribution, ResourceContext,
-    ResourceUsage, Result, Running, RunningInvocation, TelemetryConfig, WindowAgentRow,
+    ResourceUsage, Result, Running, RunningInvocation, Secret, TelemetryConfig, WindowAgentRow,
     WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
 };
 pub use agentprof_runtime::{

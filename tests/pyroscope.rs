@@ -191,10 +191,10 @@ fn pushes_follow_the_push_api_with_labels_and_auth() {
     let mut config = config(&server.url);
     config.auth = PyroscopeAuth::Basic {
         user: "agent".to_owned(),
-        password: "s3cret".to_owned(),
+        password: "s3cret".into(),
     };
     config.tenant_id = Some("team-a".to_owned());
-    config.headers = vec![("X-Extra".to_owned(), "yes".to_owned())];
+    config.headers = vec![("X-Extra".to_owned(), "yes".into())];
     let profiler = Profiler::builder()
         .window(Duration::from_millis(300))
         .exporter(PyroscopeExporter::new(config).unwrap())

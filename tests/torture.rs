@@ -373,3 +373,137 @@ mod shared_directory {
         assert!(names(&theirs.0).is_empty(), "nothing left behind");
     }
 }
+
+mod secrets {
+    //! Passwords, tokens, header values and credentials in URLs never show
+    //! in `Debug`, serialized configuration, errors or logs.
+
+    const SECRETS: [&str; 4] = ["pw-s3cr3t", "tok-s3cr3t", "hdr-s3cr3t", "url-s3cr3t"];
+
+    fn assert_clean(what: &str, text: &str) {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    }
+
+    fn config_with_secrets() -> agentprof::Config {
+        let mut config = agentprof::Config::default();
+        let e = &mut config.telemetry.profiling.exporter;
+        e.pyroscope_endpoint = Some("https://agent:url-s3cr3t@pyro.example:4040".to_owned());
+        e.basic_auth_user = Some("agent".to_owned());
+        e.basic_auth_password = Some("pw-s3cr3t".into());
+        e.bearer_token = Some("tok-s3cr3t".into());
+        e.headers
+            .insert("X-Api-Key".to_owned(), "hdr-s3cr3t".into());
+        config
+    }
+
+    #[test]
+    fn debug_and_serialized_configuration_show_no_secret() {
+        let config = config_with_secrets();
+        assert_clean("Config Debug", &format!("{config:?}"));
+        assert_clean("Config Debug (pretty)", &format!("{config:#?}"));
+        assert_clean(
+            "ProfileExporterConfig Debug",
+            &format!("{:?}", config.telemetry.profiling.exporter),
+        );
+        assert_clean("Config JSON", &serde_json::to_string(&config).unwrap());
+        let debug = format!("{:?}", config.telemetry.profiling.exporter);
+        assert!(debug.contains("pyro.example:4040"), "{debug}");
+        // The values are still there for the one place that sends them.
+        let e = &config.telemetry.profiling.exporter;
+        assert_eq!(e.bearer_token.as_ref().unwrap().expose(), "tok-s3cr3t");
+    }
+
+    #[test]
+    fn configuration_errors_show_no_credentials() {
+        let text = r#"
+[telemetry.profiling]
+enabled = true
+[telemetry.profiling.exporter]
+type = "pyroscope"
+pyroscope_endpoint = "ftp://agent:url-s3cr3t@pyro.example"
+"#;
+        let error = agentprof::Config::from_toml_str(text)
+            .and_then(|c| {
+                let _ = agentprof::init(&c);
+                agentprof::Profiler::from_config(&c).map(|_| c)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pyroscope_endpoint"), "{error}");
+        assert_clean("config error", &error);
+    }
+
+    #[cfg(feature = "pyroscope")]
+    #[test]
+    fn failing_pushes_log_no_credentials() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use agentprof::export::{PyroscopeAuth, PyroscopeConfig, PyroscopeExporter};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        /// Keeps every event's fields as text.
+        struct Capture(Arc<Mutex<String>>);
+        struct Fields<'a>(&'a mut String);
+        impl tracing::field::Visit for Fields<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let mut text = self.0.lock().unwrap();
+                event.record(&mut Fields(&mut text));
+                text.push('\n');
+            }
+        }
+
+        // Nothing listens on this port: every push fails.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = PyroscopeConfig::new(
+            format!("http://agent:url-s3cr3t@127.0.0.1:{port}/?key=url-s3cr3t"),
+            "torture",
+        );
+        config.auth = PyroscopeAuth::Bearer("tok-s3cr3t".into());
+        config.headers = vec![("X-Api-Key".to_owned(), "hdr-s3cr3t".into())];
+        config.max_retries = 1;
+        config.backoff = Duration::from_millis(5);
+        assert_clean("PyroscopeConfig Debug", &format!("{config:?}"));
+        let exporter = PyroscopeExporter::new(config).unwrap();
+        assert_clean("PyroscopeExporter Debug", &format!("{exporter:?}"));
+
+        let logs = Arc::new(Mutex::new(String::new()));
+        // Global: the export thread logs.
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(Capture(logs.clone())),
+        )
+        .expect("the only global subscriber of this test binary");
+        let profiler = agentprof::Profiler::builder()
+            .window(Duration::from_millis(100))
+            .exporter(exporter)
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        let summary = profiler.shutdown();
+        assert!(summary.stats.errors > 0, "{summary:?}");
+        let logs = logs.lock().unwrap();
+        assert!(
+            logs.contains("could not export"),
+            "the failure was logged: {logs}"
+        );
+        assert!(logs.contains("127.0.0.1"), "{logs}");
+        assert_clean("logs", &logs);
+    }
+}

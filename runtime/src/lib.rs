@@ -38,7 +38,7 @@ mod noop;
 
 pub use config::{
     env_overrides, AttributionConfig, Config, CpuClockConfig, CpuProfilingConfig, ExporterType,
-    HeapProfilerConfig, MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig,
+    HeapProfilerConfig, MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig, Secret,
     TelemetryConfig, DEFAULT_SAMPLE_INTERVAL,
 };
 pub use error::{Error, Result};

@@ -42,12 +42,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod env;
+mod secret;
 // Most keys are named by the profilers, which the opt-out build lacks.
 #[cfg_attr(not(feature = "enabled"), allow(dead_code))]
 pub(crate) mod keys;
 mod validate;
 
 pub use env::env_overrides;
+pub use secret::{redact_url, Secret};
 #[cfg(feature = "enabled")]
 pub(crate) use validate::check_frequency;
 
@@ -296,14 +298,17 @@ impl<'de> Deserialize<'de> for ExporterType {
 }
 
 /// `[telemetry.profiling.exporter]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` and `Serialize` show secrets (password, token, header values) as
+/// `<redacted>` and the endpoint without credentials.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileExporterConfig {
     /// Exporter kind (key `type`, default `"file"`).
     #[serde(default, rename = "type")]
     pub type_: ExporterType,
     /// Pyroscope base URL, required with `type = "pyroscope"`.
-    #[serde(default)]
+    #[serde(default, serialize_with = "secret::serialize_redacted_url")]
     pub pyroscope_endpoint: Option<String>,
     /// The `service_name` series label (default: the executable's name).
     #[serde(default)]
@@ -316,16 +321,16 @@ pub struct ProfileExporterConfig {
     pub basic_auth_user: Option<String>,
     /// HTTP basic auth password.
     #[serde(default)]
-    pub basic_auth_password: Option<String>,
+    pub basic_auth_password: Option<Secret>,
     /// Bearer token.
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// `X-Scope-OrgID` tenant header.
     #[serde(default)]
     pub tenant_id: Option<String>,
-    /// More request headers.
+    /// More request headers (values are secrets: they often carry keys).
     #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
+    pub headers: std::collections::BTreeMap<String, Secret>,
     /// Per-request timeout, ms (default 10000).
     #[serde(default = "default_push_timeout")]
     pub timeout_ms: u64,
@@ -348,6 +353,32 @@ pub struct ProfileExporterConfig {
     /// How long shutdown waits for the exporters, ms (default 5000).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for ProfileExporterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileExporterConfig")
+            .field("type_", &self.type_)
+            .field(
+                "pyroscope_endpoint",
+                &self.pyroscope_endpoint.as_deref().map(redact_url),
+            )
+            .field("application_name", &self.application_name)
+            .field("tags", &self.tags)
+            .field("basic_auth_user", &self.basic_auth_user)
+            .field("basic_auth_password", &self.basic_auth_password)
+            .field("bearer_token", &self.bearer_token)
+            .field("tenant_id", &self.tenant_id)
+            .field("headers", &self.headers)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_retries", &self.max_retries)
+            .field("file_output_dir", &self.file_output_dir)
+            .field("max_windows", &self.max_windows)
+            .field("max_bytes", &self.max_bytes)
+            .field("queue_size", &self.queue_size)
+            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
+            .finish()
+    }
 }
 
 fn default_push_timeout() -> u64 {

@@ -66,7 +66,10 @@ impl Config {
                 Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                     return Err(invalid(
                         keys::PYROSCOPE_ENDPOINT,
-                        format!("{url:?} is not an http:// or https:// URL"),
+                        format!(
+                            "{:?} is not an http:// or https:// URL",
+                            super::redact_url(url)
+                        ),
                     ))
                 }
                 Some(_) => {}

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::{ProfileExporter, Window};
+use crate::config::{redact_url, Secret};
 use crate::error::{Error, Result};
 
 /// `push.v1.PushRequest`.
@@ -67,14 +68,15 @@ pub enum PyroscopeAuth {
         /// User.
         user: String,
         /// Password.
-        password: String,
+        password: Secret,
     },
     /// `Authorization: Bearer <token>`.
-    Bearer(String),
+    Bearer(Secret),
 }
 
-/// Where and how to push.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where and how to push. `Debug` shows the endpoint without credentials
+/// and secrets as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PyroscopeConfig {
     /// Base URL, e.g. `http://localhost:4040`.
     pub endpoint: String,
@@ -86,14 +88,33 @@ pub struct PyroscopeConfig {
     pub auth: PyroscopeAuth,
     /// `X-Scope-OrgID` for multi-tenant servers.
     pub tenant_id: Option<String>,
-    /// More headers.
-    pub headers: Vec<(String, String)>,
+    /// More headers (values are secrets: they often carry keys).
+    pub headers: Vec<(String, Secret)>,
     /// Per request.
     pub timeout: Duration,
     /// Retries after the first attempt (5xx, timeouts, connection errors).
     pub max_retries: u32,
-    /// First backoff; doubles per retry.
+    /// First backoff; doubles per retry, up to [`MAX_BACKOFF`].
     pub backoff: Duration,
+}
+
+/// The longest wait between two attempts of one push.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl std::fmt::Debug for PyroscopeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyroscopeConfig")
+            .field("endpoint", &redact_url(&self.endpoint))
+            .field("application_name", &self.application_name)
+            .field("tags", &self.tags)
+            .field("auth", &self.auth)
+            .field("tenant_id", &self.tenant_id)
+            .field("headers", &self.headers)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
 }
 
 impl PyroscopeConfig {
@@ -123,7 +144,7 @@ pub struct PyroscopeExporter {
 impl std::fmt::Debug for PyroscopeExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PyroscopeExporter")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .finish()
     }
 }
@@ -135,7 +156,10 @@ impl PyroscopeExporter {
         if !(config.endpoint.starts_with("http://") || config.endpoint.starts_with("https://")) {
             return Err(Error::InvalidConfig {
                 key: crate::config::keys::PYROSCOPE_ENDPOINT.to_owned(),
-                message: format!("{:?} is not an http:// or https:// URL", config.endpoint),
+                message: format!(
+                    "{:?} is not an http:// or https:// URL",
+                    redact_url(&config.endpoint)
+                ),
             });
         }
         let client = reqwest::blocking::Client::builder()
@@ -204,14 +228,16 @@ impl PyroscopeExporter {
                 .body(body.clone());
             request = match &self.config.auth {
                 PyroscopeAuth::None => request,
-                PyroscopeAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
-                PyroscopeAuth::Bearer(token) => request.bearer_auth(token),
+                PyroscopeAuth::Basic { user, password } => {
+                    request.basic_auth(user, Some(password.expose()))
+                }
+                PyroscopeAuth::Bearer(token) => request.bearer_auth(token.expose()),
             };
             if let Some(tenant) = &self.config.tenant_id {
                 request = request.header("X-Scope-OrgID", tenant);
             }
             for (name, value) in &self.config.headers {
-                request = request.header(name, value);
+                request = request.header(name, value.expose());
             }
             let failure = match request.send() {
                 Ok(response) if response.status().is_success() => return Ok(()),
@@ -220,7 +246,8 @@ impl PyroscopeExporter {
                 }
                 Ok(response) => format!("answered {}", response.status()),
                 Err(e) if e.is_timeout() => format!("timed out after {:?}", self.config.timeout),
-                Err(e) => format!("unreachable ({e})"),
+                // The error's text would repeat the URL, credentials and all.
+                Err(e) => format!("unreachable ({})", e.without_url()),
             };
             if attempt >= self.config.max_retries {
                 return Err(
@@ -229,14 +256,14 @@ impl PyroscopeExporter {
             }
             attempt += 1;
             std::thread::sleep(delay);
-            delay *= 2;
+            delay = (delay * 2).min(MAX_BACKOFF);
         }
     }
 
     fn error(&self, message: String) -> Error {
         Error::Export {
             exporter: "pyroscope".to_owned(),
-            message: format!("{}: {message}", self.url),
+            message: format!("{}: {message}", redact_url(&self.url)),
         }
     }
 }
