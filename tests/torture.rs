@@ -425,10 +425,7 @@ type = "pyroscope"
 pyroscope_endpoint = "ftp://agent:url-s3cr3t@pyro.example"
 "#;
         let error = agentprof::Config::from_toml_str(text)
-            .and_then(|c| {
-                let _ = agentprof::init(&c);
-                agentprof::Profiler::from_config(&c).map(|_| c)
-            })
+            .and_then(|c| agentprof::Profiler::from_config(&c).map(|_| c))
             .unwrap_err()
             .to_string();
         assert!(error.contains("pyroscope_endpoint"), "{error}");
@@ -464,6 +461,7 @@ pyroscope_endpoint = "ftp://agent:url-s3cr3t@pyro.example"
             }
         }
 
+        let _serial = super::serial();
         // Nothing listens on this port: every push fails.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -505,5 +503,237 @@ pyroscope_endpoint = "ftp://agent:url-s3cr3t@pyro.example"
         );
         assert!(logs.contains("127.0.0.1"), "{logs}");
         assert_clean("logs", &logs);
+    }
+}
+
+mod configuration {
+    //! Every numeric key at 0, at its maximum, negative and absurd, from the
+    //! file and from the environment: an error naming the key, never a panic
+    //! or a hang.
+
+    use std::collections::HashMap;
+
+    /// (table, key, environment variable, a value inside the range, the
+    /// largest value allowed).
+    const NUMERIC_KEYS: [(&str, &str, &str, u64, u64); 15] = [
+        ("cpu", "frequency", "AGENTPROF_CPU_FREQUENCY", 100, 10_000),
+        (
+            "cpu",
+            "duration_seconds",
+            "AGENTPROF_CPU_DURATION_SECONDS",
+            30,
+            86_400,
+        ),
+        (
+            "memory",
+            "sampling_rate",
+            "AGENTPROF_MEMORY_SAMPLING_RATE",
+            100,
+            100_000,
+        ),
+        (
+            "memory",
+            "sample_interval_bytes",
+            "AGENTPROF_MEMORY_SAMPLE_INTERVAL_BYTES",
+            4096,
+            1 << 30,
+        ),
+        (
+            "memory",
+            "timeline_interval_ms",
+            "AGENTPROF_MEMORY_TIMELINE_INTERVAL_MS",
+            1000,
+            3_600_000,
+        ),
+        (
+            "memory",
+            "timeline_capacity",
+            "AGENTPROF_MEMORY_TIMELINE_CAPACITY",
+            3600,
+            1_000_000,
+        ),
+        (
+            "exporter",
+            "timeout_ms",
+            "AGENTPROF_EXPORTER_TIMEOUT_MS",
+            1000,
+            600_000,
+        ),
+        (
+            "exporter",
+            "max_retries",
+            "AGENTPROF_EXPORTER_MAX_RETRIES",
+            2,
+            10,
+        ),
+        (
+            "exporter",
+            "max_windows",
+            "AGENTPROF_EXPORTER_MAX_WINDOWS",
+            48,
+            100_000,
+        ),
+        (
+            "exporter",
+            "max_bytes",
+            "AGENTPROF_EXPORTER_MAX_BYTES",
+            1 << 20,
+            1 << 40,
+        ),
+        (
+            "exporter",
+            "queue_size",
+            "AGENTPROF_EXPORTER_QUEUE_SIZE",
+            4,
+            1024,
+        ),
+        (
+            "exporter",
+            "shutdown_timeout_ms",
+            "AGENTPROF_EXPORTER_SHUTDOWN_TIMEOUT_MS",
+            5000,
+            600_000,
+        ),
+        (
+            "attribution",
+            "recent_invocations",
+            "AGENTPROF_RECENT_INVOCATIONS",
+            1024,
+            1_000_000,
+        ),
+        (
+            "attribution",
+            "label_value_max_len",
+            "AGENTPROF_LABEL_VALUE_MAX_LEN",
+            128,
+            4096,
+        ),
+        (
+            "attribution",
+            "label_values_per_key",
+            "AGENTPROF_LABEL_VALUES_PER_KEY",
+            1000,
+            100_000,
+        ),
+    ];
+
+    fn from_file(table: &str, key: &str, value: &str) -> agentprof::Result<agentprof::Config> {
+        agentprof::Config::from_toml_str(&format!(
+            "[telemetry.profiling.{table}]\n{key} = {value}\n"
+        ))
+    }
+
+    fn from_env(variable: &str, value: &str) -> agentprof::Result<agentprof::Config> {
+        let env: HashMap<&str, &str> = [(variable, value)].into();
+        let mut config = agentprof::Config::default();
+        config
+            .apply_env(|name| env.get(name).map(|v| v.to_string()))
+            .map(|()| config)
+    }
+
+    fn accepted(result: &agentprof::Result<agentprof::Config>, what: &str) -> bool {
+        match result {
+            Ok(_) => true,
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(what),
+                    "the error for {what} does not name it: {text}"
+                );
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn numeric_keys_out_of_range_are_refused_by_name() {
+        for (table, key, variable, good, max) in NUMERIC_KEYS {
+            let path = format!("telemetry.profiling.{table}.{key}");
+            for valid in [good, max] {
+                let text = valid.to_string();
+                assert!(
+                    accepted(&from_file(table, key, &text), &path),
+                    "{path} = {valid}"
+                );
+                assert!(
+                    accepted(&from_env(variable, &text), &path),
+                    "${variable}={valid}"
+                );
+            }
+            let above = (max + 1).to_string();
+            for absurd in ["-1", "18446744073709551615", "9223372036854775807", &above] {
+                let file = from_file(table, key, absurd);
+                assert!(!accepted(&file, key), "{path} = {absurd} was accepted");
+                let env = from_env(variable, absurd);
+                assert!(!accepted(&env, &path), "${variable}={absurd} was accepted");
+            }
+            assert!(!accepted(&from_env(variable, "lots"), variable));
+            assert!(!accepted(&from_env(variable, "lots"), &path));
+        }
+        // Zero, where zero means nothing sensible.
+        for (table, key, variable, _, _) in NUMERIC_KEYS {
+            let zero_ok = matches!(
+                key,
+                "timeline_interval_ms"
+                    | "max_retries"
+                    | "shutdown_timeout_ms"
+                    | "recent_invocations"
+            );
+            let path = format!("telemetry.profiling.{table}.{key}");
+            assert_eq!(
+                accepted(&from_file(table, key, "0"), &path),
+                zero_ok,
+                "{path} = 0"
+            );
+            assert_eq!(
+                accepted(&from_env(variable, "0"), &path),
+                zero_ok,
+                "${variable}=0"
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_profiling_table_is_refused_and_the_applications_tables_are_not() {
+        let error = agentprof::Config::from_toml_str("[telemetry.proflling]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("telemetry.proflling") && error.contains("telemetry.profiling"),
+            "{error}"
+        );
+        let error = agentprof::Config::from_toml_str("[telemetry]\nenabeld = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("telemetry.enabeld"), "{error}");
+        // The application's own telemetry tables stay its own.
+        let config = agentprof::Config::from_toml_str(
+            "[telemetry]\nenabled = true\n[telemetry.tracing]\nlevel = \"info\"\n[server]\nport = 8080\n",
+        )
+        .unwrap();
+        assert!(config.telemetry.enabled);
+    }
+
+    #[test]
+    fn the_largest_accepted_values_start_and_stop_cleanly() {
+        let _serial = super::serial();
+        let text = "[telemetry.profiling]\nenabled = true\n\
+            [telemetry.profiling.cpu]\nduration_seconds = 86400\ncontinuous = true\n\
+            [telemetry.profiling.memory]\ntimeline_capacity = 1000000\n\
+            [telemetry.profiling.exporter]\nqueue_size = 1024\nmax_retries = 10\n\
+            timeout_ms = 600000\nshutdown_timeout_ms = 1000\n";
+        let config = agentprof::Config::from_toml_str(text).unwrap();
+        let dir = super::common::TempDir::new("torture-config");
+        let mut config = config;
+        config.telemetry.profiling.exporter.file_output_dir =
+            Some(dir.0.to_string_lossy().into_owned());
+        let running = agentprof::Profiler::from_config(&config)
+            .unwrap()
+            .start()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let summary = running.shutdown();
+        assert!(!summary.export_timed_out);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 }

@@ -83,6 +83,10 @@ const OVERRIDES: &[Override] = overrides! {
         |c, v| c.telemetry.profiling.exporter.max_bytes => parse_num(v)?;
     "AGENTPROF_EXPORTER_QUEUE_SIZE" => "telemetry.profiling.exporter.queue_size":
         |c, v| c.telemetry.profiling.exporter.queue_size => parse_num(v)?;
+    "AGENTPROF_EXPORTER_TIMEOUT_MS" => "telemetry.profiling.exporter.timeout_ms":
+        |c, v| c.telemetry.profiling.exporter.timeout_ms => parse_num(v)?;
+    "AGENTPROF_EXPORTER_MAX_RETRIES" => "telemetry.profiling.exporter.max_retries":
+        |c, v| c.telemetry.profiling.exporter.max_retries => parse_num(v)?;
     "AGENTPROF_EXPORTER_SHUTDOWN_TIMEOUT_MS" => "telemetry.profiling.exporter.shutdown_timeout_ms":
         |c, v| c.telemetry.profiling.exporter.shutdown_timeout_ms => parse_num(v)?;
     "AGENTPROF_RECENT_INVOCATIONS" => "telemetry.profiling.attribution.recent_invocations":
@@ -99,6 +103,49 @@ pub fn env_overrides() -> impl Iterator<Item = (&'static str, &'static str)> {
     OVERRIDES.iter().map(|o| (o.variable, o.key))
 }
 
+/// The keys of `[telemetry]` that are ours.
+const TELEMETRY_KEYS: [&str; 2] = ["enabled", "profiling"];
+
+/// `[telemetry]` is shared with the application's other telemetry (its
+/// tracing or metrics tables stay its own), so unknown keys there are not
+/// errors, except those that look like a misspelling of ours
+/// (`[telemetry.proflling]`), which would otherwise silently leave
+/// profiling at its defaults.
+fn check_telemetry_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Result<()> {
+    for key in keys {
+        if TELEMETRY_KEYS.contains(&key) {
+            continue;
+        }
+        let lower = key.to_ascii_lowercase();
+        if let Some(meant) = TELEMETRY_KEYS
+            .iter()
+            .find(|ours| lower == **ours || edit_distance(&lower, ours) <= 2)
+        {
+            return Err(invalid(
+                &format!("telemetry.{key}"),
+                format!("unknown key; did you mean `telemetry.{meant}`?"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Levenshtein distance of two short ASCII strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 impl Config {
     /// Parses TOML text (the whole application file), then validates it.
     pub fn from_toml_str(text: &str) -> Result<Self> {
@@ -107,9 +154,14 @@ impl Config {
 
     fn parse(text: &str, path: Option<PathBuf>) -> Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| Error::ConfigSyntax {
-            path,
+            path: path.clone(),
             message: e.to_string(),
         })?;
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if let Some(telemetry) = table.get("telemetry").and_then(|t| t.as_table()) {
+                check_telemetry_keys(telemetry.keys().map(String::as_str))?;
+            }
+        }
         config.validate()?;
         Ok(config)
     }

@@ -22,6 +22,29 @@ pub(crate) fn check_frequency(hz: u32) -> Result<()> {
     ))
 }
 
+/// The longest continuous window.
+const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Checks a numeric key against its documented range.
+fn check_range(
+    key: &str,
+    value: u64,
+    allowed: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        format!(
+            "{value} is out of range; allowed: {} to {} {unit}",
+            allowed.start(),
+            allowed.end()
+        ),
+    ))
+}
+
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Error {
     Error::InvalidConfig {
         key: key.to_owned(),
@@ -34,27 +57,69 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let p = &self.telemetry.profiling;
         check_frequency(p.cpu.frequency)?;
-        if p.cpu.duration.is_zero() {
-            return Err(invalid(keys::CPU_DURATION, "must be at least 1 second"));
-        }
-        if p.memory.sampling_rate == 0 {
+        // Sub-second windows only come from the builder; the key counts
+        // whole seconds.
+        if p.cpu.duration < std::time::Duration::from_millis(10) || p.cpu.duration > MAX_WINDOW {
             return Err(invalid(
-                keys::MEMORY_SAMPLING_RATE,
-                "must be at least 1 (1 samples every allocation, 100 one in a hundred)",
+                keys::CPU_DURATION,
+                format!(
+                    "{:?} is out of range; allowed: 1 to {} seconds",
+                    p.cpu.duration,
+                    MAX_WINDOW.as_secs()
+                ),
             ));
         }
-        if p.memory.sample_interval_bytes == Some(0) {
-            return Err(invalid(
+        let m = &p.memory;
+        check_range(
+            keys::MEMORY_SAMPLING_RATE,
+            m.sampling_rate,
+            1..=100_000,
+            "(1 samples every 5 KiB, 100 every 512 KiB)",
+        )?;
+        if let Some(bytes) = m.sample_interval_bytes {
+            check_range(
                 keys::MEMORY_SAMPLE_INTERVAL,
-                "must be at least 1 (1 records every allocation)",
-            ));
+                bytes,
+                1..=1 << 30,
+                "bytes (1 records every allocation)",
+            )?;
         }
-        if p.memory.timeline_interval_ms > 0 && p.memory.timeline_capacity == 0 {
-            return Err(invalid(
-                keys::MEMORY_TIMELINE_CAPACITY,
-                "must be at least 1 while timeline_interval_ms is set",
-            ));
+        if m.timeline_interval_ms != 0 {
+            check_range(
+                keys::MEMORY_TIMELINE_INTERVAL,
+                m.timeline_interval_ms,
+                10..=3_600_000,
+                "ms, or 0 for no timeline",
+            )?;
         }
+        check_range(
+            keys::MEMORY_TIMELINE_CAPACITY,
+            m.timeline_capacity as u64,
+            1..=1_000_000,
+            "readings",
+        )?;
+        let e = &p.exporter;
+        check_range(keys::TIMEOUT_MS, e.timeout_ms, 1..=600_000, "ms")?;
+        check_range(
+            keys::MAX_RETRIES,
+            u64::from(e.max_retries),
+            0..=10,
+            "(each waits twice the previous, at most 10 s)",
+        )?;
+        check_range(
+            keys::MAX_WINDOWS,
+            e.max_windows as u64,
+            1..=100_000,
+            "windows",
+        )?;
+        check_range(keys::MAX_BYTES, e.max_bytes, 1..=1 << 40, "bytes")?;
+        check_range(keys::QUEUE_SIZE, e.queue_size as u64, 1..=1024, "windows")?;
+        check_range(
+            keys::SHUTDOWN_TIMEOUT_MS,
+            e.shutdown_timeout_ms,
+            0..=600_000,
+            "ms",
+        )?;
         if p.exporter.type_ == ExporterType::Pyroscope {
             match p.exporter.pyroscope_endpoint.as_deref() {
                 None => {
@@ -86,12 +151,6 @@ impl Config {
                 keys::BEARER_TOKEN,
                 "choose basic auth or a bearer token, not both",
             ));
-        }
-        if p.exporter.queue_size == 0 {
-            return Err(invalid(keys::QUEUE_SIZE, "must be at least 1 window"));
-        }
-        if p.exporter.max_windows == 0 {
-            return Err(invalid(keys::MAX_WINDOWS, "must be at least 1 window"));
         }
         if p.exporter.file_output_dir.as_deref() == Some("") {
             return Err(invalid(keys::FILE_OUTPUT_DIR, "must not be empty"));
