@@ -737,3 +737,110 @@ mod configuration {
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 }
+
+mod libraries {
+    //! A library loaded before sampling starts, closed while it runs, and
+    //! another loaded in its place: the unwinder keeps the first one's
+    //! tables valid (it holds it open until sampling stops), so samples in
+    //! the second can never read unmapped memory.
+
+    use std::ffi::{c_void, CString};
+    use std::path::{Path, PathBuf};
+
+    use agentprof::CpuProfiler;
+
+    use super::common::TempDir;
+
+    type Burn = extern "C" fn(u64) -> u64;
+
+    fn build(dir: &Path, name: &str) -> PathBuf {
+        let source = dir.join(format!("{name}.c"));
+        std::fs::write(
+            &source,
+            format!(
+                "unsigned long burn_{name}(unsigned long n) {{\n\
+                 volatile unsigned long x = 0;\n\
+                 for (unsigned long i = 0; i < n; i++) x += i * i;\n\
+                 return x;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let library = dir.join(format!("lib{name}.so"));
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .status()
+            .expect("a C compiler (cc), which Rust's linker needs anyway");
+        assert!(status.success());
+        library
+    }
+
+    struct Library {
+        handle: *mut c_void,
+        burn: Burn,
+        base: usize,
+    }
+
+    fn open(path: &Path, name: &str) -> Library {
+        let path = CString::new(path.to_str().unwrap()).unwrap();
+        let symbol = CString::new(format!("burn_{name}")).unwrap();
+        // SAFETY: a valid path; the library only defines one function.
+        unsafe {
+            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            assert!(!handle.is_null(), "dlopen {path:?}");
+            let address = libc::dlsym(handle, symbol.as_ptr());
+            assert!(!address.is_null());
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            assert_ne!(libc::dladdr(address, &mut info), 0);
+            Library {
+                handle,
+                burn: std::mem::transmute::<*mut c_void, Burn>(address),
+                base: info.dli_fbase as usize,
+            }
+        }
+    }
+
+    fn close(library: Library) {
+        // SAFETY: a handle from dlopen, closed once; its function is not
+        // called afterwards.
+        assert_eq!(unsafe { libc::dlclose(library.handle) }, 0);
+    }
+
+    fn mapped(path: &Path) -> bool {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains(path.to_str().unwrap())
+    }
+
+    fn burn_for(burn: Burn, ns: u64) {
+        let start = super::common::thread_cpu_ns();
+        while super::common::thread_cpu_ns() - start < ns {
+            std::hint::black_box(burn(200_000));
+        }
+    }
+
+    #[test]
+    fn closing_a_library_while_sampling_never_lets_another_take_its_place() {
+        let _serial = super::serial();
+        let dir = TempDir::new("torture-libraries");
+        let (a_path, b_path) = (build(&dir.0, "a"), build(&dir.0, "b"));
+        for round in 0..5 {
+            let a = open(&a_path, "a");
+            burn_for(a.burn, 1_000_000);
+            let a_base = a.base;
+            let mut profiler = CpuProfiler::with_frequency(1000).unwrap();
+            profiler.start().unwrap();
+            burn_for(a.burn, 20_000_000);
+            close(a);
+            assert!(mapped(&a_path), "round {round}: held open while sampling");
+            let b = open(&b_path, "b");
+            assert_ne!(b.base, a_base, "round {round}: b landed on a's tables");
+            burn_for(b.burn, 20_000_000);
+            let report = profiler.stop_and_collect().unwrap();
+            assert!(report.sample_count() > 0);
+            assert!(!mapped(&a_path), "round {round}: released at stop");
+            close(b);
+        }
+    }
+}

@@ -15,6 +15,12 @@
 //! then reads only that copy. A corrupt frame can end a stack early but can
 //! never crash the process.
 //!
+//! Those references stay valid because the unwinder holds each shared
+//! object open (`dlopen(RTLD_NOLOAD)`) until it is dropped: a `dlclose` by
+//! the application while sampling leaves the object mapped, so no other
+//! library can land at its addresses and the tables framehop reads cannot
+//! dangle.
+//!
 //! Limits: modules loaded after `start` (dlopen) are not unwound through;
 //! stacks deeper than the 128 KiB copy are cut at the copy's end.
 
@@ -48,6 +54,35 @@ pub(crate) struct StackUnwinder {
     unwinder: Native,
     scratch: Box<[Scratch]>,
     pub(crate) modules: usize,
+    /// Handles that keep the shared objects the tables point into mapped.
+    #[allow(dead_code, reason = "held for its Drop: it closes the handles")]
+    pinned: Vec<Pin>,
+}
+
+/// One reference to a loaded shared object, released on drop.
+struct Pin(*mut libc::c_void);
+
+// SAFETY: a dlopen handle may be closed from any thread.
+unsafe impl Send for Pin {}
+// SAFETY: the handle is never used, only closed once, on drop.
+unsafe impl Sync for Pin {}
+
+impl Pin {
+    /// A new reference to the already loaded object at `path`, if it is.
+    fn loaded(path: &str) -> Option<Pin> {
+        let path = std::ffi::CString::new(path).ok()?;
+        // SAFETY: a NUL-terminated path; RTLD_NOLOAD only looks the object
+        // up (and counts one more reference), it never loads or runs code.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+        (!handle.is_null()).then_some(Pin(handle))
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        // SAFETY: a handle dlopen returned, closed exactly once.
+        unsafe { libc::dlclose(self.0) };
+    }
 }
 
 /// Register state of the thread to unwind.
@@ -91,10 +126,22 @@ impl StackUnwinder {
     pub(crate) fn new(concurrency: usize) -> Self {
         let mut unwinder = Native::new();
         let mut modules = 0;
-        for_each_module(|name, base, segments, eh_frame_hdr| {
+        let mut pinned = Vec::new();
+        for_each_module(|name, shared_object, base, segments, eh_frame_hdr| {
             let Some(text) = segments.iter().find(|s| s.executable) else {
                 return;
             };
+            if shared_object {
+                // Unloaded since the listing, or reloaded elsewhere: skip it
+                // rather than point at memory that is not its own.
+                let Some(pin) = Pin::loaded(&name) else {
+                    return;
+                };
+                if !is_loaded_at(&name, base) {
+                    return;
+                }
+                pinned.push(pin);
+            }
             // SAFETY: the segment is mapped by the loader at `base + vaddr`
             // for as long as the module stays loaded.
             let mapped = |r: &Range<u64>| -> Data {
@@ -141,6 +188,7 @@ impl StackUnwinder {
             unwinder,
             scratch,
             modules,
+            pinned,
         }
     }
 
@@ -295,10 +343,20 @@ fn eh_frame_address(hdr: &[u8], hdr_vaddr: u64) -> Option<u64> {
     }
 }
 
-/// Calls `f(name, load bias, loadable segments, eh_frame_hdr range)` for
-/// each loaded object that has unwind tables (addresses relative to the
-/// bias).
-fn for_each_module(mut f: impl FnMut(String, u64, Vec<Segment>, Range<u64>)) {
+type ModuleEntry = (String, bool, u64, Vec<Segment>, Range<u64>);
+
+/// Whether the object at `path` is loaded with load bias `base` now.
+fn is_loaded_at(path: &str, base: u64) -> bool {
+    let mut found = false;
+    for_each_module(|name, _, b, _, _| found |= name == path && b == base);
+    found
+}
+
+/// Calls `f(name, is a shared object, load bias, loadable segments,
+/// eh_frame_hdr range)` for each loaded object that has unwind tables
+/// (addresses relative to the bias). The main executable and the vDSO are
+/// not shared objects that can be unloaded.
+fn for_each_module(mut f: impl FnMut(String, bool, u64, Vec<Segment>, Range<u64>)) {
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
@@ -306,12 +364,7 @@ fn for_each_module(mut f: impl FnMut(String, u64, Vec<Segment>, Range<u64>)) {
     ) -> libc::c_int {
         // SAFETY: dl_iterate_phdr passes a valid info struct for the call's
         // duration, and `data` is the `&mut Vec` we passed in.
-        let (info, modules) = unsafe {
-            (
-                &*info,
-                &mut *(data as *mut Vec<(String, u64, Vec<Segment>, Range<u64>)>),
-            )
-        };
+        let (info, modules) = unsafe { (&*info, &mut *(data as *mut Vec<ModuleEntry>)) };
         let name = if info.dlpi_name.is_null() {
             String::new()
         } else {
@@ -336,6 +389,7 @@ fn for_each_module(mut f: impl FnMut(String, u64, Vec<Segment>, Range<u64>)) {
             }
         }
         if let Some(hdr) = hdr {
+            let shared_object = !name.is_empty() && !name.starts_with("linux-vdso");
             let name = if name.is_empty() {
                 std::env::current_exe()
                     .map(|p| p.display().to_string())
@@ -343,15 +397,15 @@ fn for_each_module(mut f: impl FnMut(String, u64, Vec<Segment>, Range<u64>)) {
             } else {
                 name
             };
-            modules.push((name, info.dlpi_addr, segments, hdr));
+            modules.push((name, shared_object, info.dlpi_addr, segments, hdr));
         }
         0
     }
-    let mut modules: Vec<(String, u64, Vec<Segment>, Range<u64>)> = Vec::new();
+    let mut modules: Vec<ModuleEntry> = Vec::new();
     // SAFETY: `visit` matches the callback type and only uses `data` as the
     // Vec it is.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut modules as *mut Vec<_>).cast()) };
-    for (name, base, segments, hdr) in modules {
-        f(name, base, segments, hdr);
+    for (name, shared_object, base, segments, hdr) in modules {
+        f(name, shared_object, base, segments, hdr);
     }
 }
