@@ -844,3 +844,119 @@ mod libraries {
         }
     }
 }
+
+mod fork {
+    //! `fork` while sampling: the child starts clean and may profile on its
+    //! own; dropping what it inherited neither hangs nor panics; the parent
+    //! is unaffected. `fork` + `exec` runs the new program normally.
+
+    use std::time::{Duration, Instant};
+
+    use agentprof::{profiled, CpuProfiler, Profiler};
+
+    #[profiled(agent = "forked")]
+    fn child_work() -> u64 {
+        super::common::burn_cpu_ns(30_000_000)
+    }
+
+    /// Waits for `pid` (killing it after 60 s): its exit code.
+    fn wait_for(pid: libc::pid_t) -> i32 {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut status = 0;
+            // SAFETY: valid out pointer; `pid` is our child.
+            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if done == pid {
+                assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+                return libc::WEXITSTATUS(status);
+            }
+            if Instant::now() > give_up {
+                // SAFETY: our child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the child hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The child's checks; any failure is its exit code.
+    fn in_child(
+        inherited_cpu: CpuProfiler,
+        inherited_collector: agentprof::RunningProfiler,
+    ) -> i32 {
+        // What it inherited stops without joining threads that are not here.
+        drop(inherited_collector);
+        let mut inherited_cpu = inherited_cpu;
+        if inherited_cpu.stop_and_collect().is_ok() {
+            return 2;
+        }
+        let mut own = CpuProfiler::with_frequency(500).unwrap();
+        if own.start().is_err() {
+            return 3;
+        }
+        child_work();
+        match own.stop_and_collect() {
+            Ok(report) if report.sample_count() > 0 => {}
+            _ => return 4,
+        }
+        let report = agentprof::report();
+        match report.function(Some("forked"), &format!("{}::child_work", module_path!())) {
+            Some(row) if row.calls == 1 && row.cpu_ns.unwrap_or(0) >= 30_000_000 => 0,
+            _ => 5,
+        }
+    }
+
+    #[test]
+    fn a_child_forked_while_sampling_starts_clean_and_the_parent_goes_on() {
+        let _serial = super::serial();
+        super::common::setup();
+        let dir = super::common::TempDir::new("torture-fork");
+        let collector = Profiler::builder()
+            .window(Duration::from_millis(100))
+            .cpu_frequency(250)
+            .file_exporter(dir.0.to_string_lossy())
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        // The collector owns the CPU sampler; a second profiler object
+        // stands for one the application holds (started, then refused).
+        let mut held = CpuProfiler::with_frequency(100).unwrap();
+        assert!(held.start().is_err(), "one sampler per process");
+        super::common::burn_cpu_ns(20_000_000);
+        // SAFETY: the child only runs the checks above and leaves with
+        // _exit, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                in_child(held, collector)
+            }))
+            .unwrap_or(6);
+            // SAFETY: ends the child without running the parent's atexit
+            // handlers or the harness.
+            unsafe { libc::_exit(code) };
+        }
+        assert_eq!(wait_for(pid), 0, "the child's checks");
+        // The parent goes on sampling and exporting.
+        super::common::burn_cpu_ns(30_000_000);
+        let summary = collector.shutdown();
+        assert!(summary.stats.windows >= 1);
+        assert_eq!(summary.stats.errors, 0);
+        drop(held);
+    }
+
+    #[test]
+    fn fork_and_exec_while_sampling_runs_the_new_program() {
+        let _serial = super::serial();
+        let mut profiler = CpuProfiler::with_frequency(1000).unwrap();
+        profiler.start().unwrap();
+        let busy = std::thread::spawn(|| super::common::burn_cpu_ns(100_000_000));
+        for _ in 0..5 {
+            let status = std::process::Command::new("true").status().unwrap();
+            assert!(status.success());
+        }
+        busy.join().unwrap();
+        assert!(profiler.stop_and_collect().unwrap().sample_count() > 0);
+    }
+}

@@ -25,6 +25,8 @@ mod aggregate;
 #[cfg(feature = "enabled")]
 mod cpu;
 #[cfg(feature = "enabled")]
+mod fork;
+#[cfg(feature = "enabled")]
 mod invocation;
 #[cfg(feature = "enabled")]
 mod memory;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first. A module may import modules of its own layer or below; the
 /// whole graph must also be free of cycles.
 const LAYERS: &[&[&str]] = &[
-    &["error", "model", "config"],
+    &["error", "model", "config", "fork"],
     &["thread"],
     &["aggregate"],
     &["invocation"],

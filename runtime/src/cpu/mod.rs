@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::CpuProfilingConfig;
 use crate::error::{Error, Result};
+use crate::fork::StartedIn;
 use crate::unwind::StackUnwinder;
 use buffer::{RawSample, SampleBuffer};
 
@@ -133,6 +134,7 @@ impl Aggregate {
 }
 
 struct Running {
+    started_in: StartedIn,
     timers: timer::Timers,
     drainer: std::thread::JoinHandle<()>,
     stop_drainer: Arc<AtomicBool>,
@@ -202,6 +204,7 @@ impl CpuProfiler {
                 hint: Some("stop the running one first".to_owned()),
             });
         }
+        after_fork::register();
         match self.start_session() {
             Ok(running) => {
                 self.running = Some(running);
@@ -270,6 +273,7 @@ impl CpuProfiler {
             }
         };
         Ok(Running {
+            started_in: StartedIn::this_process(),
             timers,
             drainer,
             stop_drainer,
@@ -288,6 +292,18 @@ impl CpuProfiler {
             what: "collecting from a profiler that is not running".to_owned(),
             hint: Some("call start() first".to_owned()),
         })?;
+        if !running.started_in.is_current() {
+            // Stopped in a forked child: the session's threads and timers
+            // are the parent's; its samples stay with the parent. The child
+            // was reset at fork and may run a profiler of its own.
+            running.timers.stop();
+            std::mem::forget(running.drainer);
+            return Err(Error::Unsupported {
+                key: crate::config::keys::CPU.to_owned(),
+                what: "collecting, in a forked child, a profile the parent started".to_owned(),
+                hint: Some("start a new profiler in the child".to_owned()),
+            });
+        }
         let duration = running.started.elapsed();
         let mode = running.timers.mode;
         // Our handler stays installed: a signal of these timers still on its
@@ -419,6 +435,32 @@ fn drain_into(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add(std::mem::take(raw));
+    }
+}
+
+/// What a forked child must not inherit.
+mod after_fork {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Once;
+
+    /// In the child: no session is running (its timers and threads were
+    /// not inherited), so a profiler may start there.
+    extern "C" fn in_child() {
+        super::signal::SESSION.store(std::ptr::null_mut(), SeqCst);
+        // A handler running on another thread at fork time never finishes
+        // in the child.
+        super::signal::RUNNING.store(0, SeqCst);
+        super::signal::PROCESS_TIMER_OURS.store(false, SeqCst);
+        super::ACTIVE.store(false, SeqCst);
+    }
+
+    pub(super) fn register() {
+        static REGISTERED: Once = Once::new();
+        // SAFETY: `in_child` only stores atomics, which is allowed in a
+        // forked child of a multithreaded process.
+        REGISTERED.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(in_child));
+        });
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::fork::StartedIn;
 use crate::model::TimerMode;
 
 /// How often the watcher looks for new threads.
@@ -191,6 +192,7 @@ pub(super) struct Timers {
     per_thread: Arc<Mutex<HashMap<libc::pid_t, ThreadTimer>>>,
     /// The host's `ITIMER_PROF`, in process-wide mode.
     host_timer: Option<libc::itimerval>,
+    started_in: StartedIn,
 }
 
 // SAFETY: `itimerval` is plain data.
@@ -216,6 +218,7 @@ impl Timers {
                 watcher: None,
                 per_thread,
                 host_timer: Some(host),
+                started_in: StartedIn::this_process(),
             });
         }
         let watcher = {
@@ -245,11 +248,19 @@ impl Timers {
             watcher: Some(watcher),
             per_thread,
             host_timer: None,
+            started_in: StartedIn::this_process(),
         })
     }
 
     /// Stops every timer; no new signal is generated after this returns.
     pub(super) fn stop(mut self) {
+        if !self.started_in.is_current() {
+            // A forked child: the timers are not inherited, the watcher does
+            // not exist, and deleting the copied ids could delete timers
+            // the child created itself (ids are per process). Forget it all.
+            std::mem::forget(self);
+            return;
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(watcher) = self.watcher.take() {
             watcher.thread().unpark();

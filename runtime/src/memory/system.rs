@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::fork::{self, StartedIn};
 use crate::model::{MemoryTimelinePoint, SystemMemoryInfo};
 
 /// RSS and virtual size of this process.
@@ -98,7 +99,7 @@ struct Timeline {
     points: VecDeque<MemoryTimelinePoint>,
     capacity: usize,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<(std::thread::JoinHandle<()>, StartedIn)>,
 }
 
 static TIMELINE: Mutex<Option<Timeline>> = Mutex::new(None);
@@ -106,6 +107,9 @@ static TIMELINE: Mutex<Option<Timeline>> = Mutex::new(None);
 fn lock() -> std::sync::MutexGuard<'static, Option<Timeline>> {
     TIMELINE.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The most readings a timeline keeps (the configuration's bound).
+pub(crate) const MAX_TIMELINE_CAPACITY: usize = 1_000_000;
 
 /// Takes one reading now.
 fn reading() -> MemoryTimelinePoint {
@@ -123,11 +127,18 @@ fn reading() -> MemoryTimelinePoint {
 /// Starts sampling RSS and allocator figures every `interval` into a ring
 /// of `capacity` readings (replacing a timeline already running).
 pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> {
-    if interval.is_zero() || capacity == 0 {
+    if interval.is_zero() {
         return Err(Error::InvalidConfig {
             key: crate::config::keys::MEMORY_TIMELINE_INTERVAL.to_owned(),
-            message: "the timeline needs an interval of at least 1 ms and a capacity of at least 1"
-                .to_owned(),
+            message: "the timeline needs an interval of at least 1 ms".to_owned(),
+        });
+    }
+    if !(1..=MAX_TIMELINE_CAPACITY).contains(&capacity) {
+        return Err(Error::InvalidConfig {
+            key: crate::config::keys::MEMORY_TIMELINE_CAPACITY.to_owned(),
+            message: format!(
+                "{capacity} is out of range; allowed: 1 to {MAX_TIMELINE_CAPACITY} readings"
+            ),
         });
     }
     stop_memory_timeline();
@@ -153,13 +164,12 @@ pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> 
                 std::thread::park_timeout(interval);
             }
         })
-        .map_err(|e| Error::Unsupported {
-            key: crate::config::keys::MEMORY_TIMELINE_INTERVAL.to_owned(),
-            what: format!("a sampling thread ({e})"),
-            hint: None,
+        .map_err(|e| Error::Resource {
+            what: "the memory timeline thread".to_owned(),
+            source: e,
         })?;
     if let Some(timeline) = lock().as_mut() {
-        timeline.thread = Some(thread);
+        timeline.thread = Some((thread, StartedIn::this_process()));
     }
     Ok(())
 }
@@ -170,9 +180,9 @@ pub fn stop_memory_timeline() {
         t.stop.store(true, Ordering::Relaxed);
         t.thread.take()
     });
-    if let Some(handle) = handle {
+    if let Some((handle, started)) = handle {
         handle.thread().unpark();
-        let _ = handle.join();
+        fork::join(handle, started);
     }
 }
 

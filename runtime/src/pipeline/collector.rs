@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
 use crate::cpu::CpuProfiler;
+use crate::fork::StartedIn;
 use crate::memory::HeapProfiler;
 use crate::model::Report;
 use crate::report::WindowMeter;
@@ -82,6 +83,7 @@ pub(crate) struct Collector {
     queue: Arc<Queue>,
     counters: Arc<Counters>,
     shutdown_timeout: Duration,
+    started_in: StartedIn,
 }
 
 pub(crate) struct CollectorConfig {
@@ -167,6 +169,7 @@ impl Collector {
             queue,
             counters,
             shutdown_timeout: config.shutdown_timeout,
+            started_in: StartedIn::this_process(),
         })
     }
 
@@ -178,6 +181,16 @@ impl Collector {
     /// queued, and returns within the shutdown timeout even when an
     /// exporter hangs.
     pub(crate) fn shutdown(self) -> ShutdownSummary {
+        if !self.started_in.is_current() {
+            // A forked child: neither thread exists here, and the windows
+            // are the parent's to export.
+            let stats = self.counters.snapshot();
+            std::mem::forget(self);
+            return ShutdownSummary {
+                stats,
+                export_timed_out: false,
+            };
+        }
         {
             let (flag, wake) = &*self.stop;
             *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
