@@ -14,8 +14,13 @@ pub(crate) struct SymbolFrame {
     pub(crate) line: u32,
 }
 
-/// Symbols of return addresses, innermost inlined frame first; cached for
-/// the life of the process (code addresses do not change).
+/// Addresses the symbol cache holds at most (a few MiB); when full it
+/// starts over, so a program that samples ever new addresses (JIT code,
+/// libraries loaded and unloaded) cannot grow it without end.
+const SYMBOL_CACHE_ADDRESSES: usize = 65_536;
+
+/// Symbols of return addresses, innermost inlined frame first; cached
+/// (code addresses do not change), within [`SYMBOL_CACHE_ADDRESSES`].
 pub(crate) fn symbolize(address: usize) -> Vec<SymbolFrame> {
     // The symbolizer's allocations are the profiler's own.
     untracked(|| symbolize_uncached_or_cached(address))
@@ -57,10 +62,11 @@ fn symbolize_uncached_or_cached(address: usize) -> Vec<SymbolFrame> {
             line: 0,
         });
     }
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(address, frames.clone());
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= SYMBOL_CACHE_ADDRESSES {
+        cache.clear();
+    }
+    cache.insert(address, frames.clone());
     frames
 }
 
