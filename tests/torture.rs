@@ -273,7 +273,7 @@ mod shared_directory {
         };
         let mut exporter = FileExporter::new(&dir.0, retention);
         exporter.start().unwrap();
-        let report = agentprof::report();
+        let report = agentprof::Report::default();
         for sequence in 1..=5 {
             exporter.export_report(&window(sequence), &report).unwrap();
             exporter
@@ -329,7 +329,9 @@ mod shared_directory {
         }
         let mut exporter = FileExporter::new(&dir.0, FileRetention::default());
         exporter.start().unwrap();
-        exporter.export_report(&w, &agentprof::report()).unwrap();
+        exporter
+            .export_report(&w, &agentprof::Report::default())
+            .unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         // Our report went to the next free name.
         assert!(
@@ -899,9 +901,11 @@ mod fork {
             Ok(report) if report.sample_count() > 0 => {}
             _ => return 4,
         }
+        // The agent's figures (another test may have filled the row cap,
+        // so the call can be in the agent's overflow row).
         let report = agentprof::report();
-        match report.function(Some("forked"), &format!("{}::child_work", module_path!())) {
-            Some(row) if row.calls == 1 && row.cpu_ns.unwrap_or(0) >= 30_000_000 => 0,
+        match report.agent(Some("forked")) {
+            Some(agent) if agent.calls == 1 && agent.cpu_ns.unwrap_or(0) >= 30_000_000 => 0,
             _ => 5,
         }
     }
@@ -958,5 +962,150 @@ mod fork {
         }
         busy.join().unwrap();
         assert!(profiler.stop_and_collect().unwrap().sample_count() > 0);
+    }
+}
+
+mod bounded_growth {
+    //! 1024 run-time agents × 50 nested functions on 8 threads: the rows
+    //! stop at their cap (the rest go to each agent's overflow row) and
+    //! memory stays under the documented bound.
+
+    use std::sync::Arc;
+
+    use agentprof::{profiled, ResourceAttribution, ResourceContext};
+
+    macro_rules! chain {
+        ($($name:ident => $next:ident),*) => {
+            $(
+                #[profiled]
+                fn $name(depth: u32) -> u64 {
+                    if depth == 0 { 1 } else { 1 + $next(depth - 1) }
+                }
+            )*
+        };
+    }
+
+    fn bottom(_: u32) -> u64 {
+        0
+    }
+
+    chain!(
+        level_00 => level_01,
+        level_01 => level_02,
+        level_02 => level_03,
+        level_03 => level_04,
+        level_04 => level_05,
+        level_05 => level_06,
+        level_06 => level_07,
+        level_07 => level_08,
+        level_08 => level_09,
+        level_09 => level_10,
+        level_10 => level_11,
+        level_11 => level_12,
+        level_12 => level_13,
+        level_13 => level_14,
+        level_14 => level_15,
+        level_15 => level_16,
+        level_16 => level_17,
+        level_17 => level_18,
+        level_18 => level_19,
+        level_19 => level_20,
+        level_20 => level_21,
+        level_21 => level_22,
+        level_22 => level_23,
+        level_23 => level_24,
+        level_24 => level_25,
+        level_25 => level_26,
+        level_26 => level_27,
+        level_27 => level_28,
+        level_28 => level_29,
+        level_29 => level_30,
+        level_30 => level_31,
+        level_31 => level_32,
+        level_32 => level_33,
+        level_33 => level_34,
+        level_34 => level_35,
+        level_35 => level_36,
+        level_36 => level_37,
+        level_37 => level_38,
+        level_38 => level_39,
+        level_39 => level_40,
+        level_40 => level_41,
+        level_41 => level_42,
+        level_42 => level_43,
+        level_43 => level_44,
+        level_44 => level_45,
+        level_45 => level_46,
+        level_46 => level_47,
+        level_47 => level_48,
+        level_48 => level_49,
+        level_49 => bottom
+    );
+
+    fn rss_bytes() -> u64 {
+        agentprof::system_memory().unwrap().rss_bytes
+    }
+
+    const AGENTS: usize = 1024;
+    /// Rows at most (4096) plus one overflow row per agent, each at most
+    /// 94 KiB: the aggregates' documented bound.
+    const BOUND_BYTES: u64 = (4096 + AGENTS as u64 + 1) * 94 * 1024;
+
+    #[test]
+    fn rows_stop_at_their_cap_and_memory_at_its_bound() {
+        // Alone: a fork elsewhere must not meet these threads mid-call.
+        let _serial = super::serial();
+        super::common::setup();
+        let before = rss_bytes();
+        let attribution = Arc::new(ResourceAttribution::new());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let attribution = attribution.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2 {
+                        for agent in (t..AGENTS).step_by(8) {
+                            let ctx = ResourceContext {
+                                agent_name: format!("agent-{agent:04}"),
+                                session_id: None,
+                            };
+                            let (depth, _) = attribution.run(&ctx, || level_00(49));
+                            assert_eq!(depth, 50);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let report = agentprof::report();
+        let grown = rss_bytes().saturating_sub(before);
+        let overflow_rows = report
+            .functions
+            .iter()
+            .filter(|r| r.function == "__overflow__")
+            .count();
+        let real_rows = report.functions.len() - overflow_rows;
+        assert!(real_rows <= 4096, "{real_rows} rows");
+        assert!(overflow_rows <= AGENTS + 1, "{overflow_rows} overflow rows");
+        assert!(report.dropped.rows_overflowed > 0, "the cap was reached");
+        // Every call is still counted, in its row or its agent's overflow.
+        let calls: u64 = report
+            .functions
+            .iter()
+            .filter(|r| r.agent.as_deref().is_some_and(|a| a.starts_with("agent-")))
+            .map(|r| r.calls)
+            .sum();
+        assert_eq!(calls, (AGENTS * 2 * 51) as u64);
+        assert!(
+            grown < BOUND_BYTES,
+            "RSS grew {} MiB, bound {} MiB",
+            grown >> 20,
+            BOUND_BYTES >> 20
+        );
+        eprintln!(
+            "1024 agents x 50 nested functions: {real_rows} rows, {overflow_rows} overflow rows, RSS +{} MiB",
+            grown >> 20
+        );
     }
 }

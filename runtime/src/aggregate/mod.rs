@@ -4,19 +4,24 @@
 //! frames, profilers or reports. The invocation layer hands each finished
 //! call over as a [`Call`]; the report layer reads the rows back.
 //!
-//! Every store is bounded: rows by the number of (callsite, agent) pairs,
-//! label values by length and count per key, the ring by its capacity.
+//! Every store is bounded: rows by count and size (overflowing into one row
+//! per agent), agents' percentiles by the number of agent names, label
+//! values by length and count per key, the ring by its capacity.
 
+mod agents;
 mod batch;
+mod histogram;
 mod labels;
 mod recent;
 mod row;
 
+pub(crate) use agents::{clear as clear_agents, root_percentiles};
+pub(crate) use histogram::quantile;
 pub use labels::Labels;
 pub(crate) use labels::{agent_name, configure_labels, label_counters, reset_labels};
 pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};
 pub use recent::{invocation, recent_invocations};
-pub(crate) use row::{quantile, rows, Call, Lifetime, MemoryUsage, Row, RowList, Stats};
+pub(crate) use row::{rows, rows_overflowed, Call, Lifetime, MemoryUsage, Row, RowList, Stats};
 
 pub(crate) use batch::drain_all;
 

@@ -1,26 +1,39 @@
 //! Aggregate rows: one per (function, agent) pair.
 //!
-//! Each row is split into per-thread shards, each behind its own cache-line
-//! padded mutex, so threads finishing invocations of the same function do
-//! not serialize on one lock; shards are merged only when a report is
-//! built. Rows are never freed: there is at most one per (callsite, agent)
-//! pair, and both are `'static` names, so their number is bounded by the
-//! program (plus the bounded set of run-time agent names).
+//! A row's figures sit behind one mutex: finished calls reach it in
+//! per-thread batches, one lock per run of calls of the row per batch, so
+//! threads rarely meet there. Only the running-invocation counter, touched
+//! at every call, is split over padded per-thread shards.
+//!
+//! Memory is bounded: a row is at most 94 KiB (its counters, under 1 KiB,
+//! and three histograms of at most 31 KiB each), and there are at most
+//! [`MAX_ROWS`] of them, plus one overflow row per agent. Past
+//! that, a new (function, agent) pair is charged to its agent's overflow row
+//! (function `__overflow__`), so agent totals stay whole, and counted. Rows
+//! are never freed.
 
-use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed,
+};
 use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
 
+use super::agents::{self, Root};
+use super::histogram;
 use super::labels::Labels;
 use crate::model::Outcome;
 use crate::thread::slot::{self, Owner};
 
-/// Shards of each row and of the recent ring: threads that finish
-/// invocations at once mostly land on different locks.
+/// Shards of the recent ring: threads that finish invocations at once
+/// mostly land on different locks.
 pub(super) const SHARDS: usize = 8;
-/// Two significant digits: percentiles within 1%, a few KiB per histogram.
-const HISTOGRAM_SIGFIGS: u8 = 2;
+/// Shards of a row's running-invocation counter.
+const ACTIVE_SHARDS: usize = 4;
+/// (function, agent) rows at most, overflow rows aside.
+pub(crate) const MAX_ROWS: usize = 4096;
+/// Function label of an agent's overflow row.
+pub(crate) const OVERFLOW_FUNCTION: &str = "__overflow__";
 
 /// What a finished invocation allocated (present when the counting
 /// allocator is installed).
@@ -56,12 +69,9 @@ pub(crate) struct Call {
     pub(crate) memory: Option<MemoryUsage>,
 }
 
-#[repr(align(128))]
+#[repr(align(64))]
 #[derive(Debug, Default)]
-struct Shard {
-    active: AtomicI64,
-    stats: Mutex<Stats>,
-}
+struct ActiveShard(AtomicI64);
 
 /// A row's totals since start, which [`Row::clear`] keeps: continuous
 /// windows are measured as their differences.
@@ -113,43 +123,29 @@ pub(crate) struct Stats {
     pub(crate) peak_bytes: u64,
     pub(crate) root_retained_bytes: i64,
     pub(crate) root_peak_bytes: u64,
+    /// Longest call and most CPU in one call, exact (the histograms stop
+    /// resolving at 68 s).
+    pub(crate) wall_ns_max: u64,
+    pub(crate) cpu_ns_max: u64,
+    /// Per-call wall, CPU and bytes allocated. Agents' root percentiles
+    /// are kept per agent.
+    pub(crate) wall: Option<Histogram<u64>>,
+    pub(crate) cpu: Option<Histogram<u64>>,
     pub(crate) alloc_per_call: Option<Histogram<u64>>,
-    /// Each call lands in exactly one pair, so it costs two histogram
-    /// records: nested calls here, agent roots below. A function's
-    /// percentiles merge both pairs; an agent's use the roots only.
-    pub(crate) nested_wall: Option<Histogram<u64>>,
-    pub(crate) nested_cpu: Option<Histogram<u64>>,
-    pub(crate) root_wall: Option<Histogram<u64>>,
-    pub(crate) root_cpu: Option<Histogram<u64>>,
 }
 
-fn record_into(histogram: &mut Option<Histogram<u64>>, value: u64) {
-    let h = histogram.get_or_insert_with(|| {
-        Histogram::new(HISTOGRAM_SIGFIGS).expect("2 significant figures is a valid precision")
-    });
-    // Auto-resizing histograms accept any u64; an error here would only mean
-    // allocation failure inside the resize, which aborts anyway.
-    let _ = h.record(value);
-}
-
-fn merge_into(target: &mut Option<Histogram<u64>>, source: &Option<Histogram<u64>>) {
-    if let Some(source) = source {
-        match target {
-            Some(t) => {
-                let _ = t.add(source);
-            }
-            None => *target = Some(source.clone()),
-        }
-    }
-}
-
-/// The value at quantile `q` of a histogram, 0 when nothing was recorded.
-pub(crate) fn quantile(h: &Option<Histogram<u64>>, q: f64) -> u64 {
-    h.as_ref().map_or(0, |h| h.value_at_quantile(q))
+/// A row's per-call percentiles: wall and CPU at p50, p90, p99; bytes
+/// allocated at p50, p99.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Percentiles {
+    pub(crate) wall: [u64; 3],
+    pub(crate) cpu: [u64; 3],
+    pub(crate) alloc: [u64; 2],
 }
 
 impl Stats {
-    pub(crate) fn merge(&mut self, o: &Stats) {
+    /// Adds `o`'s counters, not its histograms.
+    pub(crate) fn add_counters(&mut self, o: &Stats) {
         self.lifetime.add(&o.lifetime);
         self.calls += o.calls;
         self.errors += o.errors;
@@ -175,32 +171,24 @@ impl Stats {
         self.peak_bytes = self.peak_bytes.max(o.peak_bytes);
         self.root_retained_bytes += o.root_retained_bytes;
         self.root_peak_bytes = self.root_peak_bytes.max(o.root_peak_bytes);
-        merge_into(&mut self.alloc_per_call, &o.alloc_per_call);
-        merge_into(&mut self.nested_wall, &o.nested_wall);
-        merge_into(&mut self.nested_cpu, &o.nested_cpu);
-        merge_into(&mut self.root_wall, &o.root_wall);
-        merge_into(&mut self.root_cpu, &o.root_cpu);
+        self.wall_ns_max = self.wall_ns_max.max(o.wall_ns_max);
+        self.cpu_ns_max = self.cpu_ns_max.max(o.cpu_ns_max);
     }
 
     fn clear(&mut self) {
-        let mut keep = [
-            self.nested_wall.take(),
-            self.nested_cpu.take(),
-            self.root_wall.take(),
-            self.root_cpu.take(),
+        let (mut wall, mut cpu, mut alloc_per_call) = (
+            self.wall.take(),
+            self.cpu.take(),
             self.alloc_per_call.take(),
-        ];
-        for h in keep.iter_mut().flatten() {
-            h.reset();
+        );
+        for h in [&mut wall, &mut cpu, &mut alloc_per_call] {
+            histogram::reset(h);
         }
-        let [nested_wall, nested_cpu, root_wall, root_cpu, alloc_per_call] = keep;
         *self = Stats {
             lifetime: self.lifetime,
+            wall,
+            cpu,
             alloc_per_call,
-            nested_wall,
-            nested_cpu,
-            root_wall,
-            root_cpu,
             ..Stats::default()
         };
     }
@@ -211,15 +199,6 @@ impl Stats {
 
     pub(crate) fn cpu_measured(&self) -> bool {
         self.calls == 0 || self.cpu_calls > 0
-    }
-
-    /// Per-call wall and CPU histograms over every call.
-    pub(crate) fn all_calls(&self) -> (Option<Histogram<u64>>, Option<Histogram<u64>>) {
-        let mut wall = self.nested_wall.clone();
-        merge_into(&mut wall, &self.root_wall);
-        let mut cpu = self.nested_cpu.clone();
-        merge_into(&mut cpu, &self.root_cpu);
-        (wall, cpu)
     }
 }
 
@@ -237,33 +216,52 @@ pub(crate) struct Row {
     pub(crate) file: &'static str,
     pub(crate) line: u32,
     next: Option<&'static Row>,
-    shards: [Shard; SHARDS],
+    active: [ActiveShard; ACTIVE_SHARDS],
+    stats: Mutex<Stats>,
 }
 
-/// This thread's shard.
+/// This thread's shard of the recent ring.
 #[inline]
 pub(super) fn my_shard() -> usize {
     slot::thread_index() as usize % SHARDS
 }
 
+#[inline]
+fn my_active_shard() -> usize {
+    slot::thread_index() as usize % ACTIVE_SHARDS
+}
+
 impl Row {
-    #[inline]
-    pub(crate) fn started(&self) {
-        self.shards[my_shard()].active.fetch_add(1, Relaxed);
+    fn new(owner: Owner, file: &'static str, line: u32, next: Option<&'static Row>) -> Self {
+        Row {
+            owner,
+            file,
+            line,
+            next,
+            active: Default::default(),
+            stats: Mutex::default(),
+        }
     }
 
-    /// This thread's shard of the row's figures.
+    #[inline]
+    pub(crate) fn started(&self) {
+        self.active[my_active_shard()].0.fetch_add(1, Relaxed);
+    }
+
+    /// The row's figures, locked.
     pub(super) fn lock_stats(&'static self) -> MutexGuard<'static, Stats> {
-        lock(&self.shards[my_shard()].stats)
+        lock(&self.stats)
     }
 
     pub(super) fn record(&'static self, f: &Call) {
-        self.record_locked(&mut self.lock_stats(), f);
+        let root = self.record_locked(&mut self.lock_stats(), f);
+        agents::record(&[root]);
     }
 
-    /// Adds a finished call to `s`, a locked shard of this row.
-    pub(super) fn record_locked(&self, s: &mut Stats, f: &Call) {
-        self.shards[my_shard()].active.fetch_sub(1, Relaxed);
+    /// Adds a finished call to `s`, this row's locked figures; returns it
+    /// as an agent root for [`agents::record`] when it is one.
+    pub(super) fn record_locked(&self, s: &mut Stats, f: &Call) -> Option<Root> {
+        self.active[my_active_shard()].0.fetch_sub(1, Relaxed);
         s.calls += 1;
         s.lifetime.calls += 1;
         match f.outcome {
@@ -296,25 +294,29 @@ impl Row {
                 s.root_retained_bytes += m.retained_bytes;
                 s.root_peak_bytes = s.root_peak_bytes.max(m.peak_bytes);
             }
-            record_into(&mut s.alloc_per_call, m.alloc_bytes);
+            histogram::record(&mut s.alloc_per_call, m.alloc_bytes);
         }
-        let (wall_histogram, cpu_histogram) = if f.agent_root {
+        s.wall_ns_max = s.wall_ns_max.max(f.wall_ns);
+        histogram::record(&mut s.wall, f.wall_ns);
+        if let Some(cpu) = f.cpu_ns {
+            s.cpu_ns_max = s.cpu_ns_max.max(cpu);
+            histogram::record(&mut s.cpu, cpu);
+        }
+        f.agent_root.then(|| {
             s.root_calls += 1;
             s.root_wall_ns += f.wall_ns;
             s.root_cpu_ns += f.cpu_ns.unwrap_or(0);
-            (&mut s.root_wall, &mut s.root_cpu)
-        } else {
-            (&mut s.nested_wall, &mut s.nested_cpu)
-        };
-        record_into(wall_histogram, f.wall_ns);
-        if let Some(cpu) = f.cpu_ns {
-            record_into(cpu_histogram, cpu);
-        }
+            Root {
+                agent: self.owner.agent,
+                wall_ns: f.wall_ns,
+                cpu_ns: f.cpu_ns,
+            }
+        })
     }
 
     /// CPU of propagated work that arrived after its invocation ended.
     pub(crate) fn add_detached_cpu(&self, own: u64, children: u64) {
-        let mut s = lock(&self.shards[my_shard()].stats);
+        let mut s = lock(&self.stats);
         s.cpu_ns += own + children;
         s.self_cpu_ns += own;
         s.detached_cpu_ns += own + children;
@@ -324,62 +326,126 @@ impl Row {
 
     /// The row's totals since start.
     pub(crate) fn lifetime(&self) -> Lifetime {
-        let mut total = Lifetime::default();
-        for shard in &self.shards {
-            total.add(&lock(&shard.stats).lifetime);
-        }
-        total
+        lock(&self.stats).lifetime
     }
 
     /// Invocations of the row running now.
     pub(crate) fn active(&self) -> u64 {
-        let active: i64 = self.shards.iter().map(|s| s.active.load(Relaxed)).sum();
+        let active: i64 = self.active.iter().map(|s| s.0.load(Relaxed)).sum();
         active.max(0) as u64
     }
 
-    /// The row's figures over every shard, and its running invocations.
-    pub(crate) fn merged(&self) -> (Stats, u64) {
-        let mut total = Stats::default();
-        let mut active = 0i64;
-        for shard in &self.shards {
-            total.merge(&lock(&shard.stats));
-            active += shard.active.load(Relaxed);
-        }
-        (total, active.max(0) as u64)
+    /// A copy of the row's counters (histograms left out: a report of
+    /// thousands of rows must not copy them all), its percentiles, and its
+    /// running invocations.
+    pub(crate) fn snapshot(&self) -> (Stats, Percentiles, u64) {
+        let stats = lock(&self.stats);
+        let percentiles = Percentiles {
+            wall: [0.5, 0.9, 0.99].map(|q| histogram::quantile(&stats.wall, q)),
+            cpu: [0.5, 0.9, 0.99].map(|q| histogram::quantile(&stats.cpu, q)),
+            alloc: [0.5, 0.99].map(|q| histogram::quantile(&stats.alloc_per_call, q)),
+        };
+        let mut copy = Stats::default();
+        copy.add_counters(&stats);
+        drop(stats);
+        (copy, percentiles, self.active())
     }
 
     /// Forgets the row's figures (running invocations still finish into it).
     pub(crate) fn clear(&self) {
-        for shard in &self.shards {
-            lock(&shard.stats).clear();
-        }
+        lock(&self.stats).clear();
     }
 }
 
 static ROWS: Mutex<Vec<&'static Row>> = Mutex::new(Vec::new());
+/// Rows created or being created: reserved before a row is built, so
+/// threads creating rows at once cannot pass the cap together.
+static ROWS_RESERVED: AtomicUsize = AtomicUsize::new(0);
+/// Each agent's overflow row, created when the row cap is first hit.
+static OVERFLOW_ROWS: Mutex<Vec<&'static Row>> = Mutex::new(Vec::new());
+/// (function, agent) pairs charged to an overflow row.
+static OVERFLOWED: AtomicU64 = AtomicU64::new(0);
 
-/// Every row created so far.
+/// Every row created so far, overflow rows included.
 pub(crate) fn rows() -> Vec<&'static Row> {
-    lock(&ROWS).clone()
+    let mut all = lock(&ROWS).clone();
+    all.extend(lock(&OVERFLOW_ROWS).iter());
+    all
 }
 
-/// The rows of one callsite, one per agent it ran under: a lock-free list
-/// whose lookup compares pointers, so finding a row costs no hashing.
+/// (function, agent) pairs that found the row cap reached.
+pub(crate) fn rows_overflowed() -> u64 {
+    OVERFLOWED.load(Relaxed)
+}
+
+/// `agent`'s overflow row.
+fn overflow_row(agent: Option<&'static str>) -> &'static Row {
+    let mut rows = lock(&OVERFLOW_ROWS);
+    if let Some(row) = rows.iter().find(|r| same_agent(r.owner.agent, agent)) {
+        return row;
+    }
+    let row: &'static Row = Box::leak(Box::new(Row::new(
+        Owner {
+            function: OVERFLOW_FUNCTION,
+            agent,
+        },
+        "",
+        0,
+        None,
+    )));
+    rows.push(row);
+    row
+}
+
+/// Slots of a callsite's row cache.
+const CACHE_SLOTS: usize = 8;
+
+/// The rows of one callsite, one per agent it ran under: a lock-free list,
+/// and in front of it a small direct-mapped cache keyed by the agent name's
+/// address, so that finding the row of a callsite that runs under many
+/// agents stays one load and one comparison.
 #[derive(Debug)]
 pub(crate) struct RowList {
     head: AtomicPtr<Row>,
+    cache: [AtomicPtr<Row>; CACHE_SLOTS],
+}
+
+fn cache_slot(agent: Option<&'static str>) -> usize {
+    agent.map_or(0, |a| (a.as_ptr() as usize >> 3) % CACHE_SLOTS)
 }
 
 impl RowList {
     pub(crate) const fn new() -> Self {
         Self {
             head: AtomicPtr::new(std::ptr::null_mut()),
+            cache: [const { AtomicPtr::new(std::ptr::null_mut()) }; CACHE_SLOTS],
         }
     }
 
     /// The row of `function` under `agent`, created on first use (the
-    /// name is computed only when a row is created).
+    /// name is computed only when a row is created); the agent's overflow
+    /// row once [`MAX_ROWS`] rows exist.
+    #[inline]
     pub(crate) fn row_for(
+        &self,
+        function: impl Fn() -> &'static str,
+        agent: Option<&'static str>,
+        file: &'static str,
+        line: u32,
+    ) -> &'static Row {
+        let slot = &self.cache[cache_slot(agent)];
+        if let Some(row) = published(slot.load(Ordering::Acquire)) {
+            if same_agent(row.owner.agent, agent) {
+                return row;
+            }
+        }
+        let row = self.find_or_create(function, agent, file, line);
+        slot.store(row as *const Row as *mut Row, Ordering::Release);
+        row
+    }
+
+    #[cold]
+    fn find_or_create(
         &self,
         function: impl Fn() -> &'static str,
         agent: Option<&'static str>,
@@ -395,17 +461,21 @@ impl RowList {
                 }
                 cursor = row.next;
             }
+            if ROWS_RESERVED.fetch_add(1, Relaxed) >= MAX_ROWS {
+                ROWS_RESERVED.fetch_sub(1, Relaxed);
+                OVERFLOWED.fetch_add(1, Relaxed);
+                return overflow_row(agent);
+            }
             // The name is needed (and, for a fn, computed) only here.
-            let row = Box::into_raw(Box::new(Row {
-                owner: Owner {
+            let row = Box::into_raw(Box::new(Row::new(
+                Owner {
                     function: function(),
                     agent,
                 },
                 file,
                 line,
-                next: published(head),
-                shards: Default::default(),
-            }));
+                published(head),
+            )));
             match self
                 .head
                 .compare_exchange(head, row, Ordering::AcqRel, Ordering::Acquire)
@@ -418,6 +488,7 @@ impl RowList {
                 }
                 Err(_) => {
                     // Another thread pushed first; ours was never shared.
+                    ROWS_RESERVED.fetch_sub(1, Relaxed);
                     // SAFETY: `row` came from Box::into_raw above and no
                     // other reference to it exists.
                     drop(unsafe { Box::from_raw(row) });
@@ -437,11 +508,11 @@ impl RowList {
     }
 }
 
-/// Turns the list head into a reference.
+/// Turns a list head or cache slot into a reference.
 fn published(ptr: *mut Row) -> Option<&'static Row> {
-    // SAFETY: the only non-null values ever stored in `head` are leaked
-    // boxes published with Release after full initialisation and never
-    // freed; every load pairs with Acquire.
+    // SAFETY: the only non-null values ever stored in `head` or a cache
+    // slot are leaked boxes published with Release after full
+    // initialisation and never freed; every load pairs with Acquire.
     unsafe { ptr.as_ref() }
 }
 
@@ -450,5 +521,19 @@ fn same_agent(a: Option<&'static str>, b: Option<&'static str>) -> bool {
         (None, None) => true,
         (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rows_counters_stay_under_a_kibibyte() {
+        assert!(
+            std::mem::size_of::<Row>() <= 1024,
+            "{}",
+            std::mem::size_of::<Row>()
+        );
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::CpuProfilingConfig;
 use crate::error::{Error, Result};
-use crate::fork::StartedIn;
+use crate::fork::{self, StartedIn};
 use crate::unwind::StackUnwinder;
 use buffer::{RawSample, SampleBuffer};
 
@@ -255,7 +255,7 @@ impl CpuProfiler {
                     let mut raw = Vec::with_capacity(BUFFER_SLOTS);
                     while !stop.load(Relaxed) {
                         std::thread::park_timeout(DRAIN_INTERVAL);
-                        drain_into(&aggregate, &mut raw);
+                        fork::background_section(|| drain_into(&aggregate, &mut raw));
                     }
                 })
         };

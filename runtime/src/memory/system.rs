@@ -154,13 +154,15 @@ pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> 
         .name("agentprof-memory-timeline".to_owned())
         .spawn(move || {
             while !thread_stop.load(Ordering::Relaxed) {
-                let point = reading();
-                if let Some(timeline) = lock().as_mut() {
-                    if timeline.points.len() == timeline.capacity {
-                        timeline.points.pop_front();
+                fork::background_section(|| {
+                    let point = reading();
+                    if let Some(timeline) = lock().as_mut() {
+                        if timeline.points.len() == timeline.capacity {
+                            timeline.points.pop_front();
+                        }
+                        timeline.points.push_back(point);
                     }
-                    timeline.points.push_back(point);
-                }
+                });
                 std::thread::park_timeout(interval);
             }
         })

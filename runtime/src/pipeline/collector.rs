@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
 use crate::cpu::CpuProfiler;
-use crate::fork::StartedIn;
+use crate::fork::{self, StartedIn};
 use crate::memory::HeapProfiler;
 use crate::model::Report;
 use crate::report::WindowMeter;
@@ -149,7 +149,9 @@ impl Collector {
                             start,
                             end,
                         };
-                        let payload = cut(window, &mut cpu, &mut meter, stopping);
+                        let payload = fork::background_section(|| {
+                            cut(window, &mut cpu, &mut meter, stopping)
+                        });
                         counters.windows.fetch_add(1, Relaxed);
                         queue.push(payload, &counters);
                         if stopping {

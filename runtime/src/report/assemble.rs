@@ -27,7 +27,7 @@ pub fn report() -> Report {
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
     let mut detached = 0;
     for row in aggregate::rows() {
-        let (s, active) = row.merged();
+        let (s, percentiles, active) = row.snapshot();
         let owner = &row.owner;
         let row_running = running.by_row.remove(&owner.key()).unwrap_or_default();
         let sampled = sampled_by_owner
@@ -38,7 +38,6 @@ pub fn report() -> Report {
         }
         detached += s.detached_cpu_ns;
         let cpu = s.cpu_measured();
-        let (wall_histogram, cpu_histogram) = s.all_calls();
         let mem = s.memory_measured();
         functions.push(FunctionRow {
             agent: owner.agent.map(str::to_owned),
@@ -54,14 +53,14 @@ pub fn report() -> Report {
             self_cpu_ns: cpu.then_some(s.self_cpu_ns),
             wall_ns: s.wall_ns,
             self_wall_ns: s.self_wall_ns,
-            wall_ns_p50: quantile(&wall_histogram, 0.5),
-            wall_ns_p90: quantile(&wall_histogram, 0.9),
-            wall_ns_p99: quantile(&wall_histogram, 0.99),
-            wall_ns_max: wall_histogram.as_ref().map_or(0, |h| h.max()),
-            cpu_ns_p50: cpu.then(|| quantile(&cpu_histogram, 0.5)),
-            cpu_ns_p90: cpu.then(|| quantile(&cpu_histogram, 0.9)),
-            cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
-            cpu_ns_max: cpu.then(|| cpu_histogram.as_ref().map_or(0, |h| h.max())),
+            wall_ns_p50: percentiles.wall[0],
+            wall_ns_p90: percentiles.wall[1],
+            wall_ns_p99: percentiles.wall[2],
+            wall_ns_max: s.wall_ns_max,
+            cpu_ns_p50: cpu.then_some(percentiles.cpu[0]),
+            cpu_ns_p90: cpu.then_some(percentiles.cpu[1]),
+            cpu_ns_p99: cpu.then_some(percentiles.cpu[2]),
+            cpu_ns_max: cpu.then_some(s.cpu_ns_max),
             polls: s.polls,
             sampled_cpu_ns: sampled,
             alloc_bytes: mem.then_some(s.alloc_bytes),
@@ -69,12 +68,12 @@ pub fn report() -> Report {
             freed_bytes: mem.then_some(s.freed_bytes),
             retained_bytes: mem.then_some(s.retained_bytes),
             peak_bytes: mem.then_some(s.peak_bytes),
-            alloc_bytes_p50: mem.then(|| quantile(&s.alloc_per_call, 0.5)),
-            alloc_bytes_p99: mem.then(|| quantile(&s.alloc_per_call, 0.99)),
+            alloc_bytes_p50: mem.then_some(percentiles.alloc[0]),
+            alloc_bytes_p99: mem.then_some(percentiles.alloc[1]),
             running: row_running,
         });
         let slot = agents.entry(owner.agent).or_default();
-        slot.0.merge(&s);
+        slot.0.add_counters(&s);
         slot.1 += active;
         slot.2 = match (slot.2, sampled) {
             (Some(a), Some(b)) => Some(a + b),
@@ -90,9 +89,11 @@ pub fn report() -> Report {
             .then(b.wall_ns.cmp(&a.wall_ns))
             .then_with(|| a.function.cmp(&b.function))
     });
+    let roots = aggregate::root_percentiles();
     let mut agent_rows: Vec<AgentRow> = agents
         .into_iter()
         .map(|(agent, (s, active, sampled))| {
+            let root = roots.get(&agent).cloned().unwrap_or_default();
             let cpu = s.cpu_measured();
             let mem = s.memory_measured();
             AgentRow {
@@ -105,9 +106,9 @@ pub fn report() -> Report {
                 cancelled: s.cancelled,
                 cpu_ns: cpu.then_some(s.self_cpu_ns),
                 wall_ns: s.root_wall_ns,
-                wall_ns_p50: quantile(&s.root_wall, 0.5),
-                wall_ns_p99: quantile(&s.root_wall, 0.99),
-                cpu_ns_p99: cpu.then(|| quantile(&s.root_cpu, 0.99)),
+                wall_ns_p50: quantile(&root.wall, 0.5),
+                wall_ns_p99: quantile(&root.wall, 0.99),
+                cpu_ns_p99: cpu.then(|| quantile(&root.cpu, 0.99)),
                 avg_cpu_ns: cpu.then(|| s.root_cpu_ns.checked_div(s.root_calls).unwrap_or(0)),
                 avg_wall_ns: s.root_wall_ns.checked_div(s.root_calls).unwrap_or(0),
                 polls: s.polls,
@@ -146,6 +147,7 @@ pub fn report() -> Report {
             detached_cpu_ns: detached,
             cpu_clock_fallback_threads,
             running_untracked: invocation::running_untracked(),
+            rows_overflowed: aggregate::rows_overflowed(),
         },
         window: None,
     }
@@ -159,6 +161,7 @@ pub fn reset() {
     for row in aggregate::rows() {
         row.clear();
     }
+    aggregate::clear_agents();
     aggregate::clear_recent();
     aggregate::reset_labels();
     invocation::reset_dynamic_overflowed();
