@@ -39,16 +39,27 @@ const PAGE: usize = 4096;
 type Data = &'static [u8];
 type Native = UnwinderX86_64<Data, MustNotAllocateDuringUnwind>;
 
+/// Frames one unwind returns at most when it keeps them in its scratch.
+pub(crate) const SCRATCH_FRAMES: usize = 128;
+
+/// What one unwind works with, kept off the interrupted thread's stack
+/// (which may be small and nearly full): the stack copy, framehop's cache,
+/// the frames found and the copy's page list.
 struct Scratch {
     busy: AtomicBool,
     cache: std::cell::UnsafeCell<CacheX86_64<MustNotAllocateDuringUnwind>>,
     stack: std::cell::UnsafeCell<Box<[u64]>>,
+    frames: std::cell::UnsafeCell<Box<[u64]>>,
+    pages: std::cell::UnsafeCell<Box<[libc::iovec]>>,
 }
 
 // SAFETY: the UnsafeCells are only touched by the holder of `busy`, which
 // is taken with a compare-exchange, so at most one handler uses a scratch
 // area at a time.
 unsafe impl Sync for Scratch {}
+// SAFETY: the page list's pointers are only written and read during one
+// unwind, by the holder of `busy`; they point at nothing between unwinds.
+unsafe impl Send for Scratch {}
 
 pub(crate) struct StackUnwinder {
     unwinder: Native,
@@ -182,6 +193,17 @@ impl StackUnwinder {
                 busy: AtomicBool::new(false),
                 cache: std::cell::UnsafeCell::new(CacheX86_64::new_in()),
                 stack: std::cell::UnsafeCell::new(vec![0u64; STACK_COPY / 8].into_boxed_slice()),
+                frames: std::cell::UnsafeCell::new(vec![0u64; SCRATCH_FRAMES].into_boxed_slice()),
+                pages: std::cell::UnsafeCell::new(
+                    vec![
+                        libc::iovec {
+                            iov_base: std::ptr::null_mut(),
+                            iov_len: 0,
+                        };
+                        STACK_COPY / PAGE + 1
+                    ]
+                    .into_boxed_slice(),
+                ),
             })
             .collect();
         Self {
@@ -194,32 +216,55 @@ impl StackUnwinder {
 
     pub(crate) fn reserved_bytes(&self) -> usize {
         self.scratch.len()
-            * (STACK_COPY + std::mem::size_of::<CacheX86_64<MustNotAllocateDuringUnwind>>())
+            * (STACK_COPY
+                + SCRATCH_FRAMES * 8
+                + (STACK_COPY / PAGE + 1) * std::mem::size_of::<libc::iovec>()
+                + std::mem::size_of::<CacheX86_64<MustNotAllocateDuringUnwind>>())
     }
 
     /// Unwinds from `regs` into `out`, leaf first. Async-signal-safe.
     /// Returns `None` when every scratch area is in use (the sample is
     /// dropped), else the depth.
     pub(crate) fn unwind(&self, regs: Registers, out: &mut [u64]) -> Option<usize> {
+        self.unwind_with(regs, |frames| {
+            let depth = frames.len().min(out.len());
+            out[..depth].copy_from_slice(&frames[..depth]);
+            depth
+        })
+    }
+
+    /// Unwinds from `regs` and hands the frames (leaf first, at most
+    /// [`SCRATCH_FRAMES`]) to `f`, all in a scratch area rather than on the
+    /// caller's stack: the signal handler's way. Async-signal-safe.
+    /// Returns `None` when every scratch area is in use.
+    pub(crate) fn unwind_with<R>(&self, regs: Registers, f: impl FnOnce(&[u64]) -> R) -> Option<R> {
         let scratch = self.scratch.iter().find(|s| {
             s.busy
                 .compare_exchange(false, true, Acquire, Relaxed)
                 .is_ok()
         })?;
         // SAFETY: `busy` is ours until released below (see `Sync` impl).
-        let (cache, stack) = unsafe { (&mut *scratch.cache.get(), &mut *scratch.stack.get()) };
+        let (cache, stack, frames, pages) = unsafe {
+            (
+                &mut *scratch.cache.get(),
+                &mut *scratch.stack.get(),
+                &mut *scratch.frames.get(),
+                &mut *scratch.pages.get(),
+            )
+        };
         let mut depth = 0;
         for copy in [FIRST_COPY, STACK_COPY] {
-            let copied = copy_stack(regs.sp, &mut stack[..copy / 8]);
+            let copied = copy_stack(regs.sp, &mut stack[..copy / 8], pages);
             let (walked, ran_off) =
-                self.walk(regs, cache, &stack[..copied / 8], copied == copy, out);
+                self.walk(regs, cache, &stack[..copied / 8], copied == copy, frames);
             depth = walked;
             if !ran_off {
                 break;
             }
         }
+        let result = f(&frames[..depth]);
         scratch.busy.store(false, Release);
-        Some(depth)
+        Some(result)
     }
 
     /// Unwinds over a stack copy; also says whether it stopped for want of
@@ -273,15 +318,12 @@ impl StackUnwinder {
     }
 }
 
-/// Copies the stack from `sp` up into `buffer`, page by page, stopping at
-/// the first unreadable page. Async-signal-safe (one syscall).
-fn copy_stack(sp: u64, buffer: &mut [u64]) -> usize {
+/// Copies the stack from `sp` up into `buffer`, page by page (the page
+/// list goes in `remote`), stopping at the first unreadable page.
+/// Async-signal-safe (one syscall).
+fn copy_stack(sp: u64, buffer: &mut [u64], remote: &mut [libc::iovec]) -> usize {
     let len = buffer.len() * 8;
     debug_assert!(len <= STACK_COPY);
-    let mut remote = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; STACK_COPY / PAGE + 1];
     let mut count = 0;
     let mut at = sp as usize;
     let end = at + len;

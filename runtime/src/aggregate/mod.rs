@@ -21,7 +21,9 @@ pub use labels::Labels;
 pub(crate) use labels::{agent_name, configure_labels, label_counters, reset_labels};
 pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};
 pub use recent::{invocation, recent_invocations};
-pub(crate) use row::{rows, rows_overflowed, Call, Lifetime, MemoryUsage, Row, RowList, Stats};
+pub(crate) use row::{
+    owner_keys, rows, rows_overflowed, Call, Lifetime, MemoryUsage, Row, RowList, Stats,
+};
 
 pub(crate) use batch::drain_all;
 

@@ -373,6 +373,12 @@ pub(crate) fn rows() -> Vec<&'static Row> {
     all
 }
 
+/// The owner key of every row: what a key stored by the signal handler or
+/// the allocator hook must be one of before it is turned back into names.
+pub(crate) fn owner_keys() -> std::collections::HashSet<usize> {
+    rows().iter().map(|r| r.owner.key()).collect()
+}
+
 /// (function, agent) pairs that found the row cap reached.
 pub(crate) fn rows_overflowed() -> u64 {
     OVERFLOWED.load(Relaxed)

@@ -102,6 +102,7 @@ pub struct CpuReport {
 
 impl CpuReport {
     pub(super) fn new(samples: HashMap<SampleKey, SampleTotals>, meta: Meta) -> Self {
+        let known = crate::aggregate::owner_keys();
         let samples = samples
             .into_iter()
             .map(
@@ -116,8 +117,12 @@ impl CpuReport {
                     },
                     SampleTotals { count, cpu_ns },
                 )| {
-                    // SAFETY: the handler only stores `Owner::key` values.
-                    let owner = unsafe { Owner::from_key(owner) };
+                    // SAFETY: a key of a row that exists is an `Owner::key`
+                    // value (rows are never freed); any other is ignored.
+                    let owner = known
+                        .contains(&owner)
+                        .then(|| unsafe { Owner::from_key(owner) })
+                        .flatten();
                     CpuSample {
                         frames,
                         agent: owner.and_then(|o| o.agent),

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
-use super::buffer::{SampleLabels, MAX_FRAMES};
+use super::buffer::SampleLabels;
 use super::Session;
 use crate::error::{Error, Result};
 use crate::thread::clock;
@@ -23,6 +23,9 @@ use crate::unwind::Registers;
 struct LastSample {
     generation: Cell<u64>,
     cpu_ns: Cell<u64>,
+    /// CPU of this thread's samples that could not be stored, carried into
+    /// its next stored one so that none is lost.
+    carried_ns: Cell<u64>,
 }
 
 thread_local! {
@@ -30,6 +33,7 @@ thread_local! {
         LastSample {
             generation: Cell::new(0),
             cpu_ns: Cell::new(0),
+            carried_ns: Cell::new(0),
         }
     };
 }
@@ -44,6 +48,8 @@ fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 
         let previous = if last.generation.get() == generation {
             Some(last.cpu_ns.get())
         } else {
+            // A new session: nothing carried from the previous one.
+            last.carried_ns.set(0);
             baseline
         };
         last.generation.set(generation);
@@ -181,14 +187,21 @@ fn sample(session: &Session, registers: Registers) {
             span_id: a.span_id,
             trace_id: a.trace_id,
         });
-    let mut frames = [0u64; MAX_FRAMES];
-    let Some(depth) = session.unwinder.unwind(registers, &mut frames) else {
-        session.dropped_busy.fetch_add(1, Relaxed);
-        return;
-    };
-    session
-        .buffer
-        .push(tid as u64, weight, labels, &frames[..depth]);
+    let weight = weight + LAST_SAMPLE.with(|last| last.carried_ns.replace(0));
+    // The frames stay in the unwinder's scratch: the interrupted thread's
+    // stack may be small and nearly full.
+    let stored = session
+        .unwinder
+        .unwind_with(registers, |frames| {
+            session.buffer.push(tid as u64, weight, labels, frames)
+        })
+        .unwrap_or_else(|| {
+            session.dropped_busy.fetch_add(1, Relaxed);
+            false
+        });
+    if !stored {
+        LAST_SAMPLE.with(|last| last.carried_ns.set(weight));
+    }
 }
 
 /// The host's SIGPROF handler, which signals that are not ours go to; null

@@ -173,8 +173,7 @@ fn on_free(ptr: *mut u8, size: usize) {
 }
 
 #[inline(always)]
-fn on_realloc(old: *mut u8, old_size: usize, new: *mut u8, new_size: usize) {
-    heap::on_free(old);
+fn on_realloc(old_size: usize, new: *mut u8, new_size: usize) {
     memory::with_memory(|m| {
         m.reallocs.set(m.reallocs.get() + 1);
         // One resize, counted by how much it grew or shrank.
@@ -258,10 +257,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let resizing = heap::before_resize(ptr);
         // SAFETY: forwarded with the caller's guarantees.
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        heap::after_resize(ptr, resizing, !new.is_null());
         if !new.is_null() {
-            on_realloc(ptr, layout.size(), new, new_size);
+            on_realloc(layout.size(), new, new_size);
         }
         new
     }

@@ -195,6 +195,9 @@ pub struct Function {
     pub start_line: i64,
 }
 
+/// The largest profile [`Profile::decode`] expands (256 MiB).
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
 impl Profile {
     /// The string at `index` of the string table ("" when out of range).
     pub fn string(&self, index: i64) -> &str {
@@ -213,14 +216,26 @@ impl Profile {
         gz.finish().unwrap_or_default()
     }
 
-    /// Reads gzipped or plain protobuf.
+    /// Reads a profile, gzipped or not; refuses one that expands past
+    /// [`MAX_DECODED_BYTES`].
     pub fn decode(bytes: &[u8]) -> crate::error::Result<Self> {
         let decode_error = |message: String| crate::error::Error::ProfileDecode { message };
         let mut raw = Vec::new();
         let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut gz = flate2::read::GzDecoder::new(bytes);
-            std::io::Read::read_to_end(&mut gz, &mut raw)
-                .map_err(|e| decode_error(format!("gzip: {e}")))?;
+            // A small file may expand without end (a gzip bomb): read one
+            // byte past the limit to tell.
+            let gz = flate2::read::GzDecoder::new(bytes);
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(gz, MAX_DECODED_BYTES + 1),
+                &mut raw,
+            )
+            .map_err(|e| decode_error(format!("gzip: {e}")))?;
+            if raw.len() as u64 > MAX_DECODED_BYTES {
+                return Err(decode_error(format!(
+                    "expands past {} MiB",
+                    MAX_DECODED_BYTES >> 20
+                )));
+            }
             raw.as_slice()
         } else {
             bytes

@@ -12,7 +12,7 @@
 //! exit, in LIFO order, also while unwinding.
 
 use std::cell::Cell;
-use std::sync::atomic::{compiler_fence, AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, Ordering};
 
 use super::clock;
 
@@ -62,11 +62,19 @@ struct Slot {
     /// Thread CPU time at the last transition on this thread; the interval
     /// since then belongs to `current`.
     cpu_edge: Cell<u64>,
-    /// `thread_index << ID_SEQ_BITS | sequence`; 0 until first use.
+    /// The next invocation id this thread hands out, and the end of its
+    /// block of ids; both 0 until first use.
     next_id: Cell<u64>,
+    id_block_end: Cell<u64>,
+    /// A small number per thread, from 1 (0: not yet taken).
+    index: Cell<u32>,
 }
 
-const ID_SEQ_BITS: u32 = 40;
+/// Invocation ids come in blocks of 2^20 per thread: one shared atomic
+/// increment per million invocations, and ids stay unique however many
+/// threads come and go (2^44 blocks).
+const ID_BLOCK_BITS: u32 = 20;
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(1);
 
 thread_local! {
@@ -75,33 +83,37 @@ thread_local! {
             current: Cell::new(std::ptr::null()),
             cpu_edge: Cell::new(0),
             next_id: Cell::new(0),
+            id_block_end: Cell::new(0),
+            index: Cell::new(0),
         }
     };
 }
 
-#[inline]
-fn ensure_id_base(slot: &Slot) -> u64 {
-    let id = slot.next_id.get();
-    if id != 0 {
-        return id;
-    }
-    let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed) as u64;
-    let base = (index << ID_SEQ_BITS) | 1;
-    slot.next_id.set(base);
-    base
-}
-
-/// A small number per thread (shard index for shared stores).
+/// A small number per thread (shard index for shared stores); it wraps
+/// after 2^32 threads, which only makes two threads share shards.
 #[inline]
 pub(crate) fn thread_index() -> u32 {
-    SLOT.with(|s| (ensure_id_base(s) >> ID_SEQ_BITS) as u32)
+    SLOT.with(|s| {
+        let index = s.index.get();
+        if index != 0 {
+            return index;
+        }
+        let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed).max(1);
+        s.index.set(index);
+        index
+    })
 }
 
 /// A process-unique invocation id, without a shared atomic per call.
 #[inline]
 pub(crate) fn next_invocation_id() -> u64 {
     SLOT.with(|s| {
-        let id = ensure_id_base(s);
+        let mut id = s.next_id.get();
+        if id == s.id_block_end.get() {
+            let block = NEXT_ID_BLOCK.fetch_add(1, Ordering::Relaxed);
+            id = block << ID_BLOCK_BITS;
+            s.id_block_end.set(id + (1 << ID_BLOCK_BITS));
+        }
         s.next_id.set(id + 1);
         id
     })

@@ -138,8 +138,9 @@ impl HeapProfiler {
     fn take_snapshot(&self) -> HeapProfile {
         let mut merged: HashMap<(Vec<usize>, usize), HeapStack> = HashMap::new();
         if let Some(tables) = tables() {
+            let known = crate::aggregate::owner_keys();
             for bucket in tables.buckets.iter() {
-                let Some((frames, owner)) = bucket.contents() else {
+                let Some((frames, owner)) = bucket.contents(&known) else {
                     continue;
                 };
                 let key = (frames.clone(), owner.map_or(0, Owner::key));
@@ -436,12 +437,47 @@ pub(crate) fn on_free(ptr: *mut u8) {
 
 #[cold]
 fn free_sampled(tables: &Tables, ptr: *mut u8) {
-    if let Some((bucket, weight)) = tables.remove_live(ptr as usize) {
-        let bucket = &tables.buckets[bucket as usize];
-        bucket
-            .free_objects_milli
-            .fetch_add(weight.objects_milli as u64, Relaxed);
-        bucket.free_bytes.fetch_add(weight.bytes, Relaxed);
+    if let Some(taken) = tables.remove_live(ptr as usize) {
+        account_free(tables, taken);
+    }
+}
+
+fn account_free(tables: &Tables, (bucket, weight): (u32, Weight)) {
+    let bucket = &tables.buckets[bucket as usize];
+    bucket
+        .free_objects_milli
+        .fetch_add(weight.objects_milli as u64, Relaxed);
+    bucket.free_bytes.fetch_add(weight.bytes, Relaxed);
+}
+
+/// A sampled allocation taken out of the live table while it is resized.
+pub(crate) struct Resizing(Option<(u32, Weight)>);
+
+/// Before a `realloc` of `ptr`: takes its sample out of the live table now,
+/// while `ptr` is still ours. After the inner realloc frees it, another
+/// thread may get the same address and sample it; matching the free only
+/// then would remove that thread's sample instead.
+#[inline]
+pub(crate) fn before_resize(ptr: *mut u8) -> Resizing {
+    match tables() {
+        Some(tables) if tables.maybe_live(ptr as usize) => {
+            Resizing(tables.remove_live(ptr as usize))
+        }
+        _ => Resizing(None),
+    }
+}
+
+/// After the `realloc`: the old block is freed (or, when the realloc
+/// failed, still live and its sample goes back).
+#[inline]
+pub(crate) fn after_resize(ptr: *mut u8, resizing: Resizing, succeeded: bool) {
+    let (Some(taken), Some(tables)) = (resizing.0, tables()) else {
+        return;
+    };
+    if succeeded {
+        account_free(tables, taken);
+    } else {
+        tables.insert_live(ptr as usize, taken.0, taken.1);
     }
 }
 

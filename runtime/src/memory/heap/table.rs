@@ -47,7 +47,12 @@ impl Bucket {
     }
 
     /// The stack (leaf first) and labels, once the bucket is complete.
-    pub(crate) fn contents(&self) -> Option<(Vec<usize>, Option<&'static Owner>)> {
+    /// `known`: the owner keys of every row; another stored value is not
+    /// dereferenced.
+    pub(crate) fn contents(
+        &self,
+        known: &std::collections::HashSet<usize>,
+    ) -> Option<(Vec<usize>, Option<&'static Owner>)> {
         if !self.ready.load(Acquire) {
             return None;
         }
@@ -56,8 +61,13 @@ impl Bucket {
             .iter()
             .map(|f| f.load(Relaxed))
             .collect();
-        // SAFETY: only `Owner::key` values are stored.
-        let owner = unsafe { Owner::from_key(self.owner.load(Relaxed)) };
+        let key = self.owner.load(Relaxed);
+        // SAFETY: a key of a row that exists is an `Owner::key` value (rows
+        // are never freed).
+        let owner = known
+            .contains(&key)
+            .then(|| unsafe { Owner::from_key(key) })
+            .flatten();
         Some((frames, owner))
     }
 }
