@@ -12,6 +12,39 @@ use std::sync::{Arc, Mutex};
 
 use agentprof::{CpuProfiler, TimerMode};
 
+#[global_allocator]
+static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
+
+/// Runs the test `name` alone in a fresh process of this test binary, for
+/// checks of process-wide figures or limits that other tests would
+/// disturb. Returns true in that process (run the body), false in the
+/// parent (after checking that the body passed there).
+fn alone(name: &str) -> bool {
+    if std::env::var("AGENTPROF_TORTURE_ALONE").as_deref() == Ok(name) {
+        return true;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("AGENTPROF_TORTURE_ALONE", name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} alone: {}\n{stdout}\n{stderr}",
+        output.status
+    );
+    eprintln!("{stderr}");
+    false
+}
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -1107,5 +1140,190 @@ mod bounded_growth {
             "1024 agents x 50 nested functions: {real_rows} rows, {overflow_rows} overflow rows, RSS +{} MiB",
             grown >> 20
         );
+    }
+}
+
+mod threads {
+    //! Ten thousand short-lived threads that allocate and free across
+    //! threads while both samplers run: the process totals stay exact and
+    //! the heap profiler's live table keeps nothing of them.
+
+    use std::sync::mpsc;
+
+    use agentprof::{profiled, CpuProfiler, HeapProfiler, HeapProfilerConfig};
+
+    /// Estimated bytes in use that the churn allocated.
+    fn churn_inuse(profile: &agentprof::HeapProfile) -> i64 {
+        profile
+            .stacks
+            .iter()
+            .filter(|s| s.agent == Some("churn"))
+            .map(|s| s.inuse_estimate().1)
+            .sum()
+    }
+
+    #[profiled(agent = "churn")]
+    fn churn(keep: &mpsc::Sender<Vec<u8>>, seed: usize) -> u64 {
+        let mut total = 0;
+        for i in 0..40 {
+            let block = vec![(seed + i) as u8; 64 + (seed * 31 + i * 97) % 4000];
+            total += block.len() as u64;
+            if i % 2 == 0 {
+                // Freed by another thread.
+                keep.send(block).unwrap();
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn ten_thousand_short_threads_leave_exact_totals_and_no_live_samples() {
+        let name = "threads::ten_thousand_short_threads_leave_exact_totals_and_no_live_samples";
+        if !super::alone(name) {
+            return;
+        }
+        let heap = HeapProfiler::start(HeapProfilerConfig {
+            sample_interval: 16 * 1024,
+            ..HeapProfilerConfig::default()
+        })
+        .unwrap();
+        let inuse_before = churn_inuse(&heap.snapshot());
+        let before = agentprof::memory_stats().unwrap();
+        let mut cpu = CpuProfiler::with_frequency(1000).unwrap();
+        cpu.start().unwrap();
+        let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+        let freer = std::thread::spawn(move || receiver.into_iter().count());
+        let mut allocated = 0u64;
+        for wave in 0..200 {
+            let threads: Vec<_> = (0..50)
+                .map(|t| {
+                    let sender = sender.clone();
+                    std::thread::spawn(move || churn(&sender, wave * 50 + t))
+                })
+                .collect();
+            for t in threads {
+                allocated += t.join().unwrap();
+            }
+        }
+        drop(sender);
+        let freed_elsewhere = freer.join().unwrap();
+        assert_eq!(freed_elsewhere, 10_000 * 20);
+        // The CPU profile of 10,000 threads is live data of its own; drop it
+        // before comparing.
+        let samples = cpu.stop_and_collect().unwrap().sample_count();
+        assert!(samples > 0);
+        let after = agentprof::memory_stats().unwrap();
+        let grown = after.current_usage as i64 - before.current_usage as i64;
+        // Every thread's counts reached the totals when it exited: what is
+        // left over is a few of the process's own structures, not the
+        // threads' unfolded counts (up to 256 KiB each).
+        assert!(grown.abs() < 1 << 20, "in use changed by {grown} bytes");
+        assert!(after.total_allocated - before.total_allocated >= allocated);
+        let profile = heap.snapshot();
+        assert!(
+            profile.stacks.iter().any(|s| s.agent == Some("churn")),
+            "the churn was sampled"
+        );
+        let inuse_after = churn_inuse(&profile);
+        assert_eq!(
+            (inuse_before, inuse_after),
+            (0, 0),
+            "every sampled churn block was freed, so none is in use"
+        );
+        heap.stop();
+        let churn = agentprof::report();
+        let row = churn.agent(Some("churn")).unwrap();
+        assert_eq!(row.calls, 10_000);
+    }
+}
+
+mod limits {
+    //! Starting with no file descriptor to spare: a clear error or a
+    //! degraded mode that the report names, never a silent failure.
+
+    use agentprof::{profiled, CpuProfiler, Profiler};
+
+    #[profiled(agent = "limited")]
+    fn limited_work() -> u64 {
+        super::common::burn_cpu_ns(5_000_000)
+    }
+
+    fn highest_descriptor() -> u64 {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap()
+    }
+
+    #[test]
+    fn no_descriptors_left_means_a_clear_error_or_a_reported_fallback() {
+        let name = "limits::no_descriptors_left_means_a_clear_error_or_a_reported_fallback";
+        if !super::alone(name) {
+            return;
+        }
+        super::common::setup();
+        let dir = super::common::TempDir::new("torture-limits");
+        // SAFETY: valid pointers to locals.
+        let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        let saved = limit;
+        // The limit bounds descriptor numbers: set it just past the highest
+        // open one, then take every free number below it.
+        limit.rlim_cur = highest_descriptor() + 1;
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let mut filler = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            filler.push(file);
+        }
+        assert!(
+            std::fs::File::open("/dev/null").is_err(),
+            "no descriptor left"
+        );
+
+        // The file exporter needs descriptors: a clear error naming the
+        // directory, at start.
+        let exporter = Profiler::builder()
+            .window(std::time::Duration::from_millis(100))
+            .file_exporter(dir.0.to_string_lossy())
+            .build()
+            .and_then(|p| p.start());
+        if let Err(e) = &exporter {
+            let text = e.to_string();
+            assert!(text.contains(&*dir.0.to_string_lossy()), "{text}");
+        }
+        drop(exporter);
+
+        // CPU sampling: started in per-thread or process-wide mode, or a
+        // clear error; and instrumented code on a new thread (which cannot
+        // open its perf clock) falls back to the system call, counted.
+        let mut cpu = CpuProfiler::with_frequency(250).unwrap();
+        match cpu.start() {
+            // Per-thread timers need no descriptor once armed; where
+            // /proc/self/task cannot be listed, the process-wide timer, and
+            // `mode()` says which.
+            Ok(()) => assert!(cpu.mode().is_some()),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+        let worker = std::thread::spawn(limited_work);
+        assert!(worker.join().unwrap() >= 5_000_000);
+        let report = agentprof::report();
+        let row = report.agent(Some("limited")).unwrap();
+        assert!(row.cpu_ns.unwrap() >= 5_000_000, "CPU still measured");
+        if report.cpu_clock == Some(agentprof::CpuClock::PerfMmap) {
+            assert!(
+                report.dropped.cpu_clock_fallback_threads > 0,
+                "the fallback is reported"
+            );
+        }
+        if cpu.is_running() {
+            cpu.stop_and_collect().unwrap();
+        }
+        drop(filler);
+        // SAFETY: valid pointer.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) }, 0);
     }
 }
