@@ -63,6 +63,23 @@ pub enum Error {
         /// What the system said.
         source: std::io::Error,
     },
+    /// A profiler was asked for results it does not have: it is not
+    /// running.
+    #[error("{what} is not running ({hint})")]
+    NotRunning {
+        /// Which profiler.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// A flamegraph could not be rendered.
+    #[error("cannot render {what}: {message}")]
+    Render {
+        /// What was being rendered.
+        what: String,
+        /// What the renderer said.
+        message: String,
+    },
     /// Serializing a report failed.
     #[error("cannot serialize report: {message}")]
     Serialize {

@@ -287,10 +287,9 @@ impl CpuProfiler {
     /// stays (see the module docs); the host's own `ITIMER_PROF`, if the
     /// process-wide timer replaced it, is restored.
     pub fn stop_and_collect(&mut self) -> Result<CpuReport> {
-        let running = self.running.take().ok_or_else(|| Error::Unsupported {
-            key: "CpuProfiler".to_owned(),
-            what: "collecting from a profiler that is not running".to_owned(),
-            hint: Some("call start() first".to_owned()),
+        let running = self.running.take().ok_or_else(|| Error::NotRunning {
+            what: "CpuProfiler".to_owned(),
+            hint: "call start() before stop_and_collect()".to_owned(),
         })?;
         if !running.started_in.is_current() {
             // Stopped in a forked child: the session's threads and timers
@@ -352,10 +351,9 @@ impl CpuProfiler {
     /// Returns what was sampled since the start or the previous cut, and
     /// keeps sampling: how continuous profiling makes windows without a gap.
     pub fn cut_window(&mut self) -> Result<CpuReport> {
-        let running = self.running.as_mut().ok_or_else(|| Error::Unsupported {
-            key: "CpuProfiler".to_owned(),
-            what: "cutting a window from a profiler that is not running".to_owned(),
-            hint: Some("call start() first".to_owned()),
+        let running = self.running.as_mut().ok_or_else(|| Error::NotRunning {
+            what: "CpuProfiler".to_owned(),
+            hint: "call start() before cut_window()".to_owned(),
         })?;
         let mut raw = Vec::new();
         drain_into(&running.aggregate, &mut raw);

@@ -288,10 +288,9 @@ impl CpuReport {
 }
 
 fn render_error(message: String) -> Error {
-    Error::Unsupported {
-        key: "flamegraph".to_owned(),
-        what: format!("rendering ({message})"),
-        hint: None,
+    Error::Render {
+        what: "the flamegraph".to_owned(),
+        message,
     }
 }
 

@@ -244,7 +244,10 @@ pub(super) fn install() -> Result<()> {
     // handler, flags and an empty mask before use.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = on_sigprof as *const () as usize;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SA_ONSTACK, as Go does: on a thread with an alternate signal stack
+    // (Rust gives one to the main thread and every thread it spawns) the
+    // handler runs there, not on a stack that may be nearly full.
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
     // SAFETY: valid pointers to our locals.
     let rc = unsafe {
         libc::sigemptyset(&mut action.sa_mask);

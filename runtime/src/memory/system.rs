@@ -24,10 +24,9 @@ mod imp {
 
     pub(super) fn system_memory() -> Result<SystemMemoryInfo> {
         let statm =
-            std::fs::read_to_string("/proc/self/statm").map_err(|e| Error::Unsupported {
-                key: "/proc/self/statm".to_owned(),
-                what: format!("reading process memory ({e})"),
-                hint: Some("is /proc mounted?".to_owned()),
+            std::fs::read_to_string("/proc/self/statm").map_err(|e| Error::Resource {
+                what: "/proc/self/statm (is /proc mounted?)".to_owned(),
+                source: e,
             })?;
         let mut fields = statm.split_whitespace().map(str::parse::<u64>);
         let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {

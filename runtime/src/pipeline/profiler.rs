@@ -96,10 +96,9 @@ impl Profiler {
             Some(cpu),
             Box::new(self.exporters),
         )
-        .map_err(|e| Error::Unsupported {
-            key: crate::config::keys::PROFILING.to_owned(),
-            what: format!("collector threads ({e})"),
-            hint: None,
+        .map_err(|e| Error::Resource {
+            what: "the collector threads".to_owned(),
+            source: e,
         })?;
         Ok(RunningProfiler {
             collector: Some(collector),
