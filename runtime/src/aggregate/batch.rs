@@ -16,7 +16,6 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::agents;
 use super::recent;
 use super::row::{lock, Call, Row, Stats};
 
@@ -83,8 +82,6 @@ impl Batch {
         }
         let mut ring = recent::lock_ring();
         let mut held: Option<(&'static Row, MutexGuard<'static, Stats>)> = None;
-        let mut roots = [None; SLOTS];
-        let mut root_count = 0;
         for index in tail..head {
             // SAFETY: slots in `tail..head` were published by the owner and
             // are read once: `tail` moves past them under this lock.
@@ -97,17 +94,11 @@ impl Batch {
                 held = Some((row, row.lock_stats()));
             }
             if let Some((_, stats)) = held.as_mut() {
-                if let Some(root) = row.record_locked(stats, &call) {
-                    roots[root_count] = Some(root);
-                    root_count += 1;
-                }
+                row.record_locked(stats, &call);
             }
             recent::push_locked(&mut ring, call);
         }
-        drop(held);
         self.tail.store(head, Release);
-        drop(ring);
-        agents::record(&roots[..root_count]);
     }
 }
 

@@ -24,6 +24,18 @@ pub(crate) fn record(histogram: &mut Option<Histogram<u64>>, value: u64) {
     let _ = h.record(value.min(MAX_VALUE));
 }
 
+/// Adds `source` into `target`.
+pub(crate) fn add(target: &mut Option<Histogram<u64>>, source: &Option<Histogram<u64>>) {
+    if let Some(source) = source {
+        match target {
+            Some(t) => {
+                let _ = t.add(source);
+            }
+            None => *target = Some(source.clone()),
+        }
+    }
+}
+
 /// The value at quantile `q`, 0 when nothing was recorded.
 pub(crate) fn quantile(h: &Option<Histogram<u64>>, q: f64) -> u64 {
     h.as_ref().map_or(0, |h| h.value_at_quantile(q))

@@ -5,18 +5,16 @@
 //! call over as a [`Call`]; the report layer reads the rows back.
 //!
 //! Every store is bounded: rows by count and size (overflowing into one row
-//! per agent), agents' percentiles by the number of agent names, label
-//! values by length and count per key, the ring by its capacity.
+//! per agent, extra shards within a byte budget), label values by length
+//! and count per key, the ring by its capacity.
 
-mod agents;
 mod batch;
 mod histogram;
 mod labels;
 mod recent;
 mod row;
 
-pub(crate) use agents::{clear as clear_agents, root_percentiles};
-pub(crate) use histogram::quantile;
+pub(crate) use histogram::{add as add_histogram, quantile};
 pub use labels::Labels;
 pub(crate) use labels::{agent_name, configure_labels, label_counters, reset_labels};
 pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};

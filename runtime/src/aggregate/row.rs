@@ -1,37 +1,41 @@
 //! Aggregate rows: one per (function, agent) pair.
 //!
-//! A row's figures sit behind one mutex: finished calls reach it in
-//! per-thread batches, one lock per run of calls of the row per batch, so
-//! threads rarely meet there. Only the running-invocation counter, touched
-//! at every call, is split over padded per-thread shards.
+//! A row's figures are split into per-thread shards, each behind its own
+//! mutex, so threads finishing invocations of the same function do not
+//! serialize on one lock; shards are merged only when a report is built.
+//! Shard 0 exists from the start; another is created when a thread that
+//! maps to it first drains into the row, within a byte budget shared by all
+//! rows ([`EXTRA_SHARD_BUDGET`]); past it, such threads use shard 0.
 //!
-//! Memory is bounded: a row is at most 94 KiB (its counters, under 1 KiB,
-//! and three histograms of at most 31 KiB each), and there are at most
-//! [`MAX_ROWS`] of them, plus one overflow row per agent. Past
-//! that, a new (function, agent) pair is charged to its agent's overflow row
-//! (function `__overflow__`), so agent totals stay whole, and counted. Rows
-//! are never freed.
+//! Memory is bounded: a shard is at most 156 KiB (its counters and five
+//! histograms of at most 31 KiB each), there are at most [`MAX_ROWS`] rows
+//! plus one overflow row per agent, and extra shards stay within the
+//! budget. Past the row cap, a new (function, agent) pair is charged to its
+//! agent's overflow row (function `__overflow__`), so agent totals stay
+//! whole, and counted. Rows are never freed.
 
 use std::sync::atomic::{
     AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed,
 };
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use hdrhistogram::Histogram;
 
-use super::agents::{self, Root};
 use super::histogram;
 use super::labels::Labels;
 use crate::model::Outcome;
 use crate::thread::slot::{self, Owner};
 
-/// Shards of the recent ring: threads that finish invocations at once
-/// mostly land on different locks.
+/// Shards of each row and of the recent ring: threads that finish
+/// invocations at once mostly land on different locks.
 pub(super) const SHARDS: usize = 8;
-/// Shards of a row's running-invocation counter.
-const ACTIVE_SHARDS: usize = 4;
 /// (function, agent) rows at most, overflow rows aside.
-pub(crate) const MAX_ROWS: usize = 4096;
+pub(crate) const MAX_ROWS: usize = 2048;
+/// The most one shard of a row takes: five histograms at their largest
+/// (31 KiB each) and its counters.
+pub(crate) const SHARD_BYTES: usize = 5 * 31 * 1024 + 1024;
+/// Bytes that shards beyond every row's first may take, all rows together.
+pub(crate) const EXTRA_SHARD_BUDGET: usize = 64 << 20;
 /// Function label of an agent's overflow row.
 pub(crate) const OVERFLOW_FUNCTION: &str = "__overflow__";
 
@@ -69,7 +73,7 @@ pub(crate) struct Call {
     pub(crate) memory: Option<MemoryUsage>,
 }
 
-#[repr(align(64))]
+#[repr(align(128))]
 #[derive(Debug, Default)]
 struct ActiveShard(AtomicI64);
 
@@ -127,20 +131,40 @@ pub(crate) struct Stats {
     /// resolving at 68 s).
     pub(crate) wall_ns_max: u64,
     pub(crate) cpu_ns_max: u64,
-    /// Per-call wall, CPU and bytes allocated. Agents' root percentiles
-    /// are kept per agent.
-    pub(crate) wall: Option<Histogram<u64>>,
-    pub(crate) cpu: Option<Histogram<u64>>,
+    pub(crate) histograms: Histograms,
+}
+
+/// Each call lands in exactly one pair, so it costs two histogram records:
+/// nested calls here, agent roots below. A function's percentiles merge
+/// both pairs; an agent's use the roots only.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Histograms {
+    pub(crate) nested_wall: Option<Histogram<u64>>,
+    pub(crate) nested_cpu: Option<Histogram<u64>>,
+    pub(crate) root_wall: Option<Histogram<u64>>,
+    pub(crate) root_cpu: Option<Histogram<u64>>,
     pub(crate) alloc_per_call: Option<Histogram<u64>>,
 }
 
-/// A row's per-call percentiles: wall and CPU at p50, p90, p99; bytes
-/// allocated at p50, p99.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Percentiles {
-    pub(crate) wall: [u64; 3],
-    pub(crate) cpu: [u64; 3],
-    pub(crate) alloc: [u64; 2],
+impl Histograms {
+    fn each(&mut self) -> [&mut Option<Histogram<u64>>; 5] {
+        [
+            &mut self.nested_wall,
+            &mut self.nested_cpu,
+            &mut self.root_wall,
+            &mut self.root_cpu,
+            &mut self.alloc_per_call,
+        ]
+    }
+
+    /// Adds `o`'s histograms into these.
+    pub(crate) fn add(&mut self, o: &Histograms) {
+        histogram::add(&mut self.nested_wall, &o.nested_wall);
+        histogram::add(&mut self.nested_cpu, &o.nested_cpu);
+        histogram::add(&mut self.root_wall, &o.root_wall);
+        histogram::add(&mut self.root_cpu, &o.root_cpu);
+        histogram::add(&mut self.alloc_per_call, &o.alloc_per_call);
+    }
 }
 
 impl Stats {
@@ -176,19 +200,13 @@ impl Stats {
     }
 
     fn clear(&mut self) {
-        let (mut wall, mut cpu, mut alloc_per_call) = (
-            self.wall.take(),
-            self.cpu.take(),
-            self.alloc_per_call.take(),
-        );
-        for h in [&mut wall, &mut cpu, &mut alloc_per_call] {
+        let mut histograms = std::mem::take(&mut self.histograms);
+        for h in histograms.each() {
             histogram::reset(h);
         }
         *self = Stats {
             lifetime: self.lifetime,
-            wall,
-            cpu,
-            alloc_per_call,
+            histograms,
             ..Stats::default()
         };
     }
@@ -208,6 +226,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Bytes reserved by shards beyond rows' first.
+static EXTRA_SHARD_BYTES: AtomicUsize = AtomicUsize::new(0);
+
 /// The aggregate row of one callsite under one agent.
 #[derive(Debug)]
 pub(crate) struct Row {
@@ -217,18 +238,17 @@ pub(crate) struct Row {
     pub(crate) line: u32,
     next: Option<&'static Row>,
     active: [ActiveShard; ACTIVE_SHARDS],
-    stats: Mutex<Stats>,
+    first: Mutex<Stats>,
+    extra: [OnceLock<Box<Mutex<Stats>>>; SHARDS - 1],
 }
 
-/// This thread's shard of the recent ring.
+/// Shards of a row's running-invocation counter.
+const ACTIVE_SHARDS: usize = 4;
+
+/// This thread's shard.
 #[inline]
 pub(super) fn my_shard() -> usize {
     slot::thread_index() as usize % SHARDS
-}
-
-#[inline]
-fn my_active_shard() -> usize {
-    slot::thread_index() as usize % ACTIVE_SHARDS
 }
 
 impl Row {
@@ -239,29 +259,63 @@ impl Row {
             line,
             next,
             active: Default::default(),
-            stats: Mutex::default(),
+            first: Mutex::default(),
+            extra: Default::default(),
         }
     }
 
     #[inline]
     pub(crate) fn started(&self) {
-        self.active[my_active_shard()].0.fetch_add(1, Relaxed);
+        self.active[my_shard() % ACTIVE_SHARDS]
+            .0
+            .fetch_add(1, Relaxed);
     }
 
-    /// The row's figures, locked.
+    /// This thread's shard of the row's figures: created on first use
+    /// within the budget, else the first shard.
+    fn shard(&self) -> &Mutex<Stats> {
+        let index = my_shard();
+        if index == 0 {
+            return &self.first;
+        }
+        let slot = &self.extra[index - 1];
+        if let Some(shard) = slot.get() {
+            return shard;
+        }
+        if EXTRA_SHARD_BYTES.fetch_add(SHARD_BYTES, Relaxed) + SHARD_BYTES > EXTRA_SHARD_BUDGET {
+            EXTRA_SHARD_BYTES.fetch_sub(SHARD_BYTES, Relaxed);
+            return &self.first;
+        }
+        let mut created = false;
+        let shard = slot.get_or_init(|| {
+            created = true;
+            Box::default()
+        });
+        if !created {
+            EXTRA_SHARD_BYTES.fetch_sub(SHARD_BYTES, Relaxed);
+        }
+        shard
+    }
+
+    /// Every shard that exists.
+    fn shards(&self) -> impl Iterator<Item = &Mutex<Stats>> {
+        std::iter::once(&self.first).chain(self.extra.iter().filter_map(|s| s.get().map(|b| &**b)))
+    }
+
+    /// This thread's shard of the row's figures, locked.
     pub(super) fn lock_stats(&'static self) -> MutexGuard<'static, Stats> {
-        lock(&self.stats)
+        lock(self.shard())
     }
 
     pub(super) fn record(&'static self, f: &Call) {
-        let root = self.record_locked(&mut self.lock_stats(), f);
-        agents::record(&[root]);
+        self.record_locked(&mut self.lock_stats(), f);
     }
 
-    /// Adds a finished call to `s`, this row's locked figures; returns it
-    /// as an agent root for [`agents::record`] when it is one.
-    pub(super) fn record_locked(&self, s: &mut Stats, f: &Call) -> Option<Root> {
-        self.active[my_active_shard()].0.fetch_sub(1, Relaxed);
+    /// Adds a finished call to `s`, a locked shard of this row.
+    pub(super) fn record_locked(&self, s: &mut Stats, f: &Call) {
+        self.active[my_shard() % ACTIVE_SHARDS]
+            .0
+            .fetch_sub(1, Relaxed);
         s.calls += 1;
         s.lifetime.calls += 1;
         match f.outcome {
@@ -280,7 +334,10 @@ impl Row {
             s.lifetime.cpu_calls += 1;
             s.lifetime.cpu_ns += cpu;
             s.lifetime.self_cpu_ns += self_cpu;
+            s.cpu_ns_max = s.cpu_ns_max.max(cpu);
         }
+        s.wall_ns_max = s.wall_ns_max.max(f.wall_ns);
+        let h = &mut s.histograms;
         if let Some(m) = &f.memory {
             s.memory_calls += 1;
             s.alloc_bytes += m.alloc_bytes;
@@ -294,29 +351,25 @@ impl Row {
                 s.root_retained_bytes += m.retained_bytes;
                 s.root_peak_bytes = s.root_peak_bytes.max(m.peak_bytes);
             }
-            histogram::record(&mut s.alloc_per_call, m.alloc_bytes);
+            histogram::record(&mut h.alloc_per_call, m.alloc_bytes);
         }
-        s.wall_ns_max = s.wall_ns_max.max(f.wall_ns);
-        histogram::record(&mut s.wall, f.wall_ns);
-        if let Some(cpu) = f.cpu_ns {
-            s.cpu_ns_max = s.cpu_ns_max.max(cpu);
-            histogram::record(&mut s.cpu, cpu);
-        }
-        f.agent_root.then(|| {
+        let (wall_histogram, cpu_histogram) = if f.agent_root {
             s.root_calls += 1;
             s.root_wall_ns += f.wall_ns;
             s.root_cpu_ns += f.cpu_ns.unwrap_or(0);
-            Root {
-                agent: self.owner.agent,
-                wall_ns: f.wall_ns,
-                cpu_ns: f.cpu_ns,
-            }
-        })
+            (&mut h.root_wall, &mut h.root_cpu)
+        } else {
+            (&mut h.nested_wall, &mut h.nested_cpu)
+        };
+        histogram::record(wall_histogram, f.wall_ns);
+        if let Some(cpu) = f.cpu_ns {
+            histogram::record(cpu_histogram, cpu);
+        }
     }
 
     /// CPU of propagated work that arrived after its invocation ended.
     pub(crate) fn add_detached_cpu(&self, own: u64, children: u64) {
-        let mut s = lock(&self.stats);
+        let mut s = lock(self.shard());
         s.cpu_ns += own + children;
         s.self_cpu_ns += own;
         s.detached_cpu_ns += own + children;
@@ -326,7 +379,11 @@ impl Row {
 
     /// The row's totals since start.
     pub(crate) fn lifetime(&self) -> Lifetime {
-        lock(&self.stats).lifetime
+        let mut total = Lifetime::default();
+        for shard in self.shards() {
+            total.add(&lock(shard).lifetime);
+        }
+        total
     }
 
     /// Invocations of the row running now.
@@ -335,25 +392,23 @@ impl Row {
         active.max(0) as u64
     }
 
-    /// A copy of the row's counters (histograms left out: a report of
-    /// thousands of rows must not copy them all), its percentiles, and its
+    /// The row's counters over every shard, its histograms merged, and its
     /// running invocations.
-    pub(crate) fn snapshot(&self) -> (Stats, Percentiles, u64) {
-        let stats = lock(&self.stats);
-        let percentiles = Percentiles {
-            wall: [0.5, 0.9, 0.99].map(|q| histogram::quantile(&stats.wall, q)),
-            cpu: [0.5, 0.9, 0.99].map(|q| histogram::quantile(&stats.cpu, q)),
-            alloc: [0.5, 0.99].map(|q| histogram::quantile(&stats.alloc_per_call, q)),
-        };
-        let mut copy = Stats::default();
-        copy.add_counters(&stats);
-        drop(stats);
-        (copy, percentiles, self.active())
+    pub(crate) fn merged(&self) -> (Stats, u64) {
+        let mut total = Stats::default();
+        for shard in self.shards() {
+            let shard = lock(shard);
+            total.add_counters(&shard);
+            total.histograms.add(&shard.histograms);
+        }
+        (total, self.active())
     }
 
     /// Forgets the row's figures (running invocations still finish into it).
     pub(crate) fn clear(&self) {
-        lock(&self.stats).clear();
+        for shard in self.shards() {
+            lock(shard).clear();
+        }
     }
 }
 
@@ -535,11 +590,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rows_counters_stay_under_a_kibibyte() {
+    fn rows_and_shards_stay_within_their_stated_sizes() {
+        // A row's own memory (the histograms are on the heap, bounded by
+        // `SHARD_BYTES` per shard).
         assert!(
-            std::mem::size_of::<Row>() <= 1024,
+            std::mem::size_of::<Row>() <= 2048,
             "{}",
             std::mem::size_of::<Row>()
         );
+        assert!(std::mem::size_of::<Stats>() + 5 * 31 * 1024 <= SHARD_BYTES);
     }
 }

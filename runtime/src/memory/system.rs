@@ -23,11 +23,10 @@ mod imp {
     use super::*;
 
     pub(super) fn system_memory() -> Result<SystemMemoryInfo> {
-        let statm =
-            std::fs::read_to_string("/proc/self/statm").map_err(|e| Error::Resource {
-                what: "/proc/self/statm (is /proc mounted?)".to_owned(),
-                source: e,
-            })?;
+        let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| Error::Resource {
+            what: "/proc/self/statm (is /proc mounted?)".to_owned(),
+            source: e,
+        })?;
         let mut fields = statm.split_whitespace().map(str::parse::<u64>);
         let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {
             return Err(Error::Unsupported {

@@ -437,7 +437,7 @@ pub struct Dropped {
     /// full, since start: their figures appear only when they finish.
     #[serde(default)]
     pub running_untracked: u64,
-    /// (function, agent) pairs that found the row cap (4096) reached: their
+    /// (function, agent) pairs that found the row cap (2048) reached: their
     /// calls are in the agent's `__overflow__` row.
     #[serde(default)]
     pub rows_overflowed: u64,

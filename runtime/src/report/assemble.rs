@@ -27,7 +27,7 @@ pub fn report() -> Report {
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
     let mut detached = 0;
     for row in aggregate::rows() {
-        let (s, percentiles, active) = row.snapshot();
+        let (mut s, active) = row.merged();
         let owner = &row.owner;
         let row_running = running.by_row.remove(&owner.key()).unwrap_or_default();
         let sampled = sampled_by_owner
@@ -38,6 +38,13 @@ pub fn report() -> Report {
         }
         detached += s.detached_cpu_ns;
         let cpu = s.cpu_measured();
+        // A function's percentiles are over all its calls; its root calls'
+        // histograms also go to its agent's.
+        let h = &mut s.histograms;
+        let mut wall = h.nested_wall.take();
+        aggregate::add_histogram(&mut wall, &h.root_wall);
+        let mut cpu_histogram = h.nested_cpu.take();
+        aggregate::add_histogram(&mut cpu_histogram, &h.root_cpu);
         let mem = s.memory_measured();
         functions.push(FunctionRow {
             agent: owner.agent.map(str::to_owned),
@@ -53,13 +60,13 @@ pub fn report() -> Report {
             self_cpu_ns: cpu.then_some(s.self_cpu_ns),
             wall_ns: s.wall_ns,
             self_wall_ns: s.self_wall_ns,
-            wall_ns_p50: percentiles.wall[0],
-            wall_ns_p90: percentiles.wall[1],
-            wall_ns_p99: percentiles.wall[2],
+            wall_ns_p50: quantile(&wall, 0.5),
+            wall_ns_p90: quantile(&wall, 0.9),
+            wall_ns_p99: quantile(&wall, 0.99),
             wall_ns_max: s.wall_ns_max,
-            cpu_ns_p50: cpu.then_some(percentiles.cpu[0]),
-            cpu_ns_p90: cpu.then_some(percentiles.cpu[1]),
-            cpu_ns_p99: cpu.then_some(percentiles.cpu[2]),
+            cpu_ns_p50: cpu.then(|| quantile(&cpu_histogram, 0.5)),
+            cpu_ns_p90: cpu.then(|| quantile(&cpu_histogram, 0.9)),
+            cpu_ns_p99: cpu.then(|| quantile(&cpu_histogram, 0.99)),
             cpu_ns_max: cpu.then_some(s.cpu_ns_max),
             polls: s.polls,
             sampled_cpu_ns: sampled,
@@ -68,12 +75,14 @@ pub fn report() -> Report {
             freed_bytes: mem.then_some(s.freed_bytes),
             retained_bytes: mem.then_some(s.retained_bytes),
             peak_bytes: mem.then_some(s.peak_bytes),
-            alloc_bytes_p50: mem.then_some(percentiles.alloc[0]),
-            alloc_bytes_p99: mem.then_some(percentiles.alloc[1]),
+            alloc_bytes_p50: mem.then(|| quantile(&s.histograms.alloc_per_call, 0.5)),
+            alloc_bytes_p99: mem.then(|| quantile(&s.histograms.alloc_per_call, 0.99)),
             running: row_running,
         });
         let slot = agents.entry(owner.agent).or_default();
         slot.0.add_counters(&s);
+        aggregate::add_histogram(&mut slot.0.histograms.root_wall, &s.histograms.root_wall);
+        aggregate::add_histogram(&mut slot.0.histograms.root_cpu, &s.histograms.root_cpu);
         slot.1 += active;
         slot.2 = match (slot.2, sampled) {
             (Some(a), Some(b)) => Some(a + b),
@@ -89,11 +98,10 @@ pub fn report() -> Report {
             .then(b.wall_ns.cmp(&a.wall_ns))
             .then_with(|| a.function.cmp(&b.function))
     });
-    let roots = aggregate::root_percentiles();
     let mut agent_rows: Vec<AgentRow> = agents
         .into_iter()
         .map(|(agent, (s, active, sampled))| {
-            let root = roots.get(&agent).cloned().unwrap_or_default();
+            let root = &s.histograms;
             let cpu = s.cpu_measured();
             let mem = s.memory_measured();
             AgentRow {
@@ -106,9 +114,9 @@ pub fn report() -> Report {
                 cancelled: s.cancelled,
                 cpu_ns: cpu.then_some(s.self_cpu_ns),
                 wall_ns: s.root_wall_ns,
-                wall_ns_p50: quantile(&root.wall, 0.5),
-                wall_ns_p99: quantile(&root.wall, 0.99),
-                cpu_ns_p99: cpu.then(|| quantile(&root.cpu, 0.99)),
+                wall_ns_p50: quantile(&root.root_wall, 0.5),
+                wall_ns_p99: quantile(&root.root_wall, 0.99),
+                cpu_ns_p99: cpu.then(|| quantile(&root.root_cpu, 0.99)),
                 avg_cpu_ns: cpu.then(|| s.root_cpu_ns.checked_div(s.root_calls).unwrap_or(0)),
                 avg_wall_ns: s.root_wall_ns.checked_div(s.root_calls).unwrap_or(0),
                 polls: s.polls,
@@ -161,7 +169,6 @@ pub fn reset() {
     for row in aggregate::rows() {
         row.clear();
     }
-    aggregate::clear_agents();
     aggregate::clear_recent();
     aggregate::reset_labels();
     invocation::reset_dynamic_overflowed();
