@@ -244,10 +244,9 @@ pub(super) fn install() -> Result<()> {
     // handler, flags and an empty mask before use.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = on_sigprof as *const () as usize;
-    // SA_ONSTACK, as Go does: on a thread with an alternate signal stack
-    // (Rust gives one to the main thread and every thread it spawns) the
-    // handler runs there, not on a stack that may be nearly full.
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+    // Not SA_ONSTACK: the alternate stacks Rust gives its threads are a
+    // few KiB, too small for an unwind (a debug build overflowed them).
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: valid pointers to our locals.
     let rc = unsafe {
         libc::sigemptyset(&mut action.sa_mask);
