@@ -106,7 +106,6 @@ pub use agentprof_macros::profiled;
 /// Without `name` the function label is `module::{async@LINE}`.
 pub use agentprof_macros::profile;
 
-pub use agentprof_runtime::running_invocations;
 pub use agentprof_runtime::{
     allocator_installed, memory_stats, Allocator, HeapGrowth, MemoryStats, MemoryTimelinePoint,
     SystemMemoryInfo,
@@ -126,6 +125,7 @@ pub use agentprof_runtime::{
     HeapStack, InInvocation, ProfiledFuture, Profiler, ProfilerBuilder, RunningProfiler,
     ShutdownSummary, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
 };
+pub use agentprof_runtime::{running_invocations, HeapSite, HtmlReport};
 
 #[cfg(feature = "tokio")]
 pub use agentprof_runtime::{spawn, spawn_blocking};

@@ -72,9 +72,11 @@ fn the_file_exporter_writes_every_window_readably_and_privately() {
     assert_eq!(summary.stats.exported, summary.stats.windows);
     assert_eq!(summary.stats.errors, 0);
     let windows = summary.stats.windows as usize;
-    for prefix in ["cpu_profile_", "mem_profile_", "flamegraph_", "report_"] {
+    for prefix in ["cpu_profile_", "mem_profile_", "flamegraph_"] {
         assert_eq!(files(&dir, prefix).len(), windows, "{prefix} files");
     }
+    // A JSON and an HTML report per window.
+    assert_eq!(files(&dir, "report_").len(), 2 * windows, "report files");
     let name = files(&dir, "cpu_profile_")[0]
         .file_name()
         .unwrap()
@@ -93,9 +95,26 @@ fn the_file_exporter_writes_every_window_readably_and_privately() {
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "profiles reveal code and labels: owner-only");
 
+    let reports = files(&dir, "report_");
+    let json = reports
+        .iter()
+        .rfind(|p| p.extension().is_some_and(|e| e == "json"));
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(files(&dir, "report_").last().unwrap()).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(json.unwrap()).unwrap()).unwrap();
+    let html = reports
+        .iter()
+        .rfind(|p| p.extension().is_some_and(|e| e == "html"));
+    let html = std::fs::read_to_string(html.unwrap()).unwrap();
+    assert!(
+        html.contains("<td class=\"text\">windowed</td>"),
+        "the agent's row"
+    );
+    assert!(
+        html.contains("data-agent=\"windowed\""),
+        "the agent's flamegraph"
+    );
+    assert!(html.contains("<svg"), "flamegraphs inline");
+    assert!(html.contains("id=\"memory-timeline\""), "the memory chart");
     assert!(report["functions"]
         .as_array()
         .unwrap()
@@ -139,7 +158,11 @@ fn retention_keeps_the_newest_windows() {
         2,
         "only the newest 2 windows stay"
     );
-    assert_eq!(files(&dir, "report_").len(), 2);
+    assert_eq!(
+        files(&dir, "report_").len(),
+        4,
+        "JSON and HTML of 2 windows"
+    );
 }
 
 #[test]

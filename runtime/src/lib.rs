@@ -52,6 +52,7 @@ pub use model::{
 };
 pub use pipeline::export::{self, CollectorStats, ShutdownSummary};
 pub use pipeline::init;
+pub use report::{HeapSite, HtmlReport};
 
 #[cfg(feature = "enabled")]
 pub use aggregate::{invocation, recent_invocations};

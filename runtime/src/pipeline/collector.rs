@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
+use super::export::{timestamp, CollectorStats, ProfileExporter, ShutdownSummary, Window};
 use crate::cpu::CpuProfiler;
 use crate::fork::{self, StartedIn};
 use crate::memory::HeapProfiler;
 use crate::model::Report;
+use crate::report::HtmlReport;
 use crate::report::WindowMeter;
 
 struct Payload {
@@ -23,6 +24,7 @@ struct Payload {
     cpu: Option<(Vec<u8>, Vec<u8>)>,
     heap: Option<Vec<u8>>,
     report: Report,
+    html: String,
 }
 
 #[derive(Default)]
@@ -237,20 +239,34 @@ fn cut(
     if let Some(r) = &cpu_report {
         super::metrics::add_samples(r.sample_count());
     }
-    let cpu = cpu_report.map(|r| {
-        let svg = r.flamegraph_svg().unwrap_or_default();
-        (r.pprof_gzip(), svg)
-    });
-    let heap = HeapProfiler::running().map(|h| h.snapshot().to_pprof_gzip());
+    let heap_snapshot = HeapProfiler::running().map(|h| h.snapshot());
     let mut report = crate::report::report();
     report.window = Some(meter.cut(window.sequence, window.start, window.end));
     #[cfg(feature = "metrics")]
     super::metrics::publish(&report);
+    let html = HtmlReport::new(&report)
+        .title(format!("agentprof: {}", super::export::service_name()))
+        .fact(
+            "window",
+            format!(
+                "{} to {} UTC",
+                timestamp(window.start),
+                timestamp(window.end)
+            ),
+        )
+        .profiles(cpu_report.as_ref(), heap_snapshot.as_ref())
+        .render();
+    let cpu = cpu_report.map(|r| {
+        let svg = r.flamegraph_svg().unwrap_or_default();
+        (r.pprof_gzip(), svg)
+    });
+    let heap = heap_snapshot.map(|h| h.to_pprof_gzip());
     Payload {
         window,
         cpu,
         heap,
         report,
+        html,
     }
 }
 
@@ -267,6 +283,7 @@ fn export(exporter: &mut dyn ProfileExporter, payload: &Payload, counters: &Coun
         results.push(exporter.export_memory_profile(w, heap));
     }
     results.push(exporter.export_report(w, &payload.report));
+    results.push(exporter.export_html_report(w, &payload.html));
     let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     if errors.is_empty() {
         counters.exported.fetch_add(1, Relaxed);

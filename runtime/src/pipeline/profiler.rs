@@ -205,12 +205,10 @@ impl Drop for RunningProfiler {
 #[cfg(feature = "pyroscope")]
 fn pyroscope_config(e: &crate::config::ProfileExporterConfig) -> super::export::PyroscopeConfig {
     use super::export::{PyroscopeAuth, PyroscopeConfig};
-    let application = e.application_name.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "agentprof".to_owned())
-    });
+    let application = e
+        .application_name
+        .clone()
+        .unwrap_or_else(super::export::service_name);
     let mut config = PyroscopeConfig::new(
         e.pyroscope_endpoint.clone().unwrap_or_default(),
         application,

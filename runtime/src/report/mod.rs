@@ -5,6 +5,7 @@
 
 #[cfg(feature = "enabled")]
 mod assemble;
+mod html;
 #[cfg(feature = "enabled")]
 mod resource;
 #[cfg(feature = "enabled")]
@@ -15,6 +16,7 @@ mod window;
 
 #[cfg(feature = "enabled")]
 pub use assemble::{report, reset, running_invocations};
+pub use html::{HeapSite, HtmlReport};
 #[cfg(feature = "enabled")]
 pub use resource::ResourceAttribution;
 #[cfg(feature = "enabled")]

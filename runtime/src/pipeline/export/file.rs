@@ -1,6 +1,6 @@
 //! Profiles as files: `cpu_profile_{timestamp}.pb.gz`,
-//! `mem_profile_{timestamp}.pb.gz`, `flamegraph_{timestamp}.svg` and
-//! `report_{timestamp}.json` per window.
+//! `mem_profile_{timestamp}.pb.gz`, `flamegraph_{timestamp}.svg`,
+//! `report_{timestamp}.json` and `report_{timestamp}.html` per window.
 //!
 //! The directory may be shared with other files and other programs, so the
 //! exporter only ever touches what it wrote:
@@ -25,18 +25,19 @@ use crate::error::{Error, Result};
 use crate::model::Report;
 
 /// The kinds of file a window has: name prefix and extension.
-const KINDS: [(&str, &str); 4] = [
+const KINDS: [(&str, &str); 5] = [
     ("cpu_profile_", "pb.gz"),
     ("mem_profile_", "pb.gz"),
     ("flamegraph_", "svg"),
     ("report_", "json"),
+    ("report_", "html"),
 ];
 const MANIFEST: &str = ".agentprof-windows";
 
 /// How much the file exporter keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileRetention {
-    /// Windows kept (each up to four files).
+    /// Windows kept (each up to five files).
     pub max_windows: usize,
     /// Bytes kept across all files.
     pub max_bytes: u64,
@@ -349,6 +350,10 @@ impl ProfileExporter for FileExporter {
     fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
         let json = report.to_json_pretty()?;
         self.write(window, "report_", "json", json.as_bytes())
+    }
+
+    fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
+        self.write(window, "report_", "html", html.as_bytes())
     }
 }
 

@@ -78,6 +78,11 @@ pub trait ProfileExporter: Send {
     fn export_report(&mut self, _window: &Window, _report: &Report) -> Result<()> {
         Ok(())
     }
+    /// The window's report as a self-contained HTML page (tables, memory
+    /// timeline, flamegraphs, heap sites).
+    fn export_html_report(&mut self, _window: &Window, _html: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
@@ -95,6 +100,9 @@ impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
     }
     fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
         (**self).export_report(window, report)
+    }
+    fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
+        (**self).export_html_report(window, html)
     }
 }
 
@@ -117,6 +125,10 @@ impl<E: ProfileExporter> ProfileExporter for Option<E> {
     fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
         self.as_mut()
             .map_or(Ok(()), |e| e.export_report(window, report))
+    }
+    fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |e| e.export_html_report(window, html))
     }
 }
 
@@ -144,6 +156,19 @@ impl<E: ProfileExporter> ProfileExporter for Vec<E> {
     fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
         first_error(self.iter_mut().map(|e| e.export_report(window, report)))
     }
+    fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
+        first_error(self.iter_mut().map(|e| e.export_html_report(window, html)))
+    }
+}
+
+/// The service's name for labels and page titles: the executable's file
+/// name.
+#[cfg(feature = "enabled")]
+pub(crate) fn service_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "agentprof".to_owned())
 }
 
 fn first_error(results: impl Iterator<Item = Result<()>>) -> Result<()> {

@@ -10,12 +10,13 @@ use agentprof::export::ProfileExporter;
 use agentprof::{
     AgentResourceStats, AgentRow, AttributionConfig, CollectorStats, Config, Context, CpuProfiler,
     CpuProfilingConfig, CpuReport, CpuSample, Dropped, Error, ExporterType, FunctionRow, FutureExt,
-    HeapDropped, HeapGrowth, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapStack,
-    InInvocation, InvocationRecord, MemoryProfilingConfig, MemoryStats, MemoryTimelinePoint,
-    Outcome, ProfileExporterConfig, ProfiledFuture, Profiler, ProfilerBuilder, ProfilingConfig,
-    Report, ResourceAttribution, ResourceContext, ResourceUsage, Running, RunningInvocation,
-    RunningProfiler, ShutdownSummary, SystemMemoryInfo, TelemetryConfig, TimerMode, WindowAgentRow,
-    WindowFigures, WindowFunctionRow, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT, SCHEMA_VERSION,
+    HeapDropped, HeapGrowth, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapSite, HeapStack,
+    HtmlReport, InInvocation, InvocationRecord, MemoryProfilingConfig, MemoryStats,
+    MemoryTimelinePoint, Outcome, ProfileExporterConfig, ProfiledFuture, Profiler, ProfilerBuilder,
+    ProfilingConfig, Report, ResourceAttribution, ResourceContext, ResourceUsage, Running,
+    RunningInvocation, RunningProfiler, ShutdownSummary, SystemMemoryInfo, TelemetryConfig,
+    TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, DEFAULT_SAMPLE_INTERVAL,
+    INSTALL_HINT, SCHEMA_VERSION,
 };
 
 #[global_allocator]
@@ -186,6 +187,13 @@ fn main() {
         report.to_json_pretty(),
         report.to_string(),
     );
+    let _: String = report.to_html();
+    let _: String = HtmlReport::new(&report)
+        .title("probe")
+        .fact("host", "probe")
+        .flamegraph("all", b"<svg/>")
+        .heap_sites(vec![HeapSite::default()])
+        .render();
     let recent: Vec<InvocationRecord> = agentprof::recent_invocations();
     let outcome = recent.first().map(|r| r.outcome == Outcome::Ok);
     let _ = agentprof::invocation(0);

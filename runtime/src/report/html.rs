@@ -1,0 +1,556 @@
+//! The report as one self-contained HTML page: no network fetch (styles,
+//! script and charts inline), tables readable without JavaScript and
+//! sortable with it, the memory timeline as an SVG chart, CPU flamegraphs
+//! with an agent selector, the heap's top allocation sites and growth.
+
+use std::fmt::Write;
+
+use super::table::{Bytes, Nanos};
+use crate::model::{MemoryTimelinePoint, Report};
+
+/// A heap allocation site for the page's heap table.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeapSite {
+    /// Innermost frame outside allocator internals.
+    pub function: String,
+    /// Agent of the invocation that allocated.
+    pub agent: Option<String>,
+    /// Estimated bytes in use.
+    pub inuse_bytes: i64,
+    /// Estimated bytes allocated.
+    pub alloc_bytes: i64,
+}
+
+/// An HTML page of a report, with what else is at hand: facts for the
+/// header, flamegraphs, heap sites. `Report::to_html` renders the report
+/// alone.
+#[derive(Clone, Debug)]
+pub struct HtmlReport<'a> {
+    report: &'a Report,
+    title: String,
+    facts: Vec<(String, String)>,
+    flamegraphs: Vec<(String, String)>,
+    heap_sites: Vec<HeapSite>,
+}
+
+impl Report {
+    /// The report as a self-contained HTML page.
+    pub fn to_html(&self) -> String {
+        HtmlReport::new(self).render()
+    }
+}
+
+/// Text made safe for HTML content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An inferno SVG made fit to sit inline among others: the XML prologue,
+/// its script and its event handlers go (the picture stays), so that
+/// several on one page neither collide nor run code.
+fn inline_svg(svg: &str) -> String {
+    let mut svg = svg[svg.find("<svg").unwrap_or(0)..].to_owned();
+    while let Some(start) = svg.find("<script") {
+        let end = svg[start..]
+            .find("</script>")
+            .map_or(svg.len(), |e| start + e + "</script>".len());
+        svg.replace_range(start..end, "");
+    }
+    for handler in [
+        " onload=\"",
+        " onclick=\"",
+        " onmouseover=\"",
+        " onmouseout=\"",
+    ] {
+        while let Some(start) = svg.find(handler) {
+            let value = start + handler.len();
+            let end = svg[value..].find('"').map_or(svg.len(), |e| value + e + 1);
+            svg.replace_range(start..end, "");
+        }
+    }
+    svg
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}\
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}\
+table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
+th{cursor:pointer;background:#f4f4f4}td.text,th.text{text-align:left}\
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}\
+.flame img,.flame svg{max-width:100%;height:auto}.muted{color:#888}";
+
+/// Sorts a table by the clicked column: numbers by `data-v`, text as text.
+const SCRIPT: &str = "document.querySelectorAll('table.sortable th').forEach(function(th,i){\
+th.addEventListener('click',function(){var t=th.closest('table'),b=t.tBodies[0],\
+r=Array.from(b.rows),d=th.dataset.dir==='asc'?-1:1;th.dataset.dir=d===1?'asc':'desc';\
+r.sort(function(x,y){var a=x.cells[i],c=y.cells[i],p=a.dataset.v,q=c.dataset.v;\
+if(p!==undefined&&q!==undefined)return d*(parseFloat(p)-parseFloat(q));\
+return d*a.textContent.localeCompare(c.textContent)});r.forEach(function(x){b.appendChild(x)})})});\
+var s=document.getElementById('flame-agent');if(s){var f=function(){document.querySelectorAll('.flame')\
+.forEach(function(d){d.style.display=d.dataset.agent===s.value?'':'none'})};s.addEventListener('change',f);f()}";
+
+/// A table cell holding a number, sortable by its value.
+fn number(out: &mut String, value: Option<i128>, shown: &str) {
+    match value {
+        Some(v) => {
+            let _ = write!(out, "<td data-v=\"{v}\">{}</td>", escape(shown));
+        }
+        None => out.push_str("<td data-v=\"-1\">-</td>"),
+    }
+}
+
+fn text(out: &mut String, value: &str) {
+    let _ = write!(out, "<td class=\"text\">{}</td>", escape(value));
+}
+
+fn header(out: &mut String, columns: &[&str]) {
+    out.push_str("<thead><tr>");
+    for (i, c) in columns.iter().enumerate() {
+        let class = if i < 2 { " class=\"text\"" } else { "" };
+        let _ = write!(out, "<th{class}>{}</th>", escape(c));
+    }
+    out.push_str("</tr></thead><tbody>");
+}
+
+fn nanos(ns: Option<u64>) -> String {
+    Nanos(ns).to_string()
+}
+
+fn bytes(b: Option<i64>) -> String {
+    Bytes(b).to_string()
+}
+
+/// The memory timeline as an SVG line chart: resident set and heap in use.
+fn timeline_chart(points: &[MemoryTimelinePoint]) -> String {
+    const W: f64 = 800.0;
+    const H: f64 = 200.0;
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return "<p class=\"muted\">No memory timeline: it runs with \
+                `timeline_interval_ms` set (the default) once profiling is initialised.</p>"
+            .to_owned();
+    };
+    let span = (last.unix_ms.saturating_sub(first.unix_ms)).max(1) as f64;
+    let top = points
+        .iter()
+        .flat_map(|p| [p.rss_bytes, p.current_bytes])
+        .flatten()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let line = |value: fn(&MemoryTimelinePoint) -> Option<u64>| -> String {
+        points
+            .iter()
+            .filter_map(|p| {
+                let v = value(p)?;
+                let x = (p.unix_ms - first.unix_ms) as f64 / span * W;
+                let y = H - v as f64 / top * H;
+                Some(format!("{x:.1},{y:.1}"))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "<svg id=\"memory-timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
+         viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"memory timeline\">\
+         <rect width=\"{W}\" height=\"{H}\" fill=\"#fafafa\" stroke=\"#ccc\"/>\
+         <polyline class=\"rss\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" points=\"{}\"/>\
+         <polyline class=\"heap\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>\
+         <text x=\"4\" y=\"14\" font-size=\"12\">{}</text>\
+         <text x=\"4\" y=\"{}\" font-size=\"12\">{} s</text>\
+         <text x=\"{}\" y=\"14\" font-size=\"12\" fill=\"#d62728\">resident</text>\
+         <text x=\"{}\" y=\"28\" font-size=\"12\" fill=\"#1f77b4\">heap in use</text></svg>",
+        H + 20.0,
+        H + 20.0,
+        line(|p| p.rss_bytes),
+        line(|p| p.current_bytes),
+        escape(&bytes(Some(top as i64))),
+        H + 16.0,
+        (span / 1000.0).round(),
+        W - 110.0,
+        W - 110.0,
+    )
+}
+
+impl<'a> HtmlReport<'a> {
+    /// A page of `report`.
+    pub fn new(report: &'a Report) -> Self {
+        Self {
+            report,
+            title: "agentprof report".to_owned(),
+            facts: Vec::new(),
+            flamegraphs: Vec::new(),
+            heap_sites: Vec::new(),
+        }
+    }
+
+    /// The page's title (e.g. the service's name).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// A line of the header: host, process start, window, sampler rate.
+    pub fn fact(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.facts.push((name.into(), value.into()));
+        self
+    }
+
+    /// A CPU flamegraph (inferno SVG) under `label` (`all` or an agent).
+    pub fn flamegraph(mut self, label: impl Into<String>, svg: &[u8]) -> Self {
+        self.flamegraphs
+            .push((label.into(), inline_svg(&String::from_utf8_lossy(svg))));
+        self
+    }
+
+    /// The heap profile's allocation sites (the page shows the top ones by
+    /// bytes in use).
+    pub fn heap_sites(mut self, sites: Vec<HeapSite>) -> Self {
+        self.heap_sites = sites;
+        self
+    }
+
+    /// The page.
+    pub fn render(&self) -> String {
+        let r = self.report;
+        let mut out = String::with_capacity(64 << 10);
+        let _ = write!(
+            out,
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1>",
+            escape(&self.title),
+            escape(&self.title)
+        );
+        self.render_header(&mut out);
+        self.render_agents(&mut out);
+        self.render_functions(&mut out);
+        out.push_str("<section id=\"memory\"><h2>Memory over time</h2>");
+        out.push_str(&timeline_chart(&r.memory_timeline));
+        out.push_str("</section>");
+        self.render_flamegraphs(&mut out);
+        self.render_heap(&mut out);
+        let _ = write!(out, "<script>{SCRIPT}</script></body></html>");
+        out
+    }
+
+    fn render_header(&self, out: &mut String) {
+        let r = self.report;
+        let d = &r.dropped;
+        let mut facts = self.facts.clone();
+        if let Some(clock) = r.cpu_clock {
+            facts.push(("CPU clock".to_owned(), clock.as_str().to_owned()));
+        }
+        if let Some(w) = &r.window {
+            facts.push((
+                "window".to_owned(),
+                format!(
+                    "#{} ({} s)",
+                    w.sequence,
+                    (w.end_unix_ms.saturating_sub(w.start_unix_ms) + 500) / 1000
+                ),
+            ));
+        }
+        if let Some(m) = &r.memory {
+            facts.push((
+                "heap".to_owned(),
+                format!(
+                    "{} in use, {} peak",
+                    bytes(Some(m.current_usage as i64)),
+                    bytes(Some(m.peak_usage as i64))
+                ),
+            ));
+        }
+        facts.push((
+            "dropped".to_owned(),
+            format!(
+                "{} label values truncated, {} over the per-key limit, {} recent invocations evicted, \
+                 {} rows overflowed, {} running untracked",
+                d.label_values_truncated,
+                d.label_values_overflowed,
+                d.recent_invocations_evicted,
+                d.rows_overflowed,
+                d.running_untracked
+            ),
+        ));
+        out.push_str("<dl id=\"facts\">");
+        for (name, value) in &facts {
+            let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(value));
+        }
+        out.push_str("</dl>");
+    }
+
+    fn render_agents(&self, out: &mut String) {
+        out.push_str("<section id=\"agents\"><h2>Agents</h2><table class=\"sortable\">");
+        header(
+            out,
+            &[
+                "agent",
+                "",
+                "calls",
+                "roots",
+                "active",
+                "errors",
+                "cpu",
+                "active cpu",
+                "wall",
+                "wall p50",
+                "wall p99",
+                "allocated",
+            ],
+        );
+        for a in &self.report.agents {
+            out.push_str("<tr>");
+            text(out, a.agent.as_deref().unwrap_or("(none)"));
+            text(out, "");
+            number(out, Some(a.calls.into()), &a.calls.to_string());
+            number(out, Some(a.root_calls.into()), &a.root_calls.to_string());
+            number(out, Some(a.active.into()), &a.active.to_string());
+            number(out, Some(a.errors.into()), &a.errors.to_string());
+            number(out, a.cpu_ns.map(i128::from), &nanos(a.cpu_ns));
+            number(
+                out,
+                a.running.cpu_ns.map(i128::from),
+                &nanos(a.running.cpu_ns),
+            );
+            number(out, Some(a.wall_ns.into()), &nanos(Some(a.wall_ns)));
+            number(out, Some(a.wall_ns_p50.into()), &nanos(Some(a.wall_ns_p50)));
+            number(out, Some(a.wall_ns_p99.into()), &nanos(Some(a.wall_ns_p99)));
+            number(
+                out,
+                a.alloc_bytes.map(i128::from),
+                &bytes(a.alloc_bytes.map(|b| b as i64)),
+            );
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table></section>");
+    }
+
+    fn render_functions(&self, out: &mut String) {
+        out.push_str("<section id=\"functions\"><h2>Functions</h2><table class=\"sortable\">");
+        header(
+            out,
+            &[
+                "agent",
+                "function",
+                "calls",
+                "active",
+                "errors",
+                "cpu",
+                "self cpu",
+                "active cpu",
+                "wall p50",
+                "wall p99",
+                "cpu p99",
+                "sampled",
+                "allocated",
+                "retained",
+            ],
+        );
+        for f in &self.report.functions {
+            out.push_str("<tr>");
+            text(out, f.agent.as_deref().unwrap_or("(none)"));
+            text(out, &f.function);
+            number(out, Some(f.calls.into()), &f.calls.to_string());
+            number(out, Some(f.active.into()), &f.active.to_string());
+            number(out, Some(f.errors.into()), &f.errors.to_string());
+            number(out, f.cpu_ns.map(i128::from), &nanos(f.cpu_ns));
+            number(out, f.self_cpu_ns.map(i128::from), &nanos(f.self_cpu_ns));
+            number(
+                out,
+                f.running.cpu_ns.map(i128::from),
+                &nanos(f.running.cpu_ns),
+            );
+            number(out, Some(f.wall_ns_p50.into()), &nanos(Some(f.wall_ns_p50)));
+            number(out, Some(f.wall_ns_p99.into()), &nanos(Some(f.wall_ns_p99)));
+            number(out, f.cpu_ns_p99.map(i128::from), &nanos(f.cpu_ns_p99));
+            number(
+                out,
+                f.sampled_cpu_ns.map(i128::from),
+                &nanos(f.sampled_cpu_ns),
+            );
+            number(
+                out,
+                f.alloc_bytes.map(i128::from),
+                &bytes(f.alloc_bytes.map(|b| b as i64)),
+            );
+            number(
+                out,
+                f.retained_bytes.map(i128::from),
+                &bytes(f.retained_bytes),
+            );
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table></section>");
+    }
+
+    fn render_flamegraphs(&self, out: &mut String) {
+        out.push_str("<section id=\"flamegraphs\"><h2>CPU flamegraph</h2>");
+        if self.flamegraphs.is_empty() {
+            out.push_str(
+                "<p class=\"muted\">No CPU profile in this page: it comes with the CPU \
+                 sampler (continuous windows, or the live endpoint).</p></section>",
+            );
+            return;
+        }
+        out.push_str("<label>agent <select id=\"flame-agent\">");
+        for (label, _) in &self.flamegraphs {
+            let _ = write!(
+                out,
+                "<option value=\"{}\">{}</option>",
+                escape(label),
+                escape(label)
+            );
+        }
+        out.push_str("</select></label>");
+        for (label, svg) in &self.flamegraphs {
+            let _ = write!(
+                out,
+                "<div class=\"flame\" data-agent=\"{}\"><h3>{}</h3>{svg}</div>",
+                escape(label),
+                escape(label)
+            );
+        }
+        out.push_str("</section>");
+    }
+
+    fn render_heap(&self, out: &mut String) {
+        out.push_str("<section id=\"heap\"><h2>Heap</h2>");
+        if self.heap_sites.is_empty() {
+            out.push_str(
+                "<p class=\"muted\">No heap profile in this page: it comes with the heap \
+                 profiler (`heap_profiling = true`).</p>",
+            );
+        } else {
+            out.push_str("<h3>Top allocation sites (in use)</h3><table class=\"sortable\">");
+            header(out, &["function", "agent", "in use", "allocated"]);
+            let mut sites = self.heap_sites.clone();
+            sites.sort_by_key(|s| std::cmp::Reverse(s.inuse_bytes));
+            for s in sites.iter().take(25) {
+                out.push_str("<tr>");
+                text(out, &s.function);
+                text(out, s.agent.as_deref().unwrap_or("(none)"));
+                number(out, Some(s.inuse_bytes.into()), &bytes(Some(s.inuse_bytes)));
+                number(out, Some(s.alloc_bytes.into()), &bytes(Some(s.alloc_bytes)));
+                out.push_str("</tr>");
+            }
+            out.push_str("</tbody></table>");
+        }
+        out.push_str("<h3>Heap growth between the last two snapshots</h3>");
+        if self.report.heap_growth.is_empty() {
+            out.push_str("<p class=\"muted\">None measured.</p>");
+        } else {
+            out.push_str("<table class=\"sortable\">");
+            header(out, &["function", "agent", "grew", "in use"]);
+            for g in &self.report.heap_growth {
+                out.push_str("<tr>");
+                text(out, &g.function);
+                text(out, g.agent.as_deref().unwrap_or("(none)"));
+                number(
+                    out,
+                    Some(g.growth_bytes.into()),
+                    &bytes(Some(g.growth_bytes)),
+                );
+                number(out, Some(g.inuse_bytes.into()), &bytes(Some(g.inuse_bytes)));
+                out.push_str("</tr>");
+            }
+            out.push_str("</tbody></table>");
+        }
+        out.push_str("</section>");
+    }
+}
+
+#[cfg(feature = "enabled")]
+impl HtmlReport<'_> {
+    /// Adds what the profilers hold: the CPU flamegraph of every sample,
+    /// then of each of the five agents with the most sampled CPU, and the
+    /// heap profile's allocation sites.
+    pub fn profiles(
+        mut self,
+        cpu: Option<&crate::cpu::CpuReport>,
+        heap: Option<&crate::memory::HeapProfile>,
+    ) -> Self {
+        if let Some(cpu) = cpu.filter(|c| c.sample_count() > 0) {
+            self = self.fact(
+                "CPU sampler",
+                format!("{:.0} Hz delivered", cpu.delivered_hz()),
+            );
+            if let Ok(svg) = cpu.flamegraph_svg() {
+                self = self.flamegraph("all", &svg);
+            }
+            let mut agents: Vec<_> = self
+                .report
+                .agents
+                .iter()
+                .filter_map(|a| Some((a.agent.clone()?, a.sampled_cpu_ns.unwrap_or(0))))
+                .filter(|(_, sampled)| *sampled > 0)
+                .collect();
+            agents.sort_by_key(|a| std::cmp::Reverse(a.1));
+            for (agent, _) in agents.into_iter().take(5) {
+                let one = cpu.filter_label("agent", &agent);
+                if one.sample_count() > 0 {
+                    if let Ok(svg) = one.flamegraph_svg() {
+                        self = self.flamegraph(agent, &svg);
+                    }
+                }
+            }
+        }
+        if let Some(heap) = heap {
+            let sites = heap
+                .stacks
+                .iter()
+                .map(|s| HeapSite {
+                    function: allocation_site(s.function_names()),
+                    agent: s.agent.map(str::to_owned),
+                    inuse_bytes: s.inuse_estimate().1,
+                    alloc_bytes: s.alloc_estimate().1,
+                })
+                .collect();
+            self = self.heap_sites(sites);
+        }
+        self
+    }
+}
+
+/// The first frame of a heap stack (leaf first) that is the program's own
+/// rather than the standard library's growth and boxing machinery.
+#[cfg(feature = "enabled")]
+fn allocation_site(frames: Vec<String>) -> String {
+    let library = |f: &str| {
+        [
+            "alloc::", "core::", "std::", "<alloc::", "<core::", "<std::",
+        ]
+        .iter()
+        .any(|p| f.starts_with(p))
+    };
+    frames
+        .iter()
+        .find(|f| !library(f))
+        .or(frames.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_svgs_lose_their_scripts() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let svg = "<?xml version=\"1.0\"?><svg onload=\"init(evt)\" x=\"1\"><script>\
+                   var a = 1;</script><rect onclick=\"s(this)\"/></svg>";
+        assert_eq!(inline_svg(svg), "<svg x=\"1\"><rect/></svg>");
+    }
+}
