@@ -49,14 +49,6 @@ async fn endless_loop(progress: Arc<Progress>, iterations: u64) {
     drop(buffers);
 }
 
-fn wait_for(what: &str, condition: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn table_line<'a>(table: &'a str, function_suffix: &str) -> Vec<&'a str> {
     table
         .lines()
@@ -88,7 +80,7 @@ fn a_never_ending_async_loop_shows_what_it_consumed_so_far() {
         });
         runtime_thread
     };
-    wait_for("the loop to park", || progress.parked.load(SeqCst));
+    common::wait_until("the loop to park", || progress.parked.load(SeqCst));
     let used = progress.cpu_ns.load(SeqCst);
     assert!(used >= 40 * STEP_NS);
 
@@ -208,7 +200,7 @@ fn a_long_sync_loop_is_seen_once_it_has_run_a_millisecond() {
         let (progress, stop) = (progress.clone(), stop.clone());
         std::thread::spawn(move || sync_worker(&progress, &stop))
     };
-    wait_for("the worker to idle", || progress.parked.load(SeqCst));
+    common::wait_until("the worker to idle", || progress.parked.load(SeqCst));
     let used = progress.cpu_ns.load(SeqCst);
     let report = agentprof::report();
     let row = report.functions_named("::sync_worker").next().unwrap();

@@ -17,7 +17,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 pub use common::{burn_cpu_ns, thread_cpu_ns};
 
@@ -45,14 +44,6 @@ async fn client_session(addr: std::net::SocketAddr, id: usize) {
     }
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn every_function_is_named_apart_and_running_loops_show_their_cpu() {
     common::setup();
@@ -75,7 +66,7 @@ fn every_function_is_named_apart_and_running_loops_show_their_cpu() {
             session.await.unwrap();
         }
     });
-    wait_until("the handlers to see their clients leave", || {
+    common::wait_until("the handlers to see their clients leave", || {
         agentprof::report()
             .functions_named("::server::Handler::run")
             .map(|r| r.calls)
@@ -83,7 +74,7 @@ fn every_function_is_named_apart_and_running_loops_show_their_cpu() {
             == CLIENTS as u64
     });
     let db = DB.get().expect("the server published its store");
-    wait_until("the purge task to run 20 times", || {
+    common::wait_until("the purge task to run 20 times", || {
         db.purge_figures().1 >= 20
     });
 
