@@ -20,6 +20,15 @@
 //! configured; `continuous = true` exports a window every
 //! `duration_seconds` through the configured exporter and flushes the last
 //! one at exit.
+//!
+//! With `--serve ADDR` (and the `http` feature) it keeps simulating
+//! sessions until interrupted, with the live endpoint on ADDR:
+//!
+//! ```text
+//! cargo run --release --features http --example agents -- --serve 127.0.0.1:6060
+//! go tool pprof -http=: 'http://127.0.0.1:6060/debug/pprof/profile?seconds=5'
+//! open http://127.0.0.1:6060/debug/agentprof/
+//! ```
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -213,11 +222,99 @@ fn compose_sentence(doc: usize, score: f64) -> String {
     format!("- document {doc} (score {score:.3}) digest {}\n", &s[..16])
 }
 
+const GOALS: [&str; 4] = [
+    "compare flight prices for a trip to lisbon",
+    "summarize term27 and term54 findings for the board",
+    "draft a reply about term3 shipping delays",
+    "find term88 regulations that apply to term41 exports",
+];
+
+/// Runs `SESSIONS` concurrent sessions: (answered, failed).
+async fn run_sessions(first: u32, quiet: bool) -> (u32, u32) {
+    let sessions: Vec<_> = (first..first + SESSIONS)
+        .map(|s| {
+            tokio::spawn(handle_session(
+                s,
+                GOALS[s as usize % GOALS.len()].to_owned(),
+            ))
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for session in sessions {
+        match session.await.expect("session task") {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                failed += 1;
+                if !quiet {
+                    eprintln!("session failed: {e}");
+                }
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// `--serve ADDR`: sessions until Ctrl-C, the live endpoint on ADDR, a
+/// collector window every 10 seconds for the page's CPU-over-time chart.
+#[cfg(feature = "http")]
+fn serve(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let running = Profiler::builder()
+        .window(Duration::from_secs(10))
+        .heap_profiling(true)
+        .http(address)
+        .build()?
+        .start()?;
+    let bound = running.http_addr().expect("the endpoint runs");
+    println!("serving on http://{bound}/debug/pprof/ until Ctrl-C");
+    println!("  go tool pprof -http=: 'http://{bound}/debug/pprof/profile?seconds=5'");
+    println!("  go tool pprof -http=: http://{bound}/debug/pprof/heap");
+    println!("  the HTML report: http://{bound}/debug/agentprof/");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rounds = runtime.block_on(async {
+        // The round in flight finishes: its sessions' blocking work would
+        // otherwise be cancelled under them.
+        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn({
+            let interrupted = interrupted.clone();
+            async move {
+                let _ = tokio::signal::ctrl_c().await;
+                interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let mut rounds = 0u32;
+        while !interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            run_sessions(rounds.wrapping_mul(SESSIONS), true).await;
+            rounds += 1;
+        }
+        rounds
+    });
+    let summary = running.shutdown();
+    println!(
+        "stopped after {rounds} rounds of {SESSIONS} sessions ({} windows cut)",
+        summary.stats.windows
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "http"))]
+fn serve(_address: &str) -> Result<(), Box<dyn std::error::Error>> {
+    Err("--serve needs the live endpoint: \
+         cargo run --release --features http --example agents -- --serve ADDR"
+        .into())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = match std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("AGENTPROF_CONFIG").ok())
-    {
+    let mut args = std::env::args().skip(1);
+    let first = args.next();
+    if first.as_deref() == Some("--serve") {
+        let address = args
+            .next()
+            .ok_or("--serve needs an address, e.g. 127.0.0.1:6060")?;
+        return serve(&address);
+    }
+    let config = match first.or_else(|| std::env::var("AGENTPROF_CONFIG").ok()) {
         Some(path) => Config::from_file(path)?,
         None => {
             let mut config = Config::default();
@@ -241,33 +338,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu.start()?;
     }
     let started = Instant::now();
-    let (ok, failed) = runtime.block_on(async {
-        let goals = [
-            "compare flight prices for a trip to lisbon",
-            "summarize term27 and term54 findings for the board",
-            "draft a reply about term3 shipping delays",
-            "find term88 regulations that apply to term41 exports",
-        ];
-        let sessions: Vec<_> = (0..SESSIONS)
-            .map(|s| {
-                tokio::spawn(handle_session(
-                    s,
-                    goals[s as usize % goals.len()].to_owned(),
-                ))
-            })
-            .collect();
-        let (mut ok, mut failed) = (0, 0);
-        for session in sessions {
-            match session.await.expect("session task") {
-                Ok(_) => ok += 1,
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("session failed: {e}");
-                }
-            }
-        }
-        (ok, failed)
-    });
+    let (ok, failed) = runtime.block_on(run_sessions(0, false));
     let elapsed = started.elapsed();
     let cpu_report = cpu
         .is_running()

@@ -114,7 +114,7 @@ pub use agentprof_runtime::{
     current_context, env_overrides, init, invocation, is_enabled, recent_invocations, report,
     reset, set_enabled, spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config,
     Context, CpuClock, CpuClockConfig, CpuProfilingConfig, Dropped, Error, ExporterType,
-    FunctionRow, FutureExt, InvocationRecord, MemoryProfilingConfig, Outcome,
+    FunctionRow, FutureExt, HttpConfig, InvocationRecord, MemoryProfilingConfig, Outcome,
     ProfileExporterConfig, ProfilingConfig, Report, ResourceAttribution, ResourceContext,
     ResourceUsage, Result, Running, RunningInvocation, Secret, TelemetryConfig, WindowAgentRow,
     WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
@@ -132,6 +132,9 @@ pub use agentprof_runtime::{spawn, spawn_blocking};
 
 #[cfg(feature = "metrics")]
 pub use agentprof_runtime::publish_metrics;
+
+#[cfg(feature = "http")]
+pub use agentprof_runtime::{HttpServer, HttpStats};
 
 #[doc(hidden)]
 #[cfg(feature = "enabled")]

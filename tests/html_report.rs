@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use agentprof::{profiled, CpuProfiler, HeapProfiler, HeapProfilerConfig, HtmlReport};
@@ -25,51 +24,6 @@ fn plan_route() -> u64 {
 fn read_sources() -> u64 {
     let pages = vec![vec![0u8; 8192]; 16];
     common::burn_cpu_ns(6_000_000) + pages.len() as u64
-}
-
-fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            let path = Command::new("which").arg(name).output().ok()?;
-            path.status
-                .success()
-                .then(|| PathBuf::from(String::from_utf8_lossy(&path.stdout).trim()))
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var("AGENTPROF_REQUIRE_CHROMIUM").is_err(),
-            "Chromium is required (AGENTPROF_REQUIRE_CHROMIUM) but not installed"
-        );
-        eprintln!("chromium not installed: browser checks skipped");
-    }
-    found
-}
-
-/// Runs headless Chromium on `page` with `args`: (stdout, stderr).
-fn run_chromium(browser: &Path, profile: &Path, page: &Path, args: &[&str]) -> (String, String) {
-    let output = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("run chromium");
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -115,9 +69,17 @@ fn the_html_report_renders_tables_flamegraphs_and_the_memory_chart_offline() {
     std::fs::write(&page, &html).unwrap();
     let plain = dir.0.join("plain.html");
     std::fs::write(&plain, report.to_html()).unwrap();
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = common::chromium() else {
+        return;
+    };
+    let url = |page: &Path| format!("file://{}", page.display());
 
-    let (dom, log) = run_chromium(&browser, &dir.0.join("profile"), &page, &["--dump-dom"]);
+    let (dom, log) = common::run_chromium(
+        &browser,
+        &dir.0.join("profile"),
+        &url(&page),
+        &["--dump-dom"],
+    );
     for agent in ["planner", "researcher"] {
         assert!(
             dom.contains(&format!("<td class=\"text\">{agent}</td>")),
@@ -144,18 +106,22 @@ fn the_html_report_renders_tables_flamegraphs_and_the_memory_chart_offline() {
         "script errors: {log}"
     );
 
-    let (plain_dom, plain_log) =
-        run_chromium(&browser, &dir.0.join("profile"), &plain, &["--dump-dom"]);
+    let (plain_dom, plain_log) = common::run_chromium(
+        &browser,
+        &dir.0.join("profile"),
+        &url(&plain),
+        &["--dump-dom"],
+    );
     assert!(plain_dom.contains("<td class=\"text\">planner</td>"));
     assert!(!plain_log.contains("Uncaught"), "{plain_log}");
 
     // A screenshot, kept as a test artifact under target/.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agentprof-report.png");
     let _ = std::fs::remove_file(&shot);
-    run_chromium(
+    common::run_chromium(
         &browser,
         &dir.0.join("profile"),
-        &page,
+        &url(&page),
         &[
             &format!("--screenshot={}", shot.display()),
             "--window-size=1280,2200",

@@ -40,8 +40,8 @@ mod noop;
 
 pub use config::{
     env_overrides, AttributionConfig, Config, CpuClockConfig, CpuProfilingConfig, ExporterType,
-    HeapProfilerConfig, MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig, Secret,
-    TelemetryConfig, DEFAULT_SAMPLE_INTERVAL,
+    HeapProfilerConfig, HttpConfig, MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig,
+    Secret, TelemetryConfig, DEFAULT_SAMPLE_INTERVAL,
 };
 pub use error::{Error, Result};
 pub use model::{
@@ -72,6 +72,8 @@ pub use memory::{
 };
 #[cfg(feature = "metrics")]
 pub use pipeline::publish_metrics;
+#[cfg(feature = "http")]
+pub use pipeline::{HttpServer, HttpStats};
 #[cfg(feature = "enabled")]
 pub use pipeline::{Profiler, ProfilerBuilder, RunningProfiler};
 #[cfg(feature = "enabled")]

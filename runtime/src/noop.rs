@@ -567,6 +567,10 @@ impl ProfilerBuilder {
         self
     }
     /// No-op.
+    pub fn heap_sample_interval(self, _bytes: u64) -> Self {
+        self
+    }
+    /// No-op.
     pub fn queue_size(self, _windows: usize) -> Self {
         self
     }

@@ -59,13 +59,19 @@ pub fn rel_diff(a: u64, b: u64) -> f64 {
 /// `go tool pprof <args> <file>`'s output, or `None` when Go is absent and
 /// not required. With `AGENTPROF_REQUIRE_GO_PPROF=1` (as CI sets it) a
 /// missing Go is a failure, not a skip.
-pub fn go_pprof(args: &[&str], file: &std::path::Path) -> Option<String> {
+pub fn go_pprof(args: &[&str], source: impl AsRef<std::ffi::OsStr>) -> Option<String> {
     let required = std::env::var("AGENTPROF_REQUIRE_GO_PPROF").is_ok_and(|v| v == "1");
+    // Where pprof keeps a copy of what it fetched over HTTP.
+    let fetched = TempDir::new(&format!(
+        "pprof-fetched-{}",
+        FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let output = std::process::Command::new("go")
         .args(["tool", "pprof"])
         .args(args)
-        .arg(file)
+        .arg(source)
         .env("HOME", std::env::temp_dir())
+        .env("PPROF_TMPDIR", &fetched.0)
         .output();
     match output {
         Ok(out) => {
@@ -90,6 +96,68 @@ pub fn go_pprof(args: &[&str], file: &std::path::Path) -> Option<String> {
             panic!("go tool pprof is required (AGENTPROF_REQUIRE_GO_PPROF=1) but cannot run: {e}")
         }
     }
+}
+
+static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Headless Chromium, or `None` when it is absent and not required
+/// (`AGENTPROF_REQUIRE_CHROMIUM=1`, as CI sets it, makes its absence a
+/// failure).
+pub fn chromium() -> Option<std::path::PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            let path = std::process::Command::new("which")
+                .arg(name)
+                .output()
+                .ok()?;
+            path.status
+                .success()
+                .then(|| std::path::PathBuf::from(String::from_utf8_lossy(&path.stdout).trim()))
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("AGENTPROF_REQUIRE_CHROMIUM").is_err(),
+            "Chromium is required (AGENTPROF_REQUIRE_CHROMIUM) but not installed"
+        );
+        eprintln!("chromium not installed: browser checks skipped");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `args`, with `profile` as its
+/// user data directory and every host but loopback unresolvable (so that
+/// a page fetching anything from the network logs an error): (stdout,
+/// stderr).
+pub fn run_chromium(
+    browser: &std::path::Path,
+    profile: &std::path::Path,
+    url: &str,
+    args: &[&str],
+) -> (String, String) {
+    let output = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// A directory of this test process under the temp dir, removed when

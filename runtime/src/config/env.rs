@@ -95,6 +95,12 @@ const OVERRIDES: &[Override] = overrides! {
         |c, v| c.telemetry.profiling.attribution.label_value_max_len => parse_num(v)?;
     "AGENTPROF_LABEL_VALUES_PER_KEY" => "telemetry.profiling.attribution.label_values_per_key":
         |c, v| c.telemetry.profiling.attribution.label_values_per_key => parse_num(v)?;
+    "AGENTPROF_HTTP_LISTEN" => "telemetry.profiling.http.listen":
+        |c, v| c.telemetry.profiling.http.listen => Some(v.trim().to_owned());
+    "AGENTPROF_HTTP_TOKEN" => "telemetry.profiling.http.token":
+        |c, v| c.telemetry.profiling.http.token => Some(super::Secret::new(v));
+    "AGENTPROF_HTTP_MAX_SECONDS" => "telemetry.profiling.http.max_seconds":
+        |c, v| c.telemetry.profiling.http.max_seconds => parse_num(v)?;
 };
 
 /// The environment variables that override configuration keys, applied

@@ -24,3 +24,6 @@ pub(crate) const RECENT_INVOCATIONS: &str = "telemetry.profiling.attribution.rec
 pub(crate) const LABEL_VALUE_MAX_LEN: &str = "telemetry.profiling.attribution.label_value_max_len";
 pub(crate) const LABEL_VALUES_PER_KEY: &str =
     "telemetry.profiling.attribution.label_values_per_key";
+pub(crate) const HTTP_LISTEN: &str = "telemetry.profiling.http.listen";
+pub(crate) const HTTP_TOKEN: &str = "telemetry.profiling.http.token";
+pub(crate) const HTTP_MAX_SECONDS: &str = "telemetry.profiling.http.max_seconds";

@@ -28,6 +28,11 @@
 //! recent_invocations = 1024
 //! label_value_max_len = 128
 //! label_values_per_key = 1000
+//!
+//! [telemetry.profiling.http]  # the live endpoint (feature `http`)
+//! listen = "127.0.0.1:6060"   # absent: no endpoint
+//! token = "..."               # required to listen beyond loopback
+//! max_seconds = 60            # longest profile one request may ask for
 //! ```
 //!
 //! Other tables of the file belong to the application and are ignored;
@@ -107,6 +112,9 @@ pub struct ProfilingConfig {
     /// `[telemetry.profiling.attribution]`.
     #[serde(default)]
     pub attribution: AttributionConfig,
+    /// `[telemetry.profiling.http]`.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// `[telemetry.profiling.cpu]`.
@@ -426,6 +434,50 @@ impl Default for ProfileExporterConfig {
             max_bytes: default_max_bytes(),
             queue_size: default_queue_size(),
             shutdown_timeout_ms: default_shutdown_timeout(),
+        }
+    }
+}
+
+/// `[telemetry.profiling.http]`: the live endpoint (`/debug/pprof/*`,
+/// `/debug/agentprof/*`), built with the `http` feature.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `"127.0.0.1:6060"` (port 0 picks a free
+    /// one); absent, no endpoint runs.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Bearer token every request must carry (`Authorization: Bearer`, or
+    /// as the password of basic auth). Required for an address that is not
+    /// loopback.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Longest CPU profile one request may ask for, seconds (default 60);
+    /// longer requests are cut to it.
+    #[serde(default = "default_http_max_seconds")]
+    pub max_seconds: u64,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token)
+            .field("max_seconds", &self.max_seconds)
+            .finish()
+    }
+}
+
+fn default_http_max_seconds() -> u64 {
+    60
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token: None,
+            max_seconds: default_http_max_seconds(),
         }
     }
 }

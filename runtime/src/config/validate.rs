@@ -1,7 +1,7 @@
 //! Validation: every value checked against what it allows, with errors
 //! that name the key.
 
-use super::{keys, Config, ExporterType};
+use super::{keys, Config, ExporterType, HttpConfig};
 use crate::error::{Error, Result};
 
 /// The CPU sampling rates allowed, Hz.
@@ -43,6 +43,45 @@ fn check_range(
             allowed.end()
         ),
     ))
+}
+
+/// Shortest token accepted: guessable tokens guard nothing.
+const MIN_TOKEN_LEN: usize = 16;
+
+fn check_http(http: &HttpConfig) -> Result<()> {
+    check_range(
+        keys::HTTP_MAX_SECONDS,
+        http.max_seconds,
+        1..=3600,
+        "seconds",
+    )?;
+    if let Some(listen) = &http.listen {
+        if listen.trim().is_empty() {
+            return Err(invalid(keys::HTTP_LISTEN, "must not be empty"));
+        }
+        if !listen.contains(':') {
+            return Err(invalid(
+                keys::HTTP_LISTEN,
+                format!("{listen:?} has no port; write host:port, e.g. \"127.0.0.1:6060\""),
+            ));
+        }
+    }
+    if let Some(token) = &http.token {
+        let token = token.expose();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(invalid(
+                keys::HTTP_TOKEN,
+                format!("is {} bytes; use at least {MIN_TOKEN_LEN}", token.len()),
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                keys::HTTP_TOKEN,
+                "may hold only printable ASCII without spaces (it travels in a header)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Error {
@@ -155,6 +194,7 @@ impl Config {
         if p.exporter.file_output_dir.as_deref() == Some("") {
             return Err(invalid(keys::FILE_OUTPUT_DIR, "must not be empty"));
         }
+        check_http(&p.http)?;
         let a = &p.attribution;
         if a.recent_invocations > 1_000_000 {
             return Err(invalid(
@@ -197,6 +237,13 @@ impl Config {
         let p = &self.telemetry.profiling;
         if !self.recording() {
             return None;
+        }
+        if p.http.listen.is_some() && !cfg!(feature = "http") {
+            return Some(Error::Unsupported {
+                key: keys::HTTP_LISTEN.to_owned(),
+                what: "the live HTTP endpoint".to_owned(),
+                hint: Some("build agentprof with the `http` feature".to_owned()),
+            });
         }
         if p.exporter.type_ == ExporterType::Pyroscope && !cfg!(feature = "pyroscope") {
             return Some(Error::Unsupported {

@@ -18,10 +18,15 @@
 mod buffer;
 mod report;
 mod signal;
+// Its consumers (the live endpoint) are optional features.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod tap;
 mod timer;
 
 pub use crate::model::TimerMode;
 pub use report::{CpuReport, CpuSample};
+#[cfg(feature = "http")]
+pub(crate) use tap::CpuTap;
 #[doc(hidden)]
 pub use timer::force_process_timer;
 
@@ -105,17 +110,10 @@ struct Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, raw: Vec<RawSample>) {
-        {
-            let mut by_owner = sampled_by_owner();
-            let by_owner = by_owner.get_or_insert_with(HashMap::new);
-            for s in raw.iter().filter(|s| s.owner != 0) {
-                *by_owner.entry(s.owner).or_default() += s.weight_ns;
-            }
-        }
+    fn add<'a>(&mut self, raw: impl IntoIterator<Item = &'a RawSample>) {
         for s in raw {
             let key = SampleKey {
-                frames: s.frames,
+                frames: s.frames.clone(),
                 invocation: s.invocation,
                 owner: s.owner,
                 thread: s.tid,
@@ -131,6 +129,27 @@ impl Aggregate {
             totals.cpu_ns += s.weight_ns;
         }
     }
+}
+
+/// Hands drained samples to every consumer: the row totals (once), the
+/// profiler's own aggregate, and each attached [`tap::CpuTap`].
+fn deliver(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
+    if raw.is_empty() {
+        return;
+    }
+    {
+        let mut by_owner = sampled_by_owner();
+        let by_owner = by_owner.get_or_insert_with(HashMap::new);
+        for s in raw.iter().filter(|s| s.owner != 0) {
+            *by_owner.entry(s.owner).or_default() += s.weight_ns;
+        }
+    }
+    tap::deliver(raw);
+    aggregate
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add(raw.iter());
+    raw.clear();
 }
 
 struct Running {
@@ -272,6 +291,11 @@ impl CpuProfiler {
                 });
             }
         };
+        tap::sampler_started(tap::Sampler {
+            hz: self.frequency,
+            mode: timers.mode,
+            started_in: StartedIn::this_process(),
+        });
         Ok(Running {
             started_in: StartedIn::this_process(),
             timers,
@@ -317,11 +341,8 @@ impl CpuProfiler {
             let session = unsafe { &*signal::SESSION.load(Acquire) };
             let mut raw = Vec::new();
             session.buffer.drain(&mut raw);
-            running
-                .aggregate
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .add(raw);
+            deliver(&running.aggregate, &mut raw);
+            tap::sampler_stopped();
             (
                 session.buffer.dropped_full.load(Relaxed),
                 session.dropped_busy.load(Relaxed),
@@ -428,12 +449,7 @@ fn drain_into(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
         return;
     };
     session.buffer.drain(raw);
-    if !raw.is_empty() {
-        aggregate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(std::mem::take(raw));
-    }
+    deliver(aggregate, raw);
 }
 
 /// What a forked child must not inherit.

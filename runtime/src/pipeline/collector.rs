@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::export::{timestamp, CollectorStats, ProfileExporter, ShutdownSummary, Window};
+use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
 use crate::cpu::CpuProfiler;
 use crate::fork::{self, StartedIn};
 use crate::memory::HeapProfiler;
 use crate::model::Report;
-use crate::report::HtmlReport;
 use crate::report::WindowMeter;
 
 struct Payload {
@@ -234,6 +233,7 @@ fn cut(
             p.cut_window()
         }
         .ok()
+        .map(std::sync::Arc::new)
     });
     #[cfg(feature = "metrics")]
     if let Some(r) = &cpu_report {
@@ -241,21 +241,24 @@ fn cut(
     }
     let heap_snapshot = HeapProfiler::running().map(|h| h.snapshot());
     let mut report = crate::report::report();
-    report.window = Some(meter.cut(window.sequence, window.start, window.end));
+    let figures = meter.cut(window.sequence, window.start, window.end);
+    super::history::record(&figures, cpu_report.clone());
+    report.window = Some(figures);
     #[cfg(feature = "metrics")]
     super::metrics::publish(&report);
-    let html = HtmlReport::new(&report)
-        .title(format!("agentprof: {}", super::export::service_name()))
-        .fact(
-            "window",
+    let html = super::page::render(
+        &report,
+        cpu_report.as_deref(),
+        heap_snapshot.as_ref(),
+        vec![(
+            "window".to_owned(),
             format!(
                 "{} to {} UTC",
-                timestamp(window.start),
-                timestamp(window.end)
+                super::page::readable(window.start),
+                super::page::readable(window.end)
             ),
-        )
-        .profiles(cpu_report.as_ref(), heap_snapshot.as_ref())
-        .render();
+        )],
+    );
     let cpu = cpu_report.map(|r| {
         let svg = r.flamegraph_svg().unwrap_or_default();
         (r.pprof_gzip(), svg)

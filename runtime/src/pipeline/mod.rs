@@ -6,11 +6,19 @@ pub mod export;
 
 #[cfg(feature = "enabled")]
 mod collector;
+#[cfg(feature = "enabled")]
+mod history;
+#[cfg(feature = "http")]
+mod http;
 #[cfg(feature = "metrics")]
 mod metrics;
 #[cfg(feature = "enabled")]
+mod page;
+#[cfg(feature = "enabled")]
 mod profiler;
 
+#[cfg(feature = "http")]
+pub use http::{HttpServer, HttpStats};
 #[cfg(feature = "metrics")]
 pub use metrics::publish_metrics;
 #[cfg(feature = "enabled")]

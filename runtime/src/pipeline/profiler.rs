@@ -81,8 +81,17 @@ impl Profiler {
     pub fn start(mut self) -> Result<RunningProfiler> {
         super::init(&self.config)?;
         let p = &self.config.telemetry.profiling;
+        #[cfg(feature = "http")]
+        let http = match (&p.http.listen, self.config.recording()) {
+            (Some(_), true) => Some(super::http::HttpServer::start(&p.http, p.cpu.frequency)?),
+            _ => None,
+        };
         if !(self.config.recording() && p.cpu.continuous) {
-            return Ok(RunningProfiler { collector: None });
+            return Ok(RunningProfiler {
+                collector: None,
+                #[cfg(feature = "http")]
+                http,
+            });
         }
         self.exporters.start()?;
         let mut cpu = CpuProfiler::new(p.cpu.clone())?;
@@ -102,6 +111,8 @@ impl Profiler {
         })?;
         Ok(RunningProfiler {
             collector: Some(collector),
+            #[cfg(feature = "http")]
+            http,
         })
     }
 }
@@ -125,6 +136,15 @@ impl ProfilerBuilder {
         self
     }
 
+    /// Sampled heap profiling, one sample per `bytes` allocated on average
+    /// (`memory.sample_interval_bytes`).
+    pub fn heap_sample_interval(mut self, bytes: u64) -> Self {
+        let memory = &mut self.config.telemetry.profiling.memory;
+        memory.heap_profiling = true;
+        memory.sample_interval_bytes = Some(bytes);
+        self
+    }
+
     /// Windows the export queue holds before dropping the oldest.
     pub fn queue_size(mut self, windows: usize) -> Self {
         self.config.telemetry.profiling.exporter.queue_size = windows;
@@ -141,6 +161,22 @@ impl ProfilerBuilder {
     pub fn file_exporter(mut self, dir: impl Into<String>) -> Self {
         self.config.telemetry.profiling.exporter.file_output_dir = Some(dir.into());
         self.file_exporter = true;
+        self
+    }
+
+    /// Serves the live endpoint on `listen` (`"127.0.0.1:6060"`; port 0
+    /// picks one, see [`RunningProfiler::http_addr`]).
+    #[cfg(feature = "http")]
+    pub fn http(mut self, listen: impl Into<String>) -> Self {
+        self.config.telemetry.profiling.http.listen = Some(listen.into());
+        self
+    }
+
+    /// The token the live endpoint asks of every request (required for an
+    /// address beyond loopback).
+    #[cfg(feature = "http")]
+    pub fn http_token(mut self, token: impl Into<crate::config::Secret>) -> Self {
+        self.config.telemetry.profiling.http.token = Some(token.into());
         self
     }
 
@@ -169,6 +205,8 @@ impl ProfilerBuilder {
 /// A started profiler. Dropping it without `shutdown` stops it the same way.
 pub struct RunningProfiler {
     collector: Option<Collector>,
+    #[cfg(feature = "http")]
+    http: Option<super::http::HttpServer>,
 }
 
 impl RunningProfiler {
@@ -179,6 +217,18 @@ impl RunningProfiler {
             .map_or_else(CollectorStats::default, Collector::stats)
     }
 
+    /// The live endpoint's address, when it runs.
+    #[cfg(feature = "http")]
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(super::http::HttpServer::local_addr)
+    }
+
+    /// The live endpoint's counters, when it runs.
+    #[cfg(feature = "http")]
+    pub fn http_stats(&self) -> Option<super::http::HttpStats> {
+        self.http.as_ref().map(super::http::HttpServer::stats)
+    }
+
     /// Flushes the last partial window and stops, within the configured
     /// shutdown timeout even when an exporter hangs.
     pub fn shutdown(mut self) -> ShutdownSummary {
@@ -186,6 +236,10 @@ impl RunningProfiler {
     }
 
     fn stop(&mut self) -> ShutdownSummary {
+        // The endpoint first: its profile requests tap the sampler the
+        // collector is about to stop.
+        #[cfg(feature = "http")]
+        drop(self.http.take());
         match self.collector.take() {
             Some(collector) => collector.shutdown(),
             None => ShutdownSummary {

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::table::{Bytes, Nanos};
-use crate::model::{MemoryTimelinePoint, Report};
+use crate::model::{MemoryTimelinePoint, Report, WindowFigures};
 
 /// A heap allocation site for the page's heap table.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -31,6 +31,7 @@ pub struct HtmlReport<'a> {
     facts: Vec<(String, String)>,
     flamegraphs: Vec<(String, String)>,
     heap_sites: Vec<HeapSite>,
+    cpu_history: Vec<WindowFigures>,
 }
 
 impl Report {
@@ -181,6 +182,102 @@ fn timeline_chart(points: &[MemoryTimelinePoint]) -> String {
     )
 }
 
+/// Agents drawn in the CPU-over-time chart (those with the most CPU).
+const CHART_AGENTS: usize = 8;
+const CHART_COLOURS: [&str; CHART_AGENTS] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// Each agent's CPU per window, in cores (CPU time over the window's
+/// length), as an SVG line chart.
+fn agent_cpu_chart(windows: &[WindowFigures]) -> String {
+    const W: f64 = 800.0;
+    const H: f64 = 200.0;
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        return "<p class=\"muted\">No windows yet: they come with continuous profiling \
+                (`cpu.continuous = true`).</p>"
+            .to_owned();
+    };
+    let label = |agent: &Option<String>| agent.clone().unwrap_or_else(|| "(none)".to_owned());
+    let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    for a in windows.iter().flat_map(|w| &w.agents) {
+        *totals.entry(label(&a.agent)).or_default() += a.cpu_ns.unwrap_or(0);
+    }
+    let mut agents: Vec<_> = totals.into_iter().filter(|(_, cpu)| *cpu > 0).collect();
+    agents.sort_by_key(|(_, cpu)| std::cmp::Reverse(*cpu));
+    agents.truncate(CHART_AGENTS);
+    let cores = |w: &WindowFigures, agent: &str| {
+        let length_ns = (w.end_unix_ms.saturating_sub(w.start_unix_ms)).max(1) as f64 * 1e6;
+        let cpu = w
+            .agents
+            .iter()
+            .filter(|a| label(&a.agent) == agent)
+            .map(|a| a.cpu_ns.unwrap_or(0))
+            .sum::<u64>();
+        cpu as f64 / length_ns
+    };
+    let top = windows
+        .iter()
+        .flat_map(|w| agents.iter().map(move |(agent, _)| cores(w, agent)))
+        .fold(0.0f64, f64::max)
+        .max(0.01);
+    let span = (last.end_unix_ms.saturating_sub(first.end_unix_ms)).max(1) as f64;
+    let mut out = format!(
+        "<svg id=\"agent-cpu\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
+         viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"CPU per agent over time\">\
+         <rect width=\"{W}\" height=\"{H}\" fill=\"#fafafa\" stroke=\"#ccc\"/>",
+        H + 20.0,
+        H + 20.0
+    );
+    for (i, ((agent, _), colour)) in agents.iter().zip(CHART_COLOURS).enumerate() {
+        let points: Vec<_> = windows
+            .iter()
+            .map(|w| {
+                let x = if windows.len() == 1 {
+                    W / 2.0
+                } else {
+                    (w.end_unix_ms - first.end_unix_ms) as f64 / span * W
+                };
+                let y = H - cores(w, agent) / top * H;
+                (x, y)
+            })
+            .collect();
+        let line = points
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = write!(
+            out,
+            "<polyline class=\"agent\" data-agent=\"{}\" fill=\"none\" stroke=\"{colour}\" \
+             stroke-width=\"1.5\" points=\"{line}\"/>",
+            escape(agent)
+        );
+        for (x, y) in &points {
+            let _ = write!(
+                out,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2\" fill=\"{colour}\"/>"
+            );
+        }
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{}</text>",
+            W - 150.0,
+            14.0 * (i + 1) as f64,
+            escape(agent)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"4\" y=\"14\" font-size=\"12\">{top:.2} cores</text>\
+         <text x=\"4\" y=\"{}\" font-size=\"12\">{} windows over {} s</text></svg>",
+        H + 16.0,
+        windows.len(),
+        (span / 1000.0).round()
+    );
+    out
+}
+
 impl<'a> HtmlReport<'a> {
     /// A page of `report`.
     pub fn new(report: &'a Report) -> Self {
@@ -190,6 +287,7 @@ impl<'a> HtmlReport<'a> {
             facts: Vec::new(),
             flamegraphs: Vec::new(),
             heap_sites: Vec::new(),
+            cpu_history: Vec::new(),
         }
     }
 
@@ -219,6 +317,13 @@ impl<'a> HtmlReport<'a> {
         self
     }
 
+    /// Windows of continuous profiling, oldest first: the page charts each
+    /// agent's CPU over them.
+    pub fn cpu_history(mut self, windows: Vec<WindowFigures>) -> Self {
+        self.cpu_history = windows;
+        self
+    }
+
     /// The page.
     pub fn render(&self) -> String {
         let r = self.report;
@@ -235,6 +340,8 @@ impl<'a> HtmlReport<'a> {
         self.render_functions(&mut out);
         out.push_str("<section id=\"memory\"><h2>Memory over time</h2>");
         out.push_str(&timeline_chart(&r.memory_timeline));
+        out.push_str("</section><section id=\"cpu-over-time\"><h2>CPU per agent over time</h2>");
+        out.push_str(&agent_cpu_chart(&self.cpu_history));
         out.push_str("</section>");
         self.render_flamegraphs(&mut out);
         self.render_heap(&mut out);

@@ -10,7 +10,7 @@ use agentprof::export::ProfileExporter;
 use agentprof::{
     AgentResourceStats, AgentRow, AttributionConfig, CollectorStats, Config, Context, CpuProfiler,
     CpuProfilingConfig, CpuReport, CpuSample, Dropped, Error, ExporterType, FunctionRow, FutureExt,
-    HeapDropped, HeapGrowth, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapSite, HeapStack,
+    HeapDropped, HeapGrowth, HttpConfig, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapSite, HeapStack,
     HtmlReport, InInvocation, InvocationRecord, MemoryProfilingConfig, MemoryStats,
     MemoryTimelinePoint, Outcome, ProfileExporterConfig, ProfiledFuture, Profiler, ProfilerBuilder,
     ProfilingConfig, Report, ResourceAttribution, ResourceContext, ResourceUsage, Running,
@@ -109,6 +109,7 @@ fn main() {
                 memory: MemoryProfilingConfig::default(),
                 exporter: ProfileExporterConfig::default(),
                 attribution: AttributionConfig::default(),
+                http: HttpConfig::default(),
             },
             ..TelemetryConfig::default()
         },
@@ -121,6 +122,8 @@ fn main() {
     let builder: ProfilerBuilder = Profiler::builder()
         .window(Duration::from_secs(60))
         .cpu_frequency(99)
+        .heap_profiling(false)
+        .heap_sample_interval(1 << 20)
         .heap_profiling(false)
         .queue_size(2)
         .shutdown_timeout(Duration::from_secs(1))
