@@ -55,7 +55,7 @@ fn a_known_call_chain_in_a_release_binary_is_unwound_and_named() {
     let svg = std::fs::read_to_string(out.join("flamegraph.svg")).unwrap();
     assert!(svg.contains("cpu_chain::chain_inner") && svg.contains("cpu_chain::chain_outer"));
 
-    if let Some(top) = common::go_pprof(&["-top"], &out.join("cpu.pb.gz")) {
+    if let Some(top) = common::go_pprof(&["-top"], out.join("cpu.pb.gz")) {
         let line = top
             .lines()
             .find(|l| l.contains("chain_inner"))

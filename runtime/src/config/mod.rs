@@ -696,4 +696,51 @@ pyroscope_endpoint = "http://localhost:4040"
             .to_string();
         assert!(e.contains("1 to 10000"), "{e}");
     }
+
+    #[test]
+    fn the_http_table_is_checked_by_key_and_keeps_its_token_secret() {
+        let token = "a-token-of-24-characters";
+        let c = Config::from_toml_str(&format!(
+            "[telemetry.profiling]\nenabled = true\n[telemetry.profiling.http]\n\
+             listen = \"127.0.0.1:6060\"\ntoken = \"{token}\"\nmax_seconds = 30\n"
+        ))
+        .unwrap();
+        assert_eq!(c.telemetry.profiling.http.max_seconds, 30);
+        assert!(!format!("{c:?}").contains(token), "Debug shows the token");
+        if cfg!(feature = "http") {
+            assert!(c.unsupported().is_none());
+        } else {
+            let e = c.unsupported().expect("refused").to_string();
+            assert!(
+                e.contains(keys::HTTP_LISTEN) && e.contains("`http` feature"),
+                "{e}"
+            );
+        }
+        for (table, key) in [
+            ("max_seconds = 0", keys::HTTP_MAX_SECONDS),
+            ("max_seconds = 3601", keys::HTTP_MAX_SECONDS),
+            ("token = \"short\"", keys::HTTP_TOKEN),
+            ("token = \"has a space in the middle!\"", keys::HTTP_TOKEN),
+            ("listen = \"6060\"", keys::HTTP_LISTEN),
+            ("listn = \"127.0.0.1:6060\"", "listn"),
+        ] {
+            let e = Config::from_toml_str(&format!("[telemetry.profiling.http]\n{table}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{table}: {e}");
+            assert!(!e.contains("short\"") && !e.contains("has a space"), "{e}");
+        }
+        let mut c = Config::default();
+        c.apply_env(|n| match n {
+            "AGENTPROF_HTTP_LISTEN" => Some(" 127.0.0.1:0 ".to_owned()),
+            "AGENTPROF_HTTP_TOKEN" => Some(token.to_owned()),
+            "AGENTPROF_HTTP_MAX_SECONDS" => Some("5".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let http = &c.telemetry.profiling.http;
+        assert_eq!(http.listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(http.token.as_ref().map(Secret::expose), Some(token));
+        assert_eq!(http.max_seconds, 5);
+    }
 }
