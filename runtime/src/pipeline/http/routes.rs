@@ -221,8 +221,31 @@ struct TakenProfile {
     shared: bool,
 }
 
+/// What a reply says of how its profile was taken.
+struct TakenHeaders {
+    seconds: u64,
+    capped: bool,
+    hz: u32,
+    hz_ignored: bool,
+    shared: bool,
+}
+
 impl TakenProfile {
-    fn headers(&self, reply: &mut Reply) {
+    /// The report, and the headers that describe it.
+    fn split(self) -> (CpuReport, TakenHeaders) {
+        let headers = TakenHeaders {
+            seconds: self.seconds,
+            capped: self.capped,
+            hz: self.report.requested_hz,
+            hz_ignored: self.hz_ignored,
+            shared: self.shared,
+        };
+        (self.report, headers)
+    }
+}
+
+impl TakenHeaders {
+    fn apply(&self, reply: &mut Reply) {
         let headers = reply.headers_mut();
         let mut set = |name: &'static str, value: String| {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -231,7 +254,7 @@ impl TakenProfile {
         };
         set("x-agentprof-seconds", self.seconds.to_string());
         set("x-agentprof-seconds-capped", self.capped.to_string());
-        set("x-agentprof-hz", self.report.requested_hz.to_string());
+        set("x-agentprof-hz", self.hz.to_string());
         set("x-agentprof-hz-ignored", self.hz_ignored.to_string());
         set("x-agentprof-shared-sampler", self.shared.to_string());
     }
@@ -267,7 +290,7 @@ async fn cpu_profile(query: &Query, state: &Arc<State>) -> Reply {
         Ok(taken) => taken,
         Err(reply) => return reply,
     };
-    let report = taken.report.clone();
+    let (report, taken) = taken.split();
     let body = match blocking(move || Ok(report.pprof_gzip())).await {
         Ok(body) => body,
         Err(e) => return error_reply(&e),
@@ -277,7 +300,7 @@ async fn cpu_profile(query: &Query, state: &Arc<State>) -> Reply {
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static("attachment; filename=\"profile.pb.gz\""),
     );
-    taken.headers(&mut reply);
+    taken.apply(&mut reply);
     reply
 }
 
@@ -325,7 +348,7 @@ async fn flamegraph(query: &Query, state: &Arc<State>) -> Reply {
         .into_iter()
         .filter_map(|key| Some((key, query.get(key)?.to_owned())))
         .collect();
-    let report = taken.report.clone();
+    let (report, taken) = taken.split();
     let svg = blocking(move || {
         let selected = filters
             .iter()
@@ -348,7 +371,7 @@ async fn flamegraph(query: &Query, state: &Arc<State>) -> Reply {
         ),
         Err(e) => error_reply(&e),
     };
-    taken.headers(&mut reply);
+    taken.apply(&mut reply);
     reply
 }
 
@@ -376,7 +399,7 @@ async fn live_page(query: &Query, state: &Arc<State>) -> Reply {
                 "CPU profile".to_owned(),
                 format!("the collector's last window ({} s)", cpu.duration.as_secs()),
             ));
-            Some((*cpu).clone())
+            Some(cpu)
         }
         None => match take_profile(query, state, LIVE_PAGE_SECONDS).await {
             Ok(taken) => {
@@ -384,7 +407,7 @@ async fn live_page(query: &Query, state: &Arc<State>) -> Reply {
                     "CPU profile".to_owned(),
                     format!("the {} s before this page", taken.seconds),
                 ));
-                Some(taken.report)
+                Some(Arc::new(taken.report))
             }
             Err(refused) if refused.status() == StatusCode::CONFLICT => {
                 facts.push((
@@ -401,7 +424,7 @@ async fn live_page(query: &Query, state: &Arc<State>) -> Reply {
         let heap = HeapProfiler::running().map(|h| h.snapshot());
         Ok(super::super::page::render(
             &report,
-            cpu.as_ref(),
+            cpu.as_deref(),
             heap.as_ref(),
             facts,
         ))
