@@ -21,7 +21,7 @@
 //! timeline_capacity = 3600
 //!
 //! [telemetry.profiling.exporter]
-//! type = "file"            # "file" | "pyroscope"
+//! type = "file"            # "file" | "pyroscope" | "gcp"
 //! file_output_dir = "./profiles"
 //!
 //! [telemetry.profiling.attribution]
@@ -57,6 +57,8 @@ pub use env::env_overrides;
 pub use secret::{redact_url, Secret};
 #[cfg(feature = "enabled")]
 pub(crate) use validate::check_frequency;
+#[cfg(feature = "gcp")]
+pub(crate) use validate::cloud_profiler_name;
 
 /// The parts of an application's configuration file agentprof reads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -282,6 +284,9 @@ pub enum ExporterType {
     File,
     /// A Pyroscope server at `pyroscope_endpoint`.
     Pyroscope,
+    /// Google Cloud Profiler: the server asks for profiles, the agent
+    /// collects and uploads them (`gcp_*` keys).
+    Gcp,
 }
 
 impl std::str::FromStr for ExporterType {
@@ -291,8 +296,10 @@ impl std::str::FromStr for ExporterType {
         match s {
             "file" => Ok(Self::File),
             "pyroscope" => Ok(Self::Pyroscope),
-            "gcp" => Err("\"gcp\" (Cloud Profiler) is not supported by agentprof; allowed: \"file\", \"pyroscope\"".into()),
-            other => Err(format!("unknown exporter {other:?}; allowed: \"file\", \"pyroscope\"")),
+            "gcp" => Ok(Self::Gcp),
+            other => Err(format!(
+                "unknown exporter {other:?}; allowed: \"file\", \"pyroscope\", \"gcp\""
+            )),
         }
     }
 }
@@ -321,9 +328,40 @@ pub struct ProfileExporterConfig {
     /// The `service_name` series label (default: the executable's name).
     #[serde(default)]
     pub application_name: Option<String>,
-    /// Static series labels.
+    /// Static labels: Pyroscope's series labels, Cloud Profiler's
+    /// deployment labels.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Cloud Profiler: the Google Cloud project (default: the credentials'
+    /// project).
+    #[serde(default)]
+    pub gcp_project_id: Option<String>,
+    /// Cloud Profiler: the service name, the deployment's target (default:
+    /// `application_name`, else the executable's name).
+    #[serde(default)]
+    pub gcp_service: Option<String>,
+    /// Cloud Profiler: the `version` deployment label.
+    #[serde(default)]
+    pub gcp_service_version: Option<String>,
+    /// Cloud Profiler: the `zone` deployment label (default: the metadata
+    /// server's, on Google Cloud).
+    #[serde(default)]
+    pub gcp_zone: Option<String>,
+    /// Cloud Profiler: the API's base URL (default
+    /// `https://cloudprofiler.googleapis.com`).
+    #[serde(default)]
+    pub gcp_endpoint: Option<String>,
+    /// Cloud Profiler: a service-account key file (default: Application
+    /// Default Credentials). `bearer_token` instead sends a fixed token.
+    #[serde(default)]
+    pub gcp_credentials_file: Option<String>,
+    /// Cloud Profiler: first wait after a failed request, ms (default
+    /// 60000); it grows 1.3 times per failure, with jitter.
+    #[serde(default = "default_gcp_backoff_initial")]
+    pub gcp_backoff_initial_ms: u64,
+    /// Cloud Profiler: longest wait after failures, ms (default 3600000).
+    #[serde(default = "default_gcp_backoff_max")]
+    pub gcp_backoff_max_ms: u64,
     /// HTTP basic auth user (with `basic_auth_password`).
     #[serde(default)]
     pub basic_auth_user: Option<String>,
@@ -373,6 +411,17 @@ impl std::fmt::Debug for ProfileExporterConfig {
             )
             .field("application_name", &self.application_name)
             .field("tags", &self.tags)
+            .field("gcp_project_id", &self.gcp_project_id)
+            .field("gcp_service", &self.gcp_service)
+            .field("gcp_service_version", &self.gcp_service_version)
+            .field("gcp_zone", &self.gcp_zone)
+            .field(
+                "gcp_endpoint",
+                &self.gcp_endpoint.as_deref().map(redact_url),
+            )
+            .field("gcp_credentials_file", &self.gcp_credentials_file)
+            .field("gcp_backoff_initial_ms", &self.gcp_backoff_initial_ms)
+            .field("gcp_backoff_max_ms", &self.gcp_backoff_max_ms)
             .field("basic_auth_user", &self.basic_auth_user)
             .field("basic_auth_password", &self.basic_auth_password)
             .field("bearer_token", &self.bearer_token)
@@ -394,6 +443,12 @@ fn default_push_timeout() -> u64 {
 }
 fn default_push_retries() -> u32 {
     2
+}
+fn default_gcp_backoff_initial() -> u64 {
+    60_000
+}
+fn default_gcp_backoff_max() -> u64 {
+    3_600_000
 }
 fn default_max_windows() -> usize {
     48
@@ -422,6 +477,14 @@ impl Default for ProfileExporterConfig {
             pyroscope_endpoint: None,
             application_name: None,
             tags: Default::default(),
+            gcp_project_id: None,
+            gcp_service: None,
+            gcp_service_version: None,
+            gcp_zone: None,
+            gcp_endpoint: None,
+            gcp_credentials_file: None,
+            gcp_backoff_initial_ms: default_gcp_backoff_initial(),
+            gcp_backoff_max_ms: default_gcp_backoff_max(),
             basic_auth_user: None,
             basic_auth_password: None,
             bearer_token: None,

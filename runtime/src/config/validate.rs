@@ -1,7 +1,7 @@
 //! Validation: every value checked against what it allows, with errors
 //! that name the key.
 
-use super::{keys, Config, ExporterType, HttpConfig};
+use super::{keys, Config, ExporterType, HttpConfig, ProfileExporterConfig};
 use crate::error::{Error, Result};
 
 /// The CPU sampling rates allowed, Hz.
@@ -82,6 +82,135 @@ fn check_http(http: &HttpConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Cloud Profiler's names: a lowercase letter, then lowercase letters,
+/// digits, `-`, `_` or `.`, ending in a letter or digit, at most `max`
+/// characters (its service-name and label-key rules).
+pub(crate) fn cloud_profiler_name(name: &str, max: usize) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(b);
+    !bytes.is_empty()
+        && bytes.len() <= max
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(inner)
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+const GCP_RESERVED_LABELS: [&str; 3] = ["zone", "version", "language"];
+
+fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
+    let gcp_keys = [
+        (keys::GCP_PROJECT_ID, e.gcp_project_id.is_some()),
+        (keys::GCP_SERVICE, e.gcp_service.is_some()),
+        (keys::GCP_SERVICE_VERSION, e.gcp_service_version.is_some()),
+        (keys::GCP_ZONE, e.gcp_zone.is_some()),
+        (keys::GCP_ENDPOINT, e.gcp_endpoint.is_some()),
+        (keys::GCP_CREDENTIALS_FILE, e.gcp_credentials_file.is_some()),
+    ];
+    if e.type_ != ExporterType::Gcp {
+        if let Some((key, _)) = gcp_keys.iter().find(|(_, set)| *set) {
+            return Err(invalid(key, "applies only to type = \"gcp\""));
+        }
+        return Ok(());
+    }
+    let pyroscope_keys = [
+        (keys::PYROSCOPE_ENDPOINT, e.pyroscope_endpoint.is_some()),
+        (keys::BASIC_AUTH_USER, e.basic_auth_user.is_some()),
+        (keys::TENANT_ID, e.tenant_id.is_some()),
+        (keys::HEADERS, !e.headers.is_empty()),
+    ];
+    if let Some((key, _)) = pyroscope_keys.iter().find(|(_, set)| *set) {
+        return Err(invalid(
+            key,
+            "applies only to type = \"pyroscope\"; Cloud Profiler authenticates with Google \
+             credentials (gcp_credentials_file, or bearer_token for a fixed token)",
+        ));
+    }
+    if let Some(project) = &e.gcp_project_id {
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c);
+        if project.is_empty() || !project.chars().all(allowed) {
+            return Err(invalid(
+                keys::GCP_PROJECT_ID,
+                format!("{project:?} is not a project id (lowercase letters, digits, `-`)"),
+            ));
+        }
+    }
+    if let Some(service) = &e.gcp_service {
+        if !cloud_profiler_name(service, 255) {
+            return Err(invalid(
+                keys::GCP_SERVICE,
+                format!(
+                    "{service:?} is not a Cloud Profiler service name: a lowercase letter, then \
+                     lowercase letters, digits, `-`, `_` or `.`, ending in a letter or digit, \
+                     at most 255 characters"
+                ),
+            ));
+        }
+    }
+    for (key, value) in [
+        (keys::GCP_SERVICE_VERSION, &e.gcp_service_version),
+        (keys::GCP_ZONE, &e.gcp_zone),
+    ] {
+        if let Some(value) = value {
+            if value.is_empty() || value.len() > 63 {
+                return Err(invalid(
+                    key,
+                    format!("{value:?}: a label value has 1 to 63 characters"),
+                ));
+            }
+        }
+    }
+    for (name, value) in &e.tags {
+        if GCP_RESERVED_LABELS.contains(&name.as_str()) {
+            return Err(invalid(
+                &format!("{}.{name}", keys::TAGS),
+                "is set by the agent; use gcp_zone or gcp_service_version",
+            ));
+        }
+        if !cloud_profiler_name(name, 63) {
+            return Err(invalid(
+                &format!("{}.{name}", keys::TAGS),
+                "is not a Cloud Profiler label key: a lowercase letter, then lowercase letters, \
+                 digits, `-`, `_` or `.`, ending in a letter or digit, at most 63 characters",
+            ));
+        }
+        if value.len() > 63 {
+            return Err(invalid(
+                &format!("{}.{name}", keys::TAGS),
+                "a label value has at most 63 characters",
+            ));
+        }
+    }
+    if let Some(url) = &e.gcp_endpoint {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                keys::GCP_ENDPOINT,
+                format!(
+                    "{:?} is not an http:// or https:// URL",
+                    super::redact_url(url)
+                ),
+            ));
+        }
+    }
+    if e.gcp_credentials_file.is_some() && e.bearer_token.is_some() {
+        return Err(invalid(
+            keys::BEARER_TOKEN,
+            "choose gcp_credentials_file or a fixed bearer_token, not both",
+        ));
+    }
+    check_range(
+        keys::GCP_BACKOFF_INITIAL_MS,
+        e.gcp_backoff_initial_ms,
+        1..=86_400_000,
+        "ms",
+    )?;
+    check_range(
+        keys::GCP_BACKOFF_MAX_MS,
+        e.gcp_backoff_max_ms,
+        e.gcp_backoff_initial_ms..=86_400_000,
+        "ms (at least gcp_backoff_initial_ms)",
+    )
 }
 
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Error {
@@ -191,6 +320,7 @@ impl Config {
                 "choose basic auth or a bearer token, not both",
             ));
         }
+        check_gcp(&p.exporter)?;
         if p.exporter.file_output_dir.as_deref() == Some("") {
             return Err(invalid(keys::FILE_OUTPUT_DIR, "must not be empty"));
         }
@@ -243,6 +373,15 @@ impl Config {
                 key: keys::HTTP_LISTEN.to_owned(),
                 what: "the live HTTP endpoint".to_owned(),
                 hint: Some("build agentprof with the `http` feature".to_owned()),
+            });
+        }
+        if p.exporter.type_ == ExporterType::Gcp && !cfg!(feature = "gcp") {
+            return Some(Error::Unsupported {
+                key: keys::EXPORTER_TYPE.to_owned(),
+                what: "the Cloud Profiler agent (type = \"gcp\")".to_owned(),
+                hint: Some(
+                    "build agentprof with the `gcp` feature, or use type = \"file\"".to_owned(),
+                ),
             });
         }
         if p.exporter.type_ == ExporterType::Pyroscope && !cfg!(feature = "pyroscope") {

@@ -18,14 +18,15 @@
 mod buffer;
 mod report;
 mod signal;
-// Its consumers (the live endpoint) are optional features.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
+// Its consumers (the live endpoint, the Cloud Profiler agent) are
+// optional features.
+#[cfg_attr(not(any(feature = "http", feature = "gcp")), allow(dead_code))]
 mod tap;
 mod timer;
 
 pub use crate::model::TimerMode;
 pub use report::{CpuReport, CpuSample};
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "gcp"))]
 pub(crate) use tap::CpuTap;
 #[doc(hidden)]
 pub use timer::force_process_timer;

@@ -138,6 +138,7 @@ impl CpuTap {
     }
 
     /// The rate the samples are taken at, Hz.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn sampling_hz(&self) -> u32 {
         match &self.source {
             Some(Source::Attached { sampler, .. }) => sampler.hz,

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub struct Profiler {
     config: Config,
     exporters: Vec<Box<dyn ProfileExporter>>,
+    #[cfg(feature = "gcp")]
+    gcp: Option<super::export::GcpConfig>,
 }
 
 /// Builds a [`Profiler`] in code, starting from the defaults with profiling
@@ -22,6 +24,8 @@ pub struct ProfilerBuilder {
     config: Config,
     exporters: Vec<Box<dyn ProfileExporter>>,
     file_exporter: bool,
+    #[cfg(feature = "gcp")]
+    gcp: Option<super::export::GcpConfig>,
 }
 
 impl Profiler {
@@ -32,6 +36,8 @@ impl Profiler {
             return Err(unsupported);
         }
         let e = &config.telemetry.profiling.exporter;
+        #[cfg(feature = "gcp")]
+        let gcp = (e.type_ == ExporterType::Gcp).then(|| gcp_config(config));
         let exporter: Box<dyn ProfileExporter> = match e.type_ {
             ExporterType::File => Box::new(FileExporter::new(
                 e.file_output_dir
@@ -54,10 +60,23 @@ impl Profiler {
                     hint: Some("build agentprof with the `pyroscope` feature".to_owned()),
                 })
             }
+            // The server asks for profiles; windows, if cut, go nowhere.
+            #[cfg(feature = "gcp")]
+            ExporterType::Gcp => Box::new(None::<FileExporter>),
+            #[cfg(not(feature = "gcp"))]
+            ExporterType::Gcp => {
+                return Err(Error::Unsupported {
+                    key: crate::config::keys::EXPORTER_TYPE.to_owned(),
+                    what: "the Cloud Profiler agent".to_owned(),
+                    hint: Some("build agentprof with the `gcp` feature".to_owned()),
+                })
+            }
         };
         Ok(Profiler {
             config: config.clone(),
             exporters: vec![exporter],
+            #[cfg(feature = "gcp")]
+            gcp,
         })
     }
 
@@ -71,6 +90,8 @@ impl Profiler {
             config,
             exporters: Vec::new(),
             file_exporter: false,
+            #[cfg(feature = "gcp")]
+            gcp: None,
         }
     }
 
@@ -81,39 +102,45 @@ impl Profiler {
     pub fn start(mut self) -> Result<RunningProfiler> {
         super::init(&self.config)?;
         let p = &self.config.telemetry.profiling;
-        #[cfg(feature = "http")]
-        let http = match (&p.http.listen, self.config.recording()) {
-            (Some(_), true) => Some(super::http::HttpServer::start(&p.http, p.cpu.frequency)?),
-            _ => None,
-        };
-        if !(self.config.recording() && p.cpu.continuous) {
-            return Ok(RunningProfiler {
-                collector: None,
-                #[cfg(feature = "http")]
-                http,
-            });
-        }
-        self.exporters.start()?;
-        let mut cpu = CpuProfiler::new(p.cpu.clone())?;
-        cpu.start()?;
-        let collector = Collector::start(
-            CollectorConfig {
-                window: p.cpu.duration,
-                queue_size: p.exporter.queue_size,
-                shutdown_timeout: Duration::from_millis(p.exporter.shutdown_timeout_ms),
-            },
-            Some(cpu),
-            Box::new(self.exporters),
-        )
-        .map_err(|e| Error::Resource {
-            what: "the collector threads".to_owned(),
-            source: e,
-        })?;
-        Ok(RunningProfiler {
-            collector: Some(collector),
+        let mut running = RunningProfiler {
+            collector: None,
             #[cfg(feature = "http")]
-            http,
-        })
+            http: None,
+            #[cfg(feature = "gcp")]
+            gcp: None,
+        };
+        if !self.config.recording() {
+            return Ok(running);
+        }
+        #[cfg(feature = "http")]
+        if p.http.listen.is_some() {
+            running.http = Some(super::http::HttpServer::start(&p.http, p.cpu.frequency)?);
+        }
+        if p.cpu.continuous {
+            self.exporters.start()?;
+            let mut cpu = CpuProfiler::new(p.cpu.clone())?;
+            cpu.start()?;
+            let collector = Collector::start(
+                CollectorConfig {
+                    window: p.cpu.duration,
+                    queue_size: p.exporter.queue_size,
+                    shutdown_timeout: Duration::from_millis(p.exporter.shutdown_timeout_ms),
+                },
+                Some(cpu),
+                Box::new(self.exporters),
+            )
+            .map_err(|e| Error::Resource {
+                what: "the collector threads".to_owned(),
+                source: e,
+            })?;
+            running.collector = Some(collector);
+        }
+        // After the collector: its CPU profiles tap the collector's sampler.
+        #[cfg(feature = "gcp")]
+        if let Some(gcp) = self.gcp.take() {
+            running.gcp = Some(super::export::GcpAgent::start(gcp)?);
+        }
+        Ok(running)
     }
 }
 
@@ -180,6 +207,13 @@ impl ProfilerBuilder {
         self
     }
 
+    /// Runs the Cloud Profiler agent with `config` (beside any exporters).
+    #[cfg(feature = "gcp")]
+    pub fn gcp(mut self, config: super::export::GcpConfig) -> Self {
+        self.gcp = Some(config);
+        self
+    }
+
     /// Adds an exporter of your own.
     pub fn exporter(mut self, exporter: impl ProfileExporter + 'static) -> Self {
         self.exporters.push(Box::new(exporter));
@@ -195,9 +229,15 @@ impl ProfilerBuilder {
             Profiler {
                 config: self.config,
                 exporters: Vec::new(),
+                #[cfg(feature = "gcp")]
+                gcp: None,
             }
         };
         profiler.exporters.extend(self.exporters);
+        #[cfg(feature = "gcp")]
+        if self.gcp.is_some() {
+            profiler.gcp = self.gcp;
+        }
         Ok(profiler)
     }
 }
@@ -207,6 +247,8 @@ pub struct RunningProfiler {
     collector: Option<Collector>,
     #[cfg(feature = "http")]
     http: Option<super::http::HttpServer>,
+    #[cfg(feature = "gcp")]
+    gcp: Option<super::export::GcpAgent>,
 }
 
 impl RunningProfiler {
@@ -229,6 +271,12 @@ impl RunningProfiler {
         self.http.as_ref().map(super::http::HttpServer::stats)
     }
 
+    /// The Cloud Profiler agent's counters, when it runs.
+    #[cfg(feature = "gcp")]
+    pub fn gcp_stats(&self) -> Option<super::export::GcpStats> {
+        self.gcp.as_ref().map(super::export::GcpAgent::stats)
+    }
+
     /// Flushes the last partial window and stops, within the configured
     /// shutdown timeout even when an exporter hangs.
     pub fn shutdown(mut self) -> ShutdownSummary {
@@ -236,8 +284,10 @@ impl RunningProfiler {
     }
 
     fn stop(&mut self) -> ShutdownSummary {
-        // The endpoint first: its profile requests tap the sampler the
-        // collector is about to stop.
+        // The agent and the endpoint first: their profiles tap the
+        // sampler the collector is about to stop.
+        #[cfg(feature = "gcp")]
+        drop(self.gcp.take());
         #[cfg(feature = "http")]
         drop(self.http.take());
         match self.collector.take() {
@@ -281,4 +331,35 @@ fn pyroscope_config(e: &crate::config::ProfileExporterConfig) -> super::export::
     config.timeout = Duration::from_millis(e.timeout_ms);
     config.max_retries = e.max_retries;
     config
+}
+
+#[cfg(feature = "gcp")]
+fn gcp_config(config: &Config) -> super::export::GcpConfig {
+    use super::export::{GcpConfig, GcpCredentials};
+    let p = &config.telemetry.profiling;
+    let e = &p.exporter;
+    let service = e
+        .gcp_service
+        .clone()
+        .or_else(|| e.application_name.clone())
+        .unwrap_or_else(super::export::service_name);
+    let mut gcp = GcpConfig::new(service);
+    gcp.project_id = e.gcp_project_id.clone();
+    gcp.service_version = e.gcp_service_version.clone();
+    gcp.zone = e.gcp_zone.clone();
+    gcp.labels = e.tags.clone();
+    if let Some(endpoint) = &e.gcp_endpoint {
+        gcp.endpoint = endpoint.clone();
+    }
+    gcp.credentials = match (&e.bearer_token, &e.gcp_credentials_file) {
+        (Some(token), _) => GcpCredentials::Token(token.clone()),
+        (None, Some(path)) => GcpCredentials::ServiceAccountKey(path.into()),
+        (None, None) => GcpCredentials::ApplicationDefault,
+    };
+    gcp.cpu_hz = p.cpu.frequency;
+    gcp.upload_timeout = Duration::from_millis(e.timeout_ms);
+    gcp.backoff_initial = Duration::from_millis(e.gcp_backoff_initial_ms);
+    gcp.backoff_max = Duration::from_millis(e.gcp_backoff_max_ms);
+    gcp.shutdown_timeout = Duration::from_millis(e.shutdown_timeout_ms);
+    gcp
 }

@@ -248,6 +248,23 @@ impl HeapStack {
         )
     }
 
+    /// The same stack in another snapshot has the same key.
+    fn key(&self) -> (&[usize], Option<&'static str>, Option<&'static str>) {
+        (&self.frames, self.agent, self.function)
+    }
+
+    /// The pprof labels of its samples.
+    fn labels(&self) -> Vec<(&'static str, &'static str)> {
+        let mut labels = Vec::new();
+        if let Some(agent) = self.agent {
+            labels.push(("agent", agent));
+        }
+        if let Some(function) = self.function {
+            labels.push(("function", function));
+        }
+        labels
+    }
+
     /// Function names of the stack, leaf first, profiler frames trimmed.
     pub fn function_names(&self) -> Vec<String> {
         self.frames
@@ -277,18 +294,11 @@ impl HeapProfile {
         for stack in &self.stacks {
             let (alloc_objects, alloc_space) = stack.alloc_estimate();
             let (inuse_objects, inuse_space) = stack.inuse_estimate();
-            let mut labels = Vec::new();
-            if let Some(agent) = stack.agent {
-                labels.push(("agent", agent));
-            }
-            if let Some(function) = stack.function {
-                labels.push(("function", function));
-            }
             builder.sample(
                 &stack.frames,
                 profiler_frame,
                 vec![alloc_objects, alloc_space, inuse_objects, inuse_space],
-                &labels,
+                &stack.labels(),
             );
         }
         let time = self
@@ -302,6 +312,51 @@ impl HeapProfile {
             time.as_nanos() as i64,
             0,
         )
+    }
+
+    /// What was allocated between `earlier` and this snapshot, in pprof
+    /// form: only alloc_objects/count and alloc_space/bytes (in-use figures
+    /// have no meaning for a stretch of time), the stretch as duration.
+    pub fn allocations_since(&self, earlier: &HeapProfile) -> Profile {
+        untracked(|| {
+            let before: HashMap<_, _> = earlier
+                .stacks
+                .iter()
+                .map(|s| (s.key(), (s.alloc_objects_milli, s.alloc_bytes)))
+                .collect();
+            let mut builder =
+                ProfileBuilder::new(&[("alloc_objects", "count"), ("alloc_space", "bytes")]);
+            for stack in &self.stacks {
+                let (objects_before, bytes_before) =
+                    before.get(&stack.key()).copied().unwrap_or_default();
+                let objects = stack.alloc_objects_milli.saturating_sub(objects_before) / 1024;
+                let bytes = stack.alloc_bytes.saturating_sub(bytes_before);
+                if objects == 0 && bytes == 0 {
+                    continue;
+                }
+                builder.sample(
+                    &stack.frames,
+                    profiler_frame,
+                    vec![objects as i64, bytes as i64],
+                    &stack.labels(),
+                );
+            }
+            let start = earlier
+                .taken_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            let stretch = self
+                .taken_at
+                .duration_since(earlier.taken_at)
+                .unwrap_or(Duration::ZERO);
+            builder.finish(
+                ("space", "bytes"),
+                self.sample_interval as i64,
+                "alloc_space",
+                start.as_nanos() as i64,
+                stretch.as_nanos() as i64,
+            )
+        })
     }
 
     /// Gzipped pprof bytes (`mem_profile_*.pb.gz`).
