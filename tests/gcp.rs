@@ -397,8 +397,10 @@ impl ServerState {
             ));
         }
         if !valid {
-            seen.violations
-                .push(format!("{} {}: bad bearer token", request.method, request.path));
+            seen.violations.push(format!(
+                "{} {}: bad bearer token",
+                request.method, request.path
+            ));
             drop(seen);
             respond(
                 stream.try_clone().unwrap(),
@@ -417,7 +419,11 @@ impl ServerState {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let types: Vec<String> = body["profileType"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let deployment = body["deployment"].clone();
         let mut problems = Vec::new();
@@ -606,7 +612,10 @@ impl ServerState {
                         .any(|s| s == SCOPE),
                     "scope",
                 ),
-                (claims["iat"].as_i64().is_none_or(|iat| iat > now + 5), "iat"),
+                (
+                    claims["iat"].as_i64().is_none_or(|iat| iat > now + 5),
+                    "iat",
+                ),
                 (
                     claims["exp"].as_i64().is_none_or(|exp| {
                         exp <= now || exp - claims["iat"].as_i64().unwrap_or(0) > 3600
@@ -644,7 +653,8 @@ fn url_decode_form(text: &str) -> BTreeMap<String, String> {
         let mut i = 0;
         while i < bytes.len() {
             if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
-                if let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16)
+                if let Ok(b) =
+                    u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16)
                 {
                     out.push(b);
                     i += 3;
@@ -693,7 +703,10 @@ fn header_and_claims_len(jwt: &str) -> usize {
 
 /// A service-account key file for the fake token endpoint, and the public
 /// half to verify its JWTs.
-fn service_account_key(dir: &std::path::Path, token_url: &str) -> (std::path::PathBuf, rsa::RsaPublicKey, String) {
+fn service_account_key(
+    dir: &std::path::Path,
+    token_url: &str,
+) -> (std::path::PathBuf, rsa::RsaPublicKey, String) {
     use rsa::pkcs8::EncodePrivateKey as _;
     let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
     let pem = private.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
@@ -723,7 +736,12 @@ fn sample_types(profile: &Profile) -> Vec<(String, String)> {
     profile
         .sample_type
         .iter()
-        .map(|t| (strings(profile, t.r#type).to_owned(), strings(profile, t.unit).to_owned()))
+        .map(|t| {
+            (
+                strings(profile, t.r#type).to_owned(),
+                strings(profile, t.unit).to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -771,8 +789,7 @@ fn the_agent_long_polls_collects_what_is_asked_and_uploads_it_with_service_accou
     install_subscriber();
     let dir = common::TempDir::new("gcp-key");
     let (listener, url) = FakeProfiler::bind();
-    let (key_path, public_key, client_email) =
-        service_account_key(&dir.0, &format!("{url}/token"));
+    let (key_path, public_key, client_email) = service_account_key(&dir.0, &format!("{url}/token"));
     let server = FakeProfiler::start(
         (listener, url.clone()),
         vec![
@@ -823,12 +840,16 @@ team = "agents"
     let windows_at_first_poll = profiler.stats().windows;
     common::wait_until("three uploads", || server.seen(|s| s.uploads.len() == 3));
     let windows_at_last_upload = profiler.stats().windows;
-    common::wait_until("the fourth poll, held", || server.seen(|s| s.polls.len() == 4));
+    common::wait_until("the fourth poll, held", || {
+        server.seen(|s| s.polls.len() == 4)
+    });
     let stats = profiler.gcp_stats().unwrap();
     let started = Instant::now();
     let summary = profiler.shutdown();
     let took = started.elapsed();
-    common::wait_until("the held poll abandoned", || server.seen(|s| s.abandoned == 1));
+    common::wait_until("the held poll abandoned", || {
+        server.seen(|s| s.abandoned == 1)
+    });
     let p99 = workload.p99();
     eprintln!("{stats:?}; shutdown {took:?}; planner p99 {p99} µs; {summary:?}");
 
@@ -901,13 +922,21 @@ team = "agents"
                     .iter()
                     .map(|(t, u)| format!("{t}/{u}"))
                     .collect();
-                assert!(raw.contains(&types.join(" ")), "{name}: {types:?} in\n{raw}");
+                assert!(
+                    raw.contains(&types.join(" ")),
+                    "{name}: {types:?} in\n{raw}"
+                );
                 assert!(raw.contains("agent:["), "{name}: no agent labels in\n{raw}");
             }
         }
     });
     assert_eq!(
-        (stats.polls, stats.uploaded, stats.cpu_profiles, stats.heap_profiles),
+        (
+            stats.polls,
+            stats.uploaded,
+            stats.cpu_profiles,
+            stats.heap_profiles
+        ),
         (4, 3, 1, 1)
     );
     assert_eq!(stats.heap_alloc_profiles, 1);
@@ -918,7 +947,12 @@ team = "agents"
         "{windows_at_first_poll} -> {windows_at_last_upload} windows"
     );
     assert_eq!((stats.failures, stats.warnings), (0, 0), "{stats:?}");
-    assert_eq!(agent_warnings().len(), warnings_before, "{:?}", agent_warnings());
+    assert_eq!(
+        agent_warnings().len(),
+        warnings_before,
+        "{:?}",
+        agent_warnings()
+    );
     // Within the 3 s shutdown timeout, with the poll held by the server.
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 }
@@ -978,7 +1012,9 @@ fn server_delays_are_honoured_and_failures_back_off_with_one_warning_per_streak(
     let warnings_before = agent_warnings().len();
     let workload = Workload::start();
     let agent = GcpAgent::start(config).unwrap();
-    common::wait_until("the ninth poll, held", || server.seen(|s| s.polls.len() == 9));
+    common::wait_until("the ninth poll, held", || {
+        server.seen(|s| s.polls.len() == 9)
+    });
     let stats = agent.stats();
     assert!(agent.shutdown(), "the agent's thread did not end in time");
     let p99 = workload.p99();
@@ -1061,9 +1097,16 @@ fn shutdown_abandons_a_pending_long_poll_and_a_hanging_server_costs_the_applicat
     let stopped_in_time = agent.shutdown();
     let took = started.elapsed();
     let p99 = workload.p99();
-    eprintln!("shutdown {took:?}; planner p99 {p99} µs while the server hung, {baseline} µs before");
-    assert!(stopped_in_time, "not stopped within the 2 s shutdown timeout");
-    common::wait_until("the held poll abandoned", || server.seen(|s| s.abandoned == 1));
+    eprintln!(
+        "shutdown {took:?}; planner p99 {p99} µs while the server hung, {baseline} µs before"
+    );
+    assert!(
+        stopped_in_time,
+        "not stopped within the 2 s shutdown timeout"
+    );
+    common::wait_until("the held poll abandoned", || {
+        server.seen(|s| s.abandoned == 1)
+    });
     server.seen(|s| {
         assert!(s.violations.is_empty(), "{:#?}", s.violations);
         assert_eq!(s.polls.len(), 1);
@@ -1105,7 +1148,10 @@ secret-material
     config.project_id = Some(PROJECT.to_owned());
     config.service = "Checkout Service".to_owned();
     let e = GcpAgent::start(config.clone()).unwrap_err().to_string();
-    assert!(e.contains("gcp_service") && e.contains("Checkout Service"), "{e}");
+    assert!(
+        e.contains("gcp_service") && e.contains("Checkout Service"),
+        "{e}"
+    );
 
     config.service = "checkout".to_owned();
     config.endpoint = "cloudprofiler.googleapis.com".to_owned();
@@ -1118,5 +1164,8 @@ secret-material
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("telemetry.profiling.exporter.gcp_service"), "{e}");
+    assert!(
+        e.contains("telemetry.profiling.exporter.gcp_service"),
+        "{e}"
+    );
 }

@@ -676,6 +676,145 @@ pyroscope_endpoint = "http://localhost:4040"
     }
 
     #[test]
+    fn the_design_documents_gcp_variant_parses_and_needs_the_gcp_feature() {
+        let c = Config::from_toml_str(
+            "[telemetry.profiling]\nenabled = true\n[telemetry.profiling.exporter]\n\
+             type = \"gcp\"\ngcp_project_id = \"my-project\"\n",
+        )
+        .unwrap();
+        let e = &c.telemetry.profiling.exporter;
+        assert_eq!(e.type_, ExporterType::Gcp);
+        assert_eq!(e.gcp_project_id.as_deref(), Some("my-project"));
+        if cfg!(feature = "gcp") {
+            assert!(c.unsupported().is_none());
+        } else {
+            let err = c
+                .unsupported()
+                .expect("the Cloud Profiler agent is not in this build")
+                .to_string();
+            assert!(
+                err.contains("telemetry.profiling.exporter.type") && err.contains("`gcp` feature"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn gcp_keys_are_checked_by_name() {
+        let error = |body: &str| {
+            Config::from_toml_str(&format!("[telemetry.profiling.exporter]\n{body}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let cases = [
+            // Keys of one exporter given to another.
+            (
+                "gcp_project_id = \"p\"\n",
+                "exporter.gcp_project_id",
+                "type = \"gcp\"",
+            ),
+            (
+                "type = \"pyroscope\"\npyroscope_endpoint = \"http://x\"\ngcp_zone = \"z\"\n",
+                "exporter.gcp_zone",
+                "type = \"gcp\"",
+            ),
+            (
+                "type = \"gcp\"\ntenant_id = \"t\"\n",
+                "exporter.tenant_id",
+                "type = \"pyroscope\"",
+            ),
+            (
+                "type = \"gcp\"\nbasic_auth_user = \"u\"\nbasic_auth_password = \"p\"\n",
+                "exporter.basic_auth_user",
+                "gcp_credentials_file",
+            ),
+            // Values.
+            (
+                "type = \"gcp\"\ngcp_service = \"Checkout\"\n",
+                "exporter.gcp_service",
+                "lowercase",
+            ),
+            (
+                "type = \"gcp\"\ngcp_service = \"-x\"\n",
+                "exporter.gcp_service",
+                "lowercase",
+            ),
+            (
+                "type = \"gcp\"\ngcp_project_id = \"My Project\"\n",
+                "exporter.gcp_project_id",
+                "project id",
+            ),
+            (
+                "type = \"gcp\"\ngcp_endpoint = \"cloudprofiler\"\n",
+                "exporter.gcp_endpoint",
+                "http",
+            ),
+            (
+                "type = \"gcp\"\ngcp_zone = \"\"\n",
+                "exporter.gcp_zone",
+                "1 to 63",
+            ),
+            (
+                &format!(
+                    "type = \"gcp\"\ngcp_service_version = \"{}\"\n",
+                    "v".repeat(64)
+                ),
+                "exporter.gcp_service_version",
+                "1 to 63",
+            ),
+            (
+                "type = \"gcp\"\n[telemetry.profiling.exporter.tags]\nzone = \"z\"\n",
+                "exporter.tags.zone",
+                "gcp_zone",
+            ),
+            (
+                "type = \"gcp\"\n[telemetry.profiling.exporter.tags]\nTeam = \"a\"\n",
+                "exporter.tags.Team",
+                "label key",
+            ),
+            (
+                "type = \"gcp\"\ngcp_credentials_file = \"k.json\"\nbearer_token = \"t\"\n",
+                "exporter.bearer_token",
+                "not both",
+            ),
+            (
+                "type = \"gcp\"\ngcp_backoff_initial_ms = 0\n",
+                "exporter.gcp_backoff_initial_ms",
+                "1 to",
+            ),
+            (
+                "type = \"gcp\"\ngcp_backoff_initial_ms = 5000\ngcp_backoff_max_ms = 1000\n",
+                "exporter.gcp_backoff_max_ms",
+                "5000 to",
+            ),
+        ];
+        for (body, key, hint) in cases {
+            let e = error(body);
+            assert!(
+                e.contains(&format!("telemetry.profiling.{key}")) && e.contains(hint),
+                "{body}: {e}"
+            );
+        }
+        let good = Config::from_toml_str(
+            "[telemetry.profiling.exporter]\ntype = \"gcp\"\ngcp_service = \"checkout.api_v2\"\n\
+             gcp_project_id = \"agentprof-test\"\ngcp_zone = \"europe-west1-b\"\n\
+             gcp_endpoint = \"http://127.0.0.1:9\"\nbearer_token = \"ya29.secret-token\"\n\
+             [telemetry.profiling.exporter.tags]\nteam = \"agents\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{good:?}").contains("secret-token"));
+        let mut env = good.clone();
+        env.apply_env(|name| {
+            (name == "AGENTPROF_EXPORTER_GCP_PROJECT_ID").then(|| "from-env".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            env.telemetry.profiling.exporter.gcp_project_id.as_deref(),
+            Some("from-env")
+        );
+    }
+
+    #[test]
     fn other_application_tables_are_ignored() {
         let c = Config::from_toml_str(
             "[server]\nport = 8080\n[telemetry]\nlogging = true\n[telemetry.tracing]\nx = 1\n",
@@ -698,11 +837,11 @@ pyroscope_endpoint = "http://localhost:4040"
             .unwrap_err()
             .to_string();
         assert!(e.contains("frequncy") && e.contains("frequency"), "{e}");
-        let e = Config::from_toml_str("[telemetry.profiling.exporter]\ntype = \"gcp\"\n")
+        let e = Config::from_toml_str("[telemetry.profiling.exporter]\ntype = \"datadog\"\n")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("gcp") && e.contains("\"file\", \"pyroscope\""),
+            e.contains("datadog") && e.contains("\"file\", \"pyroscope\", \"gcp\""),
             "{e}"
         );
         let e = Config::from_toml_str("[telemetry.profiling.exporter]\ntype = \"pyroscope\"\n")

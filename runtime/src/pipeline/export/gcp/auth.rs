@@ -85,16 +85,15 @@ impl Tokens {
 }
 
 fn key_file(path: &std::path::Path, named_by: &str) -> Result<(Tokens, Option<String>)> {
-    let account = gcp_auth::CustomServiceAccount::from_file(path).map_err(|e| {
-        Error::InvalidConfig {
+    let account =
+        gcp_auth::CustomServiceAccount::from_file(path).map_err(|e| Error::InvalidConfig {
             key: named_by.to_owned(),
             message: format!(
                 "{}: not a usable service-account key file ({})",
                 path.display(),
                 describe(&e)
             ),
-        }
-    })?;
+        })?;
     let project = account.project_id().map(str::to_owned);
     Ok((Tokens::Provider(Arc::new(account)), project))
 }

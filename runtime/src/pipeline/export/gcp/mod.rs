@@ -284,10 +284,7 @@ impl Drop for GcpAgent {
 
 /// Runs `work` unless shutdown comes first (`None`). Dropping `work`
 /// cancels it: a request in flight is abandoned, its connection closed.
-async fn until_stopped<F: Future>(
-    stop: &mut watch::Receiver<bool>,
-    work: F,
-) -> Option<F::Output> {
+async fn until_stopped<F: Future>(stop: &mut watch::Receiver<bool>, work: F) -> Option<F::Output> {
     if *stop.borrow_and_update() {
         return None;
     }

@@ -102,13 +102,19 @@ impl Poller {
                     self.succeeded();
                     self.counters.server_delays.fetch_add(1, Relaxed);
                     tracing::debug!(target: TARGET, "the server asks to wait {delay:?}");
-                    if until_stopped(&mut stop, tokio::time::sleep(delay)).await.is_none() {
+                    if until_stopped(&mut stop, tokio::time::sleep(delay))
+                        .await
+                        .is_none()
+                    {
                         return;
                     }
                     continue;
                 }
                 Err(failed) => {
-                    if !self.wait_after(failed, "asking for a profile", &mut stop).await {
+                    if !self
+                        .wait_after(failed, "asking for a profile", &mut stop)
+                        .await
+                    {
                         return;
                     }
                     continue;
@@ -174,7 +180,10 @@ impl Poller {
                 // Like Google's agents, a profile that failed to upload is
                 // not retried: the server asks for the next one.
                 Some(Err(failed)) => {
-                    if !self.wait_after(failed, "uploading a profile", &mut stop).await {
+                    if !self
+                        .wait_after(failed, "uploading a profile", &mut stop)
+                        .await
+                    {
                         return;
                     }
                 }
@@ -195,11 +204,16 @@ impl Poller {
                     self.succeeded();
                     self.project = self.project.take().or(project);
                     if zone.is_none() {
-                        zone = until_stopped(stop, metadata_zone(&self.client)).await?;
+                        let host = std::env::var("GCE_METADATA_HOST")
+                            .unwrap_or_else(|_| METADATA_HOST.to_owned());
+                        zone = until_stopped(stop, metadata_zone(&self.client, &host)).await?;
                     }
                 }
                 Err(why) => {
-                    if !self.wait_after(Failed::new(why), "finding credentials", stop).await {
+                    if !self
+                        .wait_after(Failed::new(why), "finding credentials", stop)
+                        .await
+                    {
                         return None;
                     }
                 }
@@ -441,12 +455,9 @@ fn hostname() -> Option<String> {
 /// The instance's zone from the metadata server (`projects/N/zones/Z`),
 /// asked once when the credentials came from discovery; nothing when it
 /// does not answer within a second (not on Google Cloud).
-async fn metadata_zone(client: &reqwest::Client) -> Option<String> {
-    let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| METADATA_HOST.to_owned());
+async fn metadata_zone(client: &reqwest::Client, host: &str) -> Option<String> {
     let response = client
-        .get(format!(
-            "http://{host}/computeMetadata/v1/instance/zone"
-        ))
+        .get(format!("http://{host}/computeMetadata/v1/instance/zone"))
         .header("Metadata-Flavor", "Google")
         .timeout(Duration::from_secs(1))
         .send()
@@ -466,6 +477,42 @@ async fn metadata_zone(client: &reqwest::Client) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_zone_comes_from_the_metadata_server_when_it_answers() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 2048];
+            let n = stream.read(&mut request).unwrap();
+            let request = String::from_utf8_lossy(&request[..n]).to_ascii_lowercase();
+            let body = "projects/123456/zones/europe-west1-b";
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            request
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let zone = runtime.block_on(metadata_zone(&client, &host));
+        let request = server.join().unwrap();
+        assert_eq!(zone.as_deref(), Some("europe-west1-b"));
+        assert!(request.starts_with("get /computemetadata/v1/instance/zone "));
+        assert!(request.contains("metadata-flavor: google"), "{request}");
+        // Nothing listening: no zone, no error.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_host = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        assert_eq!(runtime.block_on(metadata_zone(&client, &closed_host)), None);
+    }
 
     #[test]
     fn backoff_grows_by_1_3_with_jitter_and_never_below_half() {

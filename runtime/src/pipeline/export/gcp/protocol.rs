@@ -69,8 +69,8 @@ pub(super) struct Requested {
 impl Requested {
     /// Reads a `CreateProfile` response body.
     pub(super) fn parse(body: &[u8]) -> Result<Requested, String> {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| format!("the answer is not JSON ({e})"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
         let serde_json::Value::Object(body) = value else {
             return Err("the answer is not a JSON object".to_owned());
         };
@@ -186,7 +186,10 @@ impl ErrorAnswer {
         let Some(error) = value.get("error") else {
             return answer;
         };
-        answer.status = error.get("status").and_then(|s| s.as_str()).map(str::to_owned);
+        answer.status = error
+            .get("status")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned);
         answer.message = error
             .get("message")
             .and_then(|m| m.as_str())
@@ -197,7 +200,11 @@ impl ErrorAnswer {
             .into_iter()
             .flatten()
             .filter(|d| d.get("@type").and_then(|t| t.as_str()) == Some(RETRY_INFO))
-            .find_map(|d| d.get("retryDelay")?.as_str().and_then(|t| parse_duration(t).ok()))
+            .find_map(|d| {
+                d.get("retryDelay")?
+                    .as_str()
+                    .and_then(|t| parse_duration(t).ok())
+            })
             .filter(|d| !d.is_zero());
         answer
     }
@@ -211,17 +218,27 @@ mod tests {
     fn durations_read_and_write_the_proto3_json_form() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
-        assert_eq!(
-            parse_duration("1.000000001s"),
-            Ok(Duration::new(1, 1))
-        );
-        for bad in ["10", "s", "-1s", "1.5.5s", "1.0000000001s", "1e3s", " 1s", ".5s"] {
+        assert_eq!(parse_duration("1.000000001s"), Ok(Duration::new(1, 1)));
+        for bad in [
+            "10",
+            "s",
+            "-1s",
+            "1.5.5s",
+            "1.0000000001s",
+            "1e3s",
+            " 1s",
+            ".5s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::new(2, 1)), "2.000000001s");
-        for d in [Duration::ZERO, Duration::from_micros(1), Duration::new(7, 250_000_000)] {
+        for d in [
+            Duration::ZERO,
+            Duration::from_micros(1),
+            Duration::new(7, 250_000_000),
+        ] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
     }
@@ -269,8 +286,9 @@ mod tests {
         assert_eq!(upload["labels"]["server"], "s");
         assert_eq!(upload["labels"]["instance"], "host-1");
 
-        let unknown = Requested::parse(br#"{"name": "projects/p/profiles/1", "profileType": "WALL"}"#)
-            .unwrap();
+        let unknown =
+            Requested::parse(br#"{"name": "projects/p/profiles/1", "profileType": "WALL"}"#)
+                .unwrap();
         assert_eq!(unknown.profile_type, None);
         assert_eq!(unknown.type_name, "WALL");
         for bad in [
