@@ -1169,3 +1169,39 @@ secret-material
         "{e}"
     );
 }
+
+#[test]
+fn the_example_configurations_gcp_block_is_valid_as_written() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+            .unwrap();
+    let block: Vec<&str> = example
+        .lines()
+        .skip_while(|l| *l != "# type = \"gcp\"")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| &l[2..])
+        .collect();
+    assert!(block.len() >= 6, "{block:?}");
+    let config = Config::from_toml_str(&format!(
+        "[telemetry.profiling]\nenabled = true\n[telemetry.profiling.exporter]\n{}\n",
+        block.join("\n")
+    ))
+    .unwrap();
+    let e = &config.telemetry.profiling.exporter;
+    assert_eq!(e.type_, agentprof::ExporterType::Gcp);
+    assert_eq!(e.gcp_project_id.as_deref(), Some("my-project"));
+    assert_eq!(e.gcp_service.as_deref(), Some("agents"));
+    assert_eq!(e.tags.get("team").map(String::as_str), Some("agents"));
+    // The key file it names does not exist here: the start says which key.
+    let e = Profiler::from_config(&config)
+        .unwrap()
+        .start()
+        .err()
+        .expect("a missing key file fails the start")
+        .to_string();
+    assert!(
+        e.contains("gcp_credentials_file") && e.contains("/secrets/profiler-key.json"),
+        "{e}"
+    );
+}

@@ -357,11 +357,11 @@ pub struct ProfileExporterConfig {
     pub gcp_credentials_file: Option<String>,
     /// Cloud Profiler: first wait after a failed request, ms (default
     /// 60000); it grows 1.3 times per failure, with jitter.
-    #[serde(default = "default_gcp_backoff_initial")]
-    pub gcp_backoff_initial_ms: u64,
+    #[serde(default)]
+    pub gcp_backoff_initial_ms: Option<u64>,
     /// Cloud Profiler: longest wait after failures, ms (default 3600000).
-    #[serde(default = "default_gcp_backoff_max")]
-    pub gcp_backoff_max_ms: u64,
+    #[serde(default)]
+    pub gcp_backoff_max_ms: Option<u64>,
     /// HTTP basic auth user (with `basic_auth_password`).
     #[serde(default)]
     pub basic_auth_user: Option<String>,
@@ -444,12 +444,6 @@ fn default_push_timeout() -> u64 {
 fn default_push_retries() -> u32 {
     2
 }
-fn default_gcp_backoff_initial() -> u64 {
-    60_000
-}
-fn default_gcp_backoff_max() -> u64 {
-    3_600_000
-}
 fn default_max_windows() -> usize {
     48
 }
@@ -483,8 +477,8 @@ impl Default for ProfileExporterConfig {
             gcp_zone: None,
             gcp_endpoint: None,
             gcp_credentials_file: None,
-            gcp_backoff_initial_ms: default_gcp_backoff_initial(),
-            gcp_backoff_max_ms: default_gcp_backoff_max(),
+            gcp_backoff_initial_ms: None,
+            gcp_backoff_max_ms: None,
             basic_auth_user: None,
             basic_auth_password: None,
             bearer_token: None,
@@ -708,6 +702,11 @@ pyroscope_endpoint = "http://localhost:4040"
         };
         let cases = [
             // Keys of one exporter given to another.
+            (
+                "gcp_backoff_max_ms = 5\n",
+                "exporter.gcp_backoff_max_ms",
+                "type = \"gcp\"",
+            ),
             (
                 "gcp_project_id = \"p\"\n",
                 "exporter.gcp_project_id",

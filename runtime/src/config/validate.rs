@@ -107,6 +107,11 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
         (keys::GCP_ZONE, e.gcp_zone.is_some()),
         (keys::GCP_ENDPOINT, e.gcp_endpoint.is_some()),
         (keys::GCP_CREDENTIALS_FILE, e.gcp_credentials_file.is_some()),
+        (
+            keys::GCP_BACKOFF_INITIAL_MS,
+            e.gcp_backoff_initial_ms.is_some(),
+        ),
+        (keys::GCP_BACKOFF_MAX_MS, e.gcp_backoff_max_ms.is_some()),
     ];
     if e.type_ != ExporterType::Gcp {
         if let Some((key, _)) = gcp_keys.iter().find(|(_, set)| *set) {
@@ -199,18 +204,26 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
             "choose gcp_credentials_file or a fixed bearer_token, not both",
         ));
     }
-    check_range(
-        keys::GCP_BACKOFF_INITIAL_MS,
-        e.gcp_backoff_initial_ms,
-        1..=86_400_000,
-        "ms",
-    )?;
+    let (initial, max) = e.gcp_backoff();
+    check_range(keys::GCP_BACKOFF_INITIAL_MS, initial, 1..=86_400_000, "ms")?;
     check_range(
         keys::GCP_BACKOFF_MAX_MS,
-        e.gcp_backoff_max_ms,
-        e.gcp_backoff_initial_ms..=86_400_000,
+        max,
+        initial..=86_400_000,
         "ms (at least gcp_backoff_initial_ms)",
     )
+}
+
+impl ProfileExporterConfig {
+    /// Cloud Profiler's first and longest backoff, ms, defaults applied:
+    /// Google's agents' 1 minute and 1 hour.
+    pub fn gcp_backoff(&self) -> (u64, u64) {
+        let initial = self.gcp_backoff_initial_ms.unwrap_or(60_000);
+        (
+            initial,
+            self.gcp_backoff_max_ms.unwrap_or(3_600_000.max(initial)),
+        )
+    }
 }
 
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Error {

@@ -358,8 +358,9 @@ fn gcp_config(config: &Config) -> super::export::GcpConfig {
     };
     gcp.cpu_hz = p.cpu.frequency;
     gcp.upload_timeout = Duration::from_millis(e.timeout_ms);
-    gcp.backoff_initial = Duration::from_millis(e.gcp_backoff_initial_ms);
-    gcp.backoff_max = Duration::from_millis(e.gcp_backoff_max_ms);
+    let (initial, max) = e.gcp_backoff();
+    gcp.backoff_initial = Duration::from_millis(initial);
+    gcp.backoff_max = Duration::from_millis(max);
     gcp.shutdown_timeout = Duration::from_millis(e.shutdown_timeout_ms);
     gcp
 }
