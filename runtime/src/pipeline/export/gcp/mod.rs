@@ -39,8 +39,8 @@ pub const DEFAULT_ENDPOINT: &str = "https://cloudprofiler.googleapis.com";
 pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Where and as what the agent reports, and how it behaves. `Debug` shows
-/// a fixed token as `<redacted>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// a fixed token as `<redacted>` and the endpoint without credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct GcpConfig {
     /// The Google Cloud project; `None`: the credentials' project.
     pub project_id: Option<String>,
@@ -70,6 +70,25 @@ pub struct GcpConfig {
     pub backoff_max: Duration,
     /// How long `shutdown` waits for the agent's thread.
     pub shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for GcpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpConfig")
+            .field("project_id", &self.project_id)
+            .field("service", &self.service)
+            .field("service_version", &self.service_version)
+            .field("zone", &self.zone)
+            .field("labels", &self.labels)
+            .field("endpoint", &redact_url(&self.endpoint))
+            .field("credentials", &self.credentials)
+            .field("cpu_hz", &self.cpu_hz)
+            .field("upload_timeout", &self.upload_timeout)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
 }
 
 impl GcpConfig {

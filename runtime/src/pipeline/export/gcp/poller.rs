@@ -269,12 +269,12 @@ impl Poller {
             .body(body)
             .send()
             .await
-            .map_err(|e| Failed::new(request_error(&e, LONG_POLL_TIMEOUT)))?;
+            .map_err(|e| Failed::new(request_error(e, LONG_POLL_TIMEOUT)))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| Failed::new(request_error(&e, LONG_POLL_TIMEOUT)))?;
+            .map_err(|e| Failed::new(request_error(e, LONG_POLL_TIMEOUT)))?;
         if status.is_success() {
             return Requested::parse(&body)
                 .map(Answer::Profile)
@@ -306,7 +306,7 @@ impl Poller {
             .body(body)
             .send()
             .await
-            .map_err(|e| Failed::new(request_error(&e, timeout)))?;
+            .map_err(|e| Failed::new(request_error(e, timeout)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -386,12 +386,12 @@ fn describe(status: reqwest::StatusCode, answer: &ErrorAnswer) -> String {
     text
 }
 
-fn request_error(e: &reqwest::Error, timeout: Duration) -> String {
+fn request_error(e: reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         format!("no answer within {timeout:?}")
     } else {
-        // Without the URL: the message stays free of anything but the host.
-        format!("unreachable ({})", DisplayChain(e))
+        // Without the URL, which could carry credentials of a proxy.
+        format!("unreachable ({})", DisplayChain(&e.without_url()))
     }
 }
 
