@@ -1205,3 +1205,61 @@ fn the_example_configurations_gcp_block_is_valid_as_written() {
         "{e}"
     );
 }
+
+#[profiled(agent = "leaker")]
+fn leak_a_little(kept: &mut Vec<Vec<u8>>) {
+    for _ in 0..64 {
+        kept.push(vec![1u8; 16 * 1024]);
+    }
+}
+
+#[test]
+fn heap_profiles_for_the_server_leave_the_reports_growth_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    install_subscriber();
+    agentprof::set_enabled(true);
+    let heap = agentprof::HeapProfiler::start(agentprof::HeapProfilerConfig {
+        sample_interval: 4096,
+        ..Default::default()
+    })
+    .unwrap();
+    // The report's growth: between the last two snapshots of the heap
+    // profiler's own (the collector takes one per window).
+    heap.snapshot();
+    let mut kept = Vec::new();
+    leak_a_little(&mut kept);
+    heap.snapshot();
+    let grown = |growth: &[agentprof::HeapGrowth]| {
+        growth
+            .iter()
+            .find(|g| g.agent.as_deref() == Some("leaker"))
+            .map(|g| g.growth_bytes)
+    };
+    let before = grown(&agentprof::report().heap_growth).expect("the leak grew");
+
+    let server = FakeProfiler::start(
+        FakeProfiler::bind(),
+        vec![
+            profile(0, "HEAP", None),
+            profile(0, "HEAP_ALLOC", Some("0.2s")),
+        ],
+        Auth::Fixed(FIXED_TOKEN),
+        Expected {
+            target: "checkout".to_owned(),
+            labels: BTreeMap::new(),
+            types: Some(vec!["CPU".into(), "HEAP".into(), "HEAP_ALLOC".into()]),
+        },
+    );
+    let mut config = GcpConfig::new("checkout");
+    config.project_id = Some(PROJECT.to_owned());
+    config.endpoint = server.url.clone();
+    config.credentials = GcpCredentials::Token(Secret::new(FIXED_TOKEN));
+    let agent = GcpAgent::start(config).unwrap();
+    common::wait_until("two uploads", || server.seen(|s| s.uploads.len() == 2));
+    assert!(agent.shutdown());
+    server.seen(|s| assert!(s.violations.is_empty(), "{:#?}", s.violations));
+    // Three snapshots taken for the server, none of them counted.
+    assert_eq!(grown(&agentprof::report().heap_growth), Some(before));
+    heap.stop();
+    drop(kept);
+}

@@ -130,8 +130,20 @@ impl HeapProfiler {
         })
     }
 
-    /// Everything sampled so far, as a profile.
+    /// Everything sampled so far, as a profile. The report's heap growth
+    /// compares the last two of these.
     pub fn snapshot(&self) -> HeapProfile {
+        untracked(|| {
+            let profile = self.take_snapshot();
+            remember_for_growth(&profile);
+            profile
+        })
+    }
+
+    /// A snapshot for another reader (the live endpoint, Cloud Profiler)
+    /// that leaves the growth between the collector's windows alone.
+    #[cfg_attr(not(any(feature = "http", feature = "gcp")), allow(dead_code))]
+    pub(crate) fn snapshot_aside(&self) -> HeapProfile {
         untracked(|| self.take_snapshot())
     }
 
@@ -157,13 +169,11 @@ impl HeapProfiler {
                 stack.free_bytes += bucket.free_bytes.load(Relaxed);
             }
         }
-        let profile = HeapProfile {
+        HeapProfile {
             stacks: merged.into_values().filter(|s| s.samples > 0).collect(),
             sample_interval: INTERVAL.load(Relaxed),
             taken_at: SystemTime::now(),
-        };
-        remember_for_growth(&profile);
-        profile
+        }
     }
 }
 

@@ -312,7 +312,7 @@ async fn heap_profile() -> Reply {
              (and install agentprof::Allocator)\n",
         );
     };
-    match blocking(move || Ok(heap.snapshot().to_pprof_gzip())).await {
+    match blocking(move || Ok(heap.snapshot_aside().to_pprof_gzip())).await {
         Ok(body) => {
             let mut reply = reply(StatusCode::OK, "application/octet-stream", body);
             reply.headers_mut().insert(
@@ -421,7 +421,7 @@ async fn live_page(query: &Query, state: &Arc<State>) -> Reply {
     };
     let page = blocking(move || {
         let report = crate::report::report();
-        let heap = HeapProfiler::running().map(|h| h.snapshot());
+        let heap = HeapProfiler::running().map(|h| h.snapshot_aside());
         Ok(super::super::page::render(
             &report,
             cpu.as_deref(),

@@ -115,6 +115,20 @@ fn main() {
         },
     };
     config.telemetry.profiling.exporter.type_ = ExporterType::File;
+    // Cloud Profiler's keys exist in every build; the agent only with `gcp`.
+    let mut gcp = ProfileExporterConfig {
+        type_: ExporterType::Gcp,
+        gcp_project_id: Some("my-project".to_owned()),
+        gcp_service: Some("agents".to_owned()),
+        gcp_service_version: Some("1".to_owned()),
+        gcp_zone: Some("z".to_owned()),
+        gcp_endpoint: Some("http://127.0.0.1:9".to_owned()),
+        ..ProfileExporterConfig::default()
+    };
+    gcp.gcp_credentials_file = None;
+    gcp.gcp_backoff_initial_ms = Some(1000);
+    gcp.gcp_backoff_max_ms = Some(2000);
+    assert_eq!(gcp.gcp_backoff(), (1000, 2000));
     let _ = Config::from_toml_str("[telemetry]\n").map(|c| c.recording());
     let overrides = agentprof::env_overrides().count();
     agentprof::init(&config).expect("a valid configuration");

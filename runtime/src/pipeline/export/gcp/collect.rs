@@ -81,7 +81,7 @@ pub(super) async fn collect(
             let heap = HeapProfiler::running()
                 .ok_or_else(|| Failure::Failed("the heap profiler is off".to_owned()))?;
             Ok(Collected {
-                pprof_gzip: heap.snapshot().to_pprof_gzip(),
+                pprof_gzip: heap.snapshot_aside().to_pprof_gzip(),
                 shared_sampler: false,
             })
         }
@@ -89,11 +89,11 @@ pub(super) async fn collect(
             let stretch = stretch()?;
             let heap = HeapProfiler::running()
                 .ok_or_else(|| Failure::Failed("the heap profiler is off".to_owned()))?;
-            let before = heap.snapshot();
+            let before = heap.snapshot_aside();
             until_stopped(stop, tokio::time::sleep(stretch))
                 .await
                 .ok_or(Failure::Stopped)?;
-            let after = heap.snapshot();
+            let after = heap.snapshot_aside();
             Ok(Collected {
                 pprof_gzip: after.allocations_since(&before).encode_gzip(),
                 shared_sampler: false,
