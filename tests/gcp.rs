@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -229,12 +229,7 @@ struct ServerState {
     next_id: AtomicU64,
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
+type Request = common::HttpRequest;
 
 impl FakeProfiler {
     /// A listener and its URL, for a key file that must name the token
@@ -290,37 +285,6 @@ impl Drop for FakeProfiler {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .map_or(Some(0), |l| l.parse().ok())?;
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
 fn respond(mut stream: TcpStream, code: u16, body: &Value) {
     let body = body.to_string();
     let _ = write!(
@@ -357,7 +321,7 @@ impl ServerState {
     }
 
     fn serve(&self, stream: TcpStream) {
-        let Some(request) = read_request(&stream) else {
+        let Some(request) = common::read_http_request(&stream) else {
             return;
         };
         let create_path = format!("/v2/projects/{PROJECT}/profiles");

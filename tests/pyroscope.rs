@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,11 +58,7 @@ enum Behaviour {
     Hang,
 }
 
-struct Captured {
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
+type Captured = common::HttpRequest;
 
 struct Server {
     url: String,
@@ -84,7 +80,7 @@ impl Server {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).unwrap();
-                        if let Some(request) = read_request(&stream) {
+                        if let Some(request) = common::read_http_request(&stream) {
                             captured.lock().unwrap().push(request);
                         }
                         match behaviour {
@@ -109,32 +105,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn read_request(stream: &TcpStream) -> Option<Captured> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_owned();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let length: usize = headers.get("content-length")?.parse().ok()?;
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Captured {
-        path,
-        headers,
-        body,
-    })
 }
 
 fn respond(mut stream: TcpStream, status: u16) {
