@@ -616,7 +616,7 @@ fn url_decode_form(text: &str) -> BTreeMap<String, String> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
                 if let Ok(b) =
                     u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16)
                 {
@@ -654,15 +654,11 @@ fn verify_jwt(jwt: &str, key: &rsa::RsaPublicKey) -> Result<Value, String> {
     }
     let signature = rsa::pkcs1v15::Signature::try_from(b64(signature)?.as_slice())
         .map_err(|e| format!("signature: {e}"))?;
-    let signed = &jwt[..header_and_claims_len(jwt)];
+    let signed = &jwt[..jwt.rfind('.').unwrap_or(jwt.len())];
     rsa::pkcs1v15::VerifyingKey::<rsa::sha2::Sha256>::new(key.clone())
         .verify(signed.as_bytes(), &signature)
         .map_err(|e| format!("signature does not verify: {e}"))?;
     serde_json::from_slice(&b64(claims)?).map_err(|e| e.to_string())
-}
-
-fn header_and_claims_len(jwt: &str) -> usize {
-    jwt.rfind('.').unwrap_or(jwt.len())
 }
 
 /// A service-account key file for the fake token endpoint, and the public

@@ -83,12 +83,11 @@ impl Poller {
     }
 
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let Some(mut deployment) = self.deployment(&mut stop).await else {
+        let Some(deployment) = self.deployment(&mut stop).await else {
             return;
         };
         loop {
             let types = collect::available();
-            deployment.project_id = self.project.clone().unwrap_or_default();
             let answer = match until_stopped(&mut stop, self.create(&deployment, &types)).await {
                 None => return,
                 Some(answer) => answer,
@@ -248,8 +247,8 @@ impl Poller {
         deployment: &Deployment,
         types: &[ProfileType],
     ) -> Result<Answer, Failed> {
-        self.counters.polls.fetch_add(1, Relaxed);
         let token = self.token().await?;
+        self.counters.polls.fetch_add(1, Relaxed);
         let url = format!(
             "{}/v2/projects/{}/profiles",
             self.config.endpoint.trim_end_matches('/'),
