@@ -259,21 +259,9 @@ impl Poller {
             profile_type: types,
         })
         .unwrap_or_default();
-        let response = self
-            .client
-            .post(url)
-            .bearer_auth(token.expose())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .timeout(LONG_POLL_TIMEOUT)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failed::new(request_error(e, LONG_POLL_TIMEOUT)))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Failed::new(request_error(e, LONG_POLL_TIMEOUT)))?;
+        let (status, body) = self
+            .call(reqwest::Method::POST, url, &token, body, LONG_POLL_TIMEOUT)
+            .await?;
         if status.is_success() {
             return Requested::parse(&body)
                 .map(Answer::Profile)
@@ -295,10 +283,37 @@ impl Poller {
     async fn upload(&self, name: &str, body: Vec<u8>) -> Result<(), Failed> {
         let token = self.token().await?;
         let url = format!("{}/v2/{name}", self.config.endpoint.trim_end_matches('/'));
-        let timeout = self.config.upload_timeout;
+        let (status, body) = self
+            .call(
+                reqwest::Method::PATCH,
+                url,
+                &token,
+                body,
+                self.config.upload_timeout,
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let answer = ErrorAnswer::parse(&body);
+        Err(Failed {
+            message: format!("UpdateProfile: {}", describe(status, &answer)),
+            server_delay: answer.retry_delay.map(|d| d.min(MAX_SERVER_DELAY)),
+        })
+    }
+
+    /// One JSON request with the access token; the answer's status and body.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: &Secret,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), Failed> {
         let response = self
             .client
-            .patch(url)
+            .request(method, url)
             .bearer_auth(token.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(timeout)
@@ -307,15 +322,11 @@ impl Poller {
             .await
             .map_err(|e| Failed::new(request_error(e, timeout)))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.bytes().await.unwrap_or_default();
-        let answer = ErrorAnswer::parse(&body);
-        Err(Failed {
-            message: format!("UpdateProfile: {}", describe(status, &answer)),
-            server_delay: answer.retry_delay.map(|d| d.min(MAX_SERVER_DELAY)),
-        })
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failed::new(request_error(e, timeout)))?;
+        Ok((status, body.to_vec()))
     }
 
     /// Counts a failure, warns if it starts a streak, and waits the
