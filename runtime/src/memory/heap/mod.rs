@@ -311,15 +311,11 @@ impl HeapProfile {
                 &stack.labels(),
             );
         }
-        let time = self
-            .taken_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
         builder.finish(
             ("space", "bytes"),
             self.sample_interval as i64,
             "inuse_space",
-            time.as_nanos() as i64,
+            unix_nanos(self.taken_at),
             0,
         )
     }
@@ -351,10 +347,6 @@ impl HeapProfile {
                     &stack.labels(),
                 );
             }
-            let start = earlier
-                .taken_at
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO);
             let stretch = self
                 .taken_at
                 .duration_since(earlier.taken_at)
@@ -363,7 +355,7 @@ impl HeapProfile {
                 ("space", "bytes"),
                 self.sample_interval as i64,
                 "alloc_space",
-                start.as_nanos() as i64,
+                unix_nanos(earlier.taken_at),
                 stretch.as_nanos() as i64,
             )
         })
@@ -395,6 +387,13 @@ impl HeapProfile {
         }
         sites
     }
+}
+
+/// A pprof `time_nanos`.
+fn unix_nanos(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as i64
 }
 
 type Sites = HashMap<(String, Option<&'static str>), i64>;

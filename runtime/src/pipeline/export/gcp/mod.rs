@@ -12,7 +12,7 @@
 mod auth;
 mod collect;
 mod poller;
-pub mod protocol;
+mod protocol;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -129,7 +129,7 @@ impl Requested {
 
 /// A proto3 JSON duration: decimal seconds with an `s` suffix (`"10s"`,
 /// `"0.5s"`, `"1.000000001s"`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration like \"10s\"");
     let number = text.strip_suffix('s').ok_or_else(bad)?;
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -148,8 +148,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, nanos))
 }
 
-/// The proto3 JSON form of a duration.
-pub fn format_duration(d: Duration) -> String {
+/// The proto3 JSON form of a duration (what the server sends).
+#[cfg(test)]
+fn format_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
     } else {
