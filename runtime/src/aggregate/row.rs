@@ -7,7 +7,7 @@
 //! maps to it first drains into the row, within a byte budget shared by all
 //! rows ([`EXTRA_SHARD_BUDGET`]); past it, such threads use shard 0.
 //!
-//! Memory is bounded: a shard is at most 156 KiB (its counters and five
+//! Memory is bounded: a shard is at most 218 KiB (its counters and seven
 //! histograms of at most 31 KiB each), there are at most [`MAX_ROWS`] rows
 //! plus one overflow row per agent, and extra shards stay within the
 //! budget. Past the row cap, a new (function, agent) pair is charged to its
@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use hdrhistogram::Histogram;
 
-use super::histogram;
+use super::histogram::{self, SignedHistogram};
 use super::labels::Labels;
 use crate::model::Outcome;
 use crate::thread::slot::{self, Owner};
@@ -31,9 +31,9 @@ use crate::thread::slot::{self, Owner};
 pub(super) const SHARDS: usize = 8;
 /// (function, agent) rows at most, overflow rows aside.
 pub(crate) const MAX_ROWS: usize = 2048;
-/// The most one shard of a row takes: five histograms at their largest
+/// The most one shard of a row takes: seven histograms at their largest
 /// (31 KiB each) and its counters.
-pub(crate) const SHARD_BYTES: usize = 5 * 31 * 1024 + 1024;
+pub(crate) const SHARD_BYTES: usize = 7 * 31 * 1024 + 1024;
 /// Bytes that shards beyond every row's first may take, all rows together.
 pub(crate) const EXTRA_SHARD_BUDGET: usize = 64 << 20;
 /// Function label of an agent's overflow row.
@@ -113,6 +113,12 @@ pub(crate) struct Stats {
     pub(crate) self_wall_ns: u64,
     pub(crate) polls: u64,
     pub(crate) root_calls: u64,
+    /// Agent-root calls by outcome: an agent's errors are its root calls
+    /// that failed, so an `Err` propagated by `?` through two functions of
+    /// one agent counts once.
+    pub(crate) root_errors: u64,
+    pub(crate) root_panics: u64,
+    pub(crate) root_cancelled: u64,
     pub(crate) root_wall_ns: u64,
     pub(crate) root_cpu_ns: u64,
     pub(crate) detached_cpu_ns: u64,
@@ -127,6 +133,9 @@ pub(crate) struct Stats {
     pub(crate) peak_bytes: u64,
     pub(crate) root_retained_bytes: i64,
     pub(crate) root_peak_bytes: u64,
+    /// Largest net change (allocated minus freed) of one call, exact.
+    pub(crate) net_bytes_max: Option<i64>,
+    pub(crate) root_net_bytes_max: Option<i64>,
     /// Longest call and most CPU in one call, exact (the histograms stop
     /// resolving at 68 s).
     pub(crate) wall_ns_max: u64,
@@ -144,6 +153,9 @@ pub(crate) struct Histograms {
     pub(crate) root_wall: Option<Histogram<u64>>,
     pub(crate) root_cpu: Option<Histogram<u64>>,
     pub(crate) alloc_per_call: Option<Histogram<u64>>,
+    /// Net memory change per call: of nested calls, and of agent roots.
+    pub(crate) nested_net: SignedHistogram,
+    pub(crate) root_net: SignedHistogram,
 }
 
 impl Histograms {
@@ -164,6 +176,8 @@ impl Histograms {
         histogram::add(&mut self.root_wall, &o.root_wall);
         histogram::add(&mut self.root_cpu, &o.root_cpu);
         histogram::add(&mut self.alloc_per_call, &o.alloc_per_call);
+        self.nested_net.add(&o.nested_net);
+        self.root_net.add(&o.root_net);
     }
 }
 
@@ -182,6 +196,9 @@ impl Stats {
         self.self_wall_ns += o.self_wall_ns;
         self.polls += o.polls;
         self.root_calls += o.root_calls;
+        self.root_errors += o.root_errors;
+        self.root_panics += o.root_panics;
+        self.root_cancelled += o.root_cancelled;
         self.root_wall_ns += o.root_wall_ns;
         self.root_cpu_ns += o.root_cpu_ns;
         self.detached_cpu_ns += o.detached_cpu_ns;
@@ -195,6 +212,8 @@ impl Stats {
         self.peak_bytes = self.peak_bytes.max(o.peak_bytes);
         self.root_retained_bytes += o.root_retained_bytes;
         self.root_peak_bytes = self.root_peak_bytes.max(o.root_peak_bytes);
+        self.net_bytes_max = max_of(self.net_bytes_max, o.net_bytes_max);
+        self.root_net_bytes_max = max_of(self.root_net_bytes_max, o.root_net_bytes_max);
         self.wall_ns_max = self.wall_ns_max.max(o.wall_ns_max);
         self.cpu_ns_max = self.cpu_ns_max.max(o.cpu_ns_max);
     }
@@ -204,6 +223,8 @@ impl Stats {
         for h in histograms.each() {
             histogram::reset(h);
         }
+        histograms.nested_net.reset();
+        histograms.root_net.reset();
         *self = Stats {
             lifetime: self.lifetime,
             histograms,
@@ -217,6 +238,14 @@ impl Stats {
 
     pub(crate) fn cpu_measured(&self) -> bool {
         self.calls == 0 || self.cpu_calls > 0
+    }
+}
+
+/// The larger of two maxima, either of which may not exist yet.
+fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -347,14 +376,25 @@ impl Row {
             s.freed_bytes += m.freed_bytes;
             s.retained_bytes += m.retained_bytes;
             s.peak_bytes = s.peak_bytes.max(m.peak_bytes);
+            s.net_bytes_max = max_of(s.net_bytes_max, Some(m.retained_bytes));
             if f.agent_root {
                 s.root_retained_bytes += m.retained_bytes;
                 s.root_peak_bytes = s.root_peak_bytes.max(m.peak_bytes);
+                s.root_net_bytes_max = max_of(s.root_net_bytes_max, Some(m.retained_bytes));
+                h.root_net.record(m.retained_bytes);
+            } else {
+                h.nested_net.record(m.retained_bytes);
             }
             histogram::record(&mut h.alloc_per_call, m.alloc_bytes);
         }
         let (wall_histogram, cpu_histogram) = if f.agent_root {
             s.root_calls += 1;
+            match f.outcome {
+                Outcome::Ok => {}
+                Outcome::Error => s.root_errors += 1,
+                Outcome::Panicked => s.root_panics += 1,
+                Outcome::Cancelled => s.root_cancelled += 1,
+            }
             s.root_wall_ns += f.wall_ns;
             s.root_cpu_ns += f.cpu_ns.unwrap_or(0);
             (&mut h.root_wall, &mut h.root_cpu)
@@ -431,7 +471,11 @@ pub(crate) fn rows() -> Vec<&'static Row> {
 /// The owner key of every row: what a key stored by the signal handler or
 /// the allocator hook must be one of before it is turned back into names.
 pub(crate) fn owner_keys() -> std::collections::HashSet<usize> {
-    rows().iter().map(|r| r.owner.key()).collect()
+    rows()
+        .iter()
+        .map(|r| r.owner.key())
+        .chain([slot::PROFILER_OWNER.key()])
+        .collect()
 }
 
 /// (function, agent) pairs that found the row cap reached.
@@ -598,6 +642,6 @@ mod tests {
             "{}",
             std::mem::size_of::<Row>()
         );
-        assert!(std::mem::size_of::<Stats>() + 5 * 31 * 1024 <= SHARD_BYTES);
+        assert!(std::mem::size_of::<Stats>() + 7 * 31 * 1024 <= SHARD_BYTES);
     }
 }

@@ -115,6 +115,17 @@ const OVERRIDES: &[Override] = overrides! {
         |c, v| c.telemetry.profiling.http.max_seconds => parse_num(v)?;
 };
 
+/// True when the environment turns recording off: `AGENTPROF_PROFILING_ENABLED`
+/// or `AGENTPROF_TELEMETRY_ENABLED` set to a false value. A value that is not
+/// a boolean counts as off (the safe side; loading a configuration reports
+/// it as an error naming the variable).
+pub(crate) fn env_turns_recording_off() -> bool {
+    ["AGENTPROF_PROFILING_ENABLED", "AGENTPROF_TELEMETRY_ENABLED"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .any(|value| parse_bool(&value) != Ok(true))
+}
+
 /// The environment variables that override configuration keys, applied
 /// after the file, as `(variable, key)`.
 pub fn env_overrides() -> impl Iterator<Item = (&'static str, &'static str)> {
@@ -198,7 +209,17 @@ impl Config {
 
     /// Defaults with environment overrides.
     pub fn from_env() -> Result<Self> {
-        let mut config = Self::default();
+        Self::default().with_env()
+    }
+
+    /// This configuration with the environment's overrides applied, then
+    /// validated: what every path that starts profiling ([`init`](crate::init),
+    /// `Profiler::from_config`, `Profiler::builder`) uses. The environment
+    /// wins over the file and over code, so an operator can always turn
+    /// profiling off (`AGENTPROF_PROFILING_ENABLED=false`) or change a key
+    /// without a rebuild.
+    pub fn with_env(&self) -> Result<Self> {
+        let mut config = self.clone();
         config.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }

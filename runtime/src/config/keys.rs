@@ -11,6 +11,7 @@ pub(crate) const MEMORY_TIMELINE_INTERVAL: &str = "telemetry.profiling.memory.ti
 pub(crate) const MEMORY_TIMELINE_CAPACITY: &str = "telemetry.profiling.memory.timeline_capacity";
 pub(crate) const EXPORTER_TYPE: &str = "telemetry.profiling.exporter.type";
 pub(crate) const PYROSCOPE_ENDPOINT: &str = "telemetry.profiling.exporter.pyroscope_endpoint";
+pub(crate) const EXPORTER_LABELS: &str = "telemetry.profiling.exporter.labels";
 pub(crate) const TAGS: &str = "telemetry.profiling.exporter.tags";
 pub(crate) const GCP_PROJECT_ID: &str = "telemetry.profiling.exporter.gcp_project_id";
 pub(crate) const GCP_SERVICE: &str = "telemetry.profiling.exporter.gcp_service";

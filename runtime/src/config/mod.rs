@@ -46,6 +46,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::SampleLabel;
+
 mod env;
 mod secret;
 // Most keys are named by the profilers, which the opt-out build lacks.
@@ -54,6 +56,7 @@ pub(crate) mod keys;
 mod validate;
 
 pub use env::env_overrides;
+pub(crate) use env::env_turns_recording_off;
 pub use secret::{redact_url, Secret};
 #[cfg(feature = "enabled")]
 pub(crate) use validate::check_frequency;
@@ -140,6 +143,17 @@ pub struct CpuProfilingConfig {
     /// How invocations read the thread CPU clock (default `"auto"`).
     #[serde(default)]
     pub clock: CpuClockConfig,
+    /// Labels the samples of local profiles carry: files, the live
+    /// endpoint, `CpuReport::pprof` (default `["agent", "function",
+    /// "invocation_id", "span_id", "trace_id", "thread"]`; `"thread_id"`
+    /// adds the numeric thread id). What a push exporter sends is
+    /// `exporter.labels`.
+    #[serde(default = "default_local_labels")]
+    pub labels: Vec<SampleLabel>,
+}
+
+fn default_local_labels() -> Vec<SampleLabel> {
+    SampleLabel::LOCAL_DEFAULT.to_vec()
 }
 
 /// `telemetry.profiling.cpu.clock`: `"auto"` reads the thread CPU clock in
@@ -185,6 +199,7 @@ impl Default for CpuProfilingConfig {
             duration: default_duration(),
             continuous: false,
             clock: CpuClockConfig::Auto,
+            labels: default_local_labels(),
         }
     }
 }
@@ -332,6 +347,13 @@ pub struct ProfileExporterConfig {
     /// deployment labels.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Per-sample labels of the CPU profiles a backend receives (default:
+    /// Pyroscope `["agent", "function", "thread", "span_id"]`, Cloud
+    /// Profiler `["agent", "function", "thread"]`). Labels with a value
+    /// per invocation or thread (`invocation_id`, `trace_id`,
+    /// `thread_id`) are refused: the backend would make a series of each.
+    #[serde(default)]
+    pub labels: Option<Vec<SampleLabel>>,
     /// Cloud Profiler: the Google Cloud project (default: the credentials'
     /// project).
     #[serde(default)]
@@ -411,6 +433,7 @@ impl std::fmt::Debug for ProfileExporterConfig {
             )
             .field("application_name", &self.application_name)
             .field("tags", &self.tags)
+            .field("labels", &self.labels)
             .field("gcp_project_id", &self.gcp_project_id)
             .field("gcp_service", &self.gcp_service)
             .field("gcp_service_version", &self.gcp_service_version)
@@ -471,6 +494,7 @@ impl Default for ProfileExporterConfig {
             pyroscope_endpoint: None,
             application_name: None,
             tags: Default::default(),
+            labels: None,
             gcp_project_id: None,
             gcp_service: None,
             gcp_service_version: None,

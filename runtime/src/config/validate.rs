@@ -1,7 +1,7 @@
 //! Validation: every value checked against what it allows, with errors
 //! that name the key.
 
-use super::{keys, Config, ExporterType, HttpConfig, ProfileExporterConfig};
+use super::{keys, Config, ExporterType, HttpConfig, ProfileExporterConfig, SampleLabel};
 use crate::error::{Error, Result};
 
 /// The CPU sampling rates allowed, Hz.
@@ -226,6 +226,46 @@ impl ProfileExporterConfig {
     }
 }
 
+/// A backend makes a series per distinct label set: labels with a value
+/// per invocation or thread would make one per invocation.
+fn check_labels(e: &ProfileExporterConfig) -> Result<()> {
+    let Some(labels) = &e.labels else {
+        return Ok(());
+    };
+    if e.type_ == ExporterType::File {
+        return Err(invalid(
+            keys::EXPORTER_LABELS,
+            "applies only to type = \"pyroscope\" or \"gcp\"; the labels of local profiles \
+             are telemetry.profiling.cpu.labels",
+        ));
+    }
+    if let Some(unbounded) = labels.iter().find(|l| l.unbounded()) {
+        return Err(invalid(
+            keys::EXPORTER_LABELS,
+            format!(
+                "{:?} takes a new value per invocation or thread, and the backend would \
+                 keep a series of each; it stays in local profiles (cpu.labels, the live \
+                 endpoint). Bounded labels: \"agent\", \"function\", \"thread\", and \
+                 \"span_id\", which Pyroscope keeps out of its series",
+                unbounded.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl ProfileExporterConfig {
+    /// The per-sample labels of the CPU profiles this exporter's backend
+    /// receives: `labels`, else the backend's default.
+    pub fn backend_labels(&self) -> Vec<SampleLabel> {
+        match (&self.labels, self.type_) {
+            (Some(labels), _) => labels.clone(),
+            (None, ExporterType::Gcp) => SampleLabel::CLOUD_PROFILER_DEFAULT.to_vec(),
+            (None, _) => SampleLabel::PYROSCOPE_DEFAULT.to_vec(),
+        }
+    }
+}
+
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Error {
     Error::InvalidConfig {
         key: key.to_owned(),
@@ -301,6 +341,7 @@ impl Config {
             0..=600_000,
             "ms",
         )?;
+        check_labels(&p.exporter)?;
         if p.exporter.type_ == ExporterType::Pyroscope {
             match p.exporter.pyroscope_endpoint.as_deref() {
                 None => {

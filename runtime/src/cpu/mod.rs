@@ -22,10 +22,12 @@ mod signal;
 // optional features.
 #[cfg_attr(not(any(feature = "http", feature = "gcp")), allow(dead_code))]
 mod tap;
+mod thread_names;
 mod timer;
 
 pub use crate::model::TimerMode;
 pub use report::{CpuReport, CpuSample};
+pub(crate) use report::set_local_labels;
 #[cfg(any(feature = "http", feature = "gcp"))]
 pub(crate) use tap::CpuTap;
 #[doc(hidden)]
@@ -145,6 +147,7 @@ fn deliver(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
             *by_owner.entry(s.owner).or_default() += s.weight_ns;
         }
     }
+    thread_names::remember(raw.iter().map(|s| s.tid));
     tap::deliver(raw);
     aggregate
         .lock()

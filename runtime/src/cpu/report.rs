@@ -2,11 +2,13 @@
 //! stacks, flamegraphs (also per label, and differential).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{SampleKey, SampleTotals};
 use crate::error::{Error, Result};
-use crate::model::TimerMode;
+use crate::model::{SampleLabel, TimerMode};
 use crate::pprof::{self, Profile, ProfileBuilder};
 use crate::thread::memory::untracked;
 use crate::thread::slot::Owner;
@@ -31,8 +33,7 @@ pub struct CpuSample {
     pub agent: Option<&'static str>,
     /// Function of that invocation.
     pub function: Option<&'static str>,
-    /// Its id (also the `span_id` label when there is no OpenTelemetry
-    /// span).
+    /// Its id.
     pub invocation_id: Option<u64>,
     /// OpenTelemetry span id of the invocation's span.
     pub span_id: Option<u64>,
@@ -40,6 +41,8 @@ pub struct CpuSample {
     pub trace_id: Option<u128>,
     /// Thread id.
     pub thread: u64,
+    /// The thread's name when its samples were drained.
+    pub thread_name: Arc<str>,
     /// Samples.
     pub count: u64,
     /// Thread CPU time they stand for, ns.
@@ -56,23 +59,50 @@ impl CpuSample {
             .collect()
     }
 
-    fn label(&self, key: &str) -> Option<String> {
-        match key {
-            "agent" => self.agent.map(str::to_owned),
-            "function" => self.function.map(str::to_owned),
-            "invocation_id" => self.invocation_id.map(span_id),
-            "span_id" => self.span_id.or(self.invocation_id).map(span_id),
-            "trace_id" => self.trace_id.map(|t| format!("{t:032x}")),
-            "thread" => Some(self.thread.to_string()),
-            _ => None,
+    /// The sample's value of one label, as profiles write it.
+    pub fn label(&self, label: SampleLabel) -> Option<String> {
+        match label {
+            SampleLabel::Agent => self.agent.map(str::to_owned),
+            SampleLabel::Function => self.function.map(str::to_owned),
+            // Decimal, as span fields, logs and JSON write it, so a log
+            // line's id finds its samples.
+            SampleLabel::InvocationId => self.invocation_id.map(|id| id.to_string()),
+            SampleLabel::SpanId => self.span_id.map(|id| format!("{id:016x}")),
+            SampleLabel::TraceId => self.trace_id.map(|t| format!("{t:032x}")),
+            SampleLabel::Thread => Some(self.thread_name.to_string()),
+            SampleLabel::ThreadId => Some(self.thread.to_string()),
         }
+    }
+
+    fn label_by_key(&self, key: &str) -> Option<String> {
+        key.parse().ok().and_then(|label| self.label(label))
     }
 }
 
-/// A span id (or an invocation id standing in for one) as 16 hex digits,
-/// the form OpenTelemetry span ids take.
-fn span_id(id: u64) -> String {
-    format!("{id:016x}")
+/// The labels local profiles carry (`telemetry.profiling.cpu.labels`), as
+/// a bit set over [`SampleLabel::ALL`].
+static LOCAL_LABELS: AtomicU8 = AtomicU8::new(u8::MAX);
+
+fn label_bits(labels: &[SampleLabel]) -> u8 {
+    labels.iter().fold(0, |bits, l| bits | 1 << (*l as u8))
+}
+
+/// Sets the labels of local profiles (files, the live endpoint,
+/// [`CpuReport::pprof`]).
+pub(crate) fn set_local_labels(labels: &[SampleLabel]) {
+    LOCAL_LABELS.store(label_bits(labels), Relaxed);
+}
+
+/// The labels local profiles carry.
+pub(crate) fn local_labels() -> Vec<SampleLabel> {
+    let bits = LOCAL_LABELS.load(Relaxed);
+    if bits == u8::MAX {
+        return SampleLabel::LOCAL_DEFAULT.to_vec();
+    }
+    SampleLabel::ALL
+        .into_iter()
+        .filter(|l| bits & (1 << (*l as u8)) != 0)
+        .collect()
 }
 
 /// The samples of one session.
@@ -131,6 +161,7 @@ impl CpuReport {
                         span_id: (span_id != 0).then_some(span_id),
                         trace_id: (trace_id != 0).then_some(trace_id),
                         thread,
+                        thread_name: super::thread_names::name_of(thread),
                         count,
                         cpu_ns,
                     }
@@ -173,11 +204,13 @@ impl CpuReport {
     }
 
     /// CPU ns per value of a label (`agent`, `function`, `invocation_id`,
-    /// `span_id`, `thread`); samples without it are under `""`.
+    /// `span_id`, `trace_id`, `thread`, `thread_id`); samples without it
+    /// are under `""`.
     pub fn cpu_by(&self, key: &str) -> BTreeMap<String, u64> {
         let mut by = BTreeMap::new();
         for s in &self.samples {
-            *by.entry(s.label(key).unwrap_or_default()).or_default() += s.cpu_ns;
+            *by.entry(s.label_by_key(key).unwrap_or_default())
+                .or_default() += s.cpu_ns;
         }
         by
     }
@@ -188,7 +221,7 @@ impl CpuReport {
             samples: self
                 .samples
                 .iter()
-                .filter(|s| s.label(key).as_deref() == Some(value))
+                .filter(|s| s.label_by_key(key).as_deref() == Some(value))
                 .cloned()
                 .collect(),
             ..self.clone()
@@ -196,32 +229,39 @@ impl CpuReport {
     }
 
     /// The profile as pprof: sample types samples/count and cpu/nanoseconds,
-    /// period in CPU ns, labels `agent`, `function`, `invocation_id`,
-    /// `span_id`, `trace_id` (with OpenTelemetry), `thread`.
+    /// period in CPU ns, with the labels of local profiles
+    /// (`telemetry.profiling.cpu.labels`; by default `agent`, `function`,
+    /// `invocation_id`, `span_id` and `trace_id` (with OpenTelemetry),
+    /// `thread`).
     pub fn pprof(&self) -> Profile {
+        self.pprof_with_labels(&local_labels())
+    }
+
+    /// The profile as pprof with only `labels` on its samples (samples
+    /// that then look alike are merged): what a shared backend should get.
+    pub fn pprof_with_labels(&self, labels: &[SampleLabel]) -> Profile {
         untracked(|| {
             let mut builder = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+            let mut merged: HashMap<(&[u64], Vec<(&str, String)>), (u64, u64)> = HashMap::new();
             for s in &self.samples {
-                let mut labels: Vec<(&str, String)> = Vec::new();
-                for key in [
-                    "agent",
-                    "function",
-                    "invocation_id",
-                    "span_id",
-                    "trace_id",
-                    "thread",
-                ] {
-                    if let Some(v) = s.label(key) {
-                        labels.push((key, v));
+                let mut values: Vec<(&str, String)> = Vec::new();
+                for &label in labels {
+                    if let Some(v) = s.label(label) {
+                        values.push((label.as_str(), v));
                     }
                 }
+                let totals = merged.entry((&s.frames, values)).or_default();
+                totals.0 += s.count;
+                totals.1 += s.cpu_ns;
+            }
+            for ((frames, labels), (count, cpu_ns)) in merged {
                 let labels: Vec<(&str, &str)> =
                     labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let frames: Vec<usize> = s.frames.iter().map(|&f| f as usize).collect();
+                let frames: Vec<usize> = frames.iter().map(|&f| f as usize).collect();
                 builder.sample(
                     &frames,
                     |_| false,
-                    vec![s.count as i64, s.cpu_ns as i64],
+                    vec![count as i64, cpu_ns as i64],
                     &labels,
                 );
             }

@@ -152,6 +152,7 @@ impl Frame {
     }
 
     pub(crate) fn propagated(shared: Arc<Shared>) -> Self {
+        let span = shared.span.clone();
         Self::with_parts(
             Active {
                 id: shared.id,
@@ -165,7 +166,7 @@ impl Frame {
             shared.row,
             FrameKind::Propagated(shared),
             None,
-            Span::none(),
+            span,
         )
     }
 

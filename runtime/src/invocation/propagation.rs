@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) row: &'static Row,
     pub(crate) trace_id: u128,
     pub(crate) span_id: u64,
+    /// The invocation's span: propagated work runs inside it, so the spans
+    /// it creates have it as parent, as a direct call's would.
+    pub(crate) span: tracing::Span,
     /// Own CPU of propagated work, with [`SEALED`] set once the invocation
     /// has ended; later contributions go straight to the aggregates.
     self_cpu_ns: AtomicU64,
@@ -81,6 +84,7 @@ impl Shared {
             row: frame.row,
             trace_id,
             span_id,
+            span: frame.span.clone(),
             self_cpu_ns: AtomicU64::new(0),
             children_cpu_ns: AtomicU64::new(0),
             memory: SharedMemory::default(),
@@ -191,11 +195,12 @@ impl Context {
     }
 }
 
-/// A propagated frame made current until dropped; then what it
-/// accumulated goes to its invocation.
+/// A propagated frame made current, and its invocation's span entered,
+/// until dropped; then what it accumulated goes to its invocation.
 struct PropagatedPoll<'a> {
     frame: &'a Frame,
     previous: *const Active,
+    _span: tracing::span::Entered<'a>,
 }
 
 impl<'a> PropagatedPoll<'a> {
@@ -203,6 +208,7 @@ impl<'a> PropagatedPoll<'a> {
         Self {
             frame,
             previous: enter(frame),
+            _span: frame.span.enter(),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod json;
 mod report;
 mod resource;
+mod sample_label;
 
 pub use report::{
     AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
@@ -13,6 +14,7 @@ pub use report::{
     SystemMemoryInfo, TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
 };
 pub use resource::{AgentResourceStats, ResourceContext, ResourceUsage};
+pub use sample_label::SampleLabel;
 
 /// How to get memory figures, for reports made without the allocator.
 pub const INSTALL_HINT: &str =

@@ -137,6 +137,15 @@ pub struct Report {
     /// alone (absent in reports made on demand).
     #[serde(default)]
     pub window: Option<WindowFigures>,
+    /// Whether new invocations were being recorded when the report was
+    /// made (false: the kill switch, the configuration or `set_enabled`
+    /// turned recording off).
+    #[serde(default = "recording_default")]
+    pub recording: bool,
+}
+
+fn recording_default() -> bool {
+    true
 }
 
 /// What invocations still running have consumed so far, kept apart from
@@ -275,7 +284,8 @@ pub struct MemoryTimelinePoint {
 /// the leak signal.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeapGrowth {
-    /// Innermost frame outside allocator internals.
+    /// The instrumented function whose invocation allocated (the report's
+    /// name); outside any invocation, the program's innermost own frame.
     pub function: String,
     /// Agent of the invocation that allocated.
     pub agent: Option<String>,
@@ -345,8 +355,11 @@ pub struct FunctionRow {
     pub allocs: Option<u64>,
     /// Bytes freed, callees included.
     pub freed_bytes: Option<u64>,
-    /// Allocated minus freed at the end of each call, summed: what the
-    /// calls left behind (negative: they freed older memory).
+    /// Net change (allocated minus freed) at the end of each call, summed
+    /// over calls. Signed, and a sum: it can be negative (calls freed older
+    /// memory) or exceed the process heap (each call's leftovers freed
+    /// later). Kept for schema compatibility; read `net_bytes_p50`,
+    /// `net_bytes_max` and `inuse_bytes` instead.
     pub retained_bytes: Option<i64>,
     /// Highest live bytes during any one call.
     pub peak_bytes: Option<u64>,
@@ -354,6 +367,18 @@ pub struct FunctionRow {
     pub alloc_bytes_p50: Option<u64>,
     /// 99th percentile bytes allocated per call.
     pub alloc_bytes_p99: Option<u64>,
+    /// Median net change of one call at its end (allocated minus freed,
+    /// callees included; negative: it freed more than it allocated).
+    #[serde(default)]
+    pub net_bytes_p50: Option<i64>,
+    /// Largest net change of one call at its end.
+    #[serde(default)]
+    pub net_bytes_max: Option<i64>,
+    /// Heap in use now that this function's invocations allocated: the
+    /// heap profiler's unbiased estimate (`inuse_space`); `null` unless the
+    /// heap profiler runs.
+    #[serde(default)]
+    pub inuse_bytes: Option<u64>,
     /// What the invocations running now consumed so far (not in the
     /// figures above, which are about finished calls).
     #[serde(default)]
@@ -376,11 +401,13 @@ pub struct AgentRow {
     pub root_calls: u64,
     /// Invocations running now.
     pub active: u64,
-    /// Invocations that returned `Err`.
+    /// Root invocations that returned `Err`: a failure propagated through
+    /// several functions of the agent counts once (function rows keep
+    /// their own counts).
     pub errors: u64,
-    /// Invocations that panicked.
+    /// Root invocations that panicked.
     pub panics: u64,
-    /// Futures dropped before completion.
+    /// Root invocations (futures) dropped before completion.
     pub cancelled: u64,
     /// Thread CPU time, ns.
     pub cpu_ns: Option<u64>,
@@ -405,10 +432,23 @@ pub struct AgentRow {
     pub alloc_bytes: Option<u64>,
     /// Allocations, likewise.
     pub allocs: Option<u64>,
-    /// What root invocations left behind.
+    /// Net change of root invocations at their ends, summed (signed; kept
+    /// for schema compatibility: read `net_bytes_p50`, `net_bytes_max` and
+    /// `inuse_bytes`).
     pub retained_bytes: Option<i64>,
     /// Highest live bytes during one root invocation.
     pub peak_bytes: Option<u64>,
+    /// Median net change of one root invocation at its end.
+    #[serde(default)]
+    pub net_bytes_p50: Option<i64>,
+    /// Largest net change of one root invocation at its end.
+    #[serde(default)]
+    pub net_bytes_max: Option<i64>,
+    /// Heap in use now that the agent's invocations allocated: what the
+    /// agent holds (the heap profiler's unbiased estimate, `inuse_space`);
+    /// `null` unless the heap profiler runs.
+    #[serde(default)]
+    pub inuse_bytes: Option<u64>,
     /// What the agent's running invocations consumed so far: own CPU and
     /// allocations of each, wall time of the running root invocations.
     #[serde(default)]

@@ -31,10 +31,14 @@ use crate::error::Result;
 /// `telemetry.profiling.enabled`), the bounds of the attribution stores,
 /// the heap profiler and the memory timeline.
 ///
+/// The environment's `AGENTPROF_*` overrides are applied on top of
+/// `config` first ([`Config::with_env`]): environment over code over file
+/// over defaults.
+///
 /// Fails, changing nothing, when the configuration is invalid or turns on a
 /// capability this build does not have.
 pub fn init(config: &Config) -> Result<()> {
-    config.validate()?;
+    let config = &config.with_env()?;
     if let Some(unsupported) = config.unsupported() {
         return Err(unsupported);
     }
@@ -63,6 +67,7 @@ pub fn init(config: &Config) -> Result<()> {
             p.attribution.label_value_max_len,
             p.attribution.label_values_per_key,
         );
+        crate::cpu::set_local_labels(&p.cpu.labels);
         if p.cpu.clock == crate::config::CpuClockConfig::Syscall {
             crate::thread::clock::force_syscall_clock();
         }

@@ -29,9 +29,11 @@ pub struct ProfilerBuilder {
 }
 
 impl Profiler {
-    /// Validates `config` and sets up the exporter it names.
+    /// Applies the environment's overrides to `config`
+    /// ([`Config::with_env`]), validates it and sets up the exporter it
+    /// names.
     pub fn from_config(config: &Config) -> Result<Profiler> {
-        config.validate()?;
+        let config = &config.with_env()?;
         if let Some(unsupported) = config.unsupported() {
             return Err(unsupported);
         }
@@ -220,14 +222,14 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Validates and returns the profiler.
+    /// Applies the environment's overrides ([`Config::with_env`]),
+    /// validates and returns the profiler.
     pub fn build(self) -> Result<Profiler> {
         let mut profiler = if self.file_exporter {
             Profiler::from_config(&self.config)?
         } else {
-            self.config.validate()?;
             Profiler {
-                config: self.config,
+                config: self.config.with_env()?,
                 exporters: Vec::new(),
                 #[cfg(feature = "gcp")]
                 gcp: None,
@@ -330,6 +332,7 @@ fn pyroscope_config(e: &crate::config::ProfileExporterConfig) -> super::export::
     config.headers = e.headers.clone().into_iter().collect();
     config.timeout = Duration::from_millis(e.timeout_ms);
     config.max_retries = e.max_retries;
+    config.labels = e.backend_labels();
     config
 }
 
@@ -357,6 +360,7 @@ fn gcp_config(config: &Config) -> super::export::GcpConfig {
         (None, None) => GcpCredentials::ApplicationDefault,
     };
     gcp.cpu_hz = p.cpu.frequency;
+    gcp.sample_labels = e.backend_labels();
     gcp.upload_timeout = Duration::from_millis(e.timeout_ms);
     let (initial, max) = e.gcp_backoff();
     gcp.backoff_initial = Duration::from_millis(initial);

@@ -10,7 +10,8 @@ pub(crate) struct ProfileBuilder {
     profile: Profile,
     strings: HashMap<String, i64>,
     functions: HashMap<(String, String), u64>,
-    locations: HashMap<usize, u64>,
+    /// By (address, inlined frames trimmed from its leaf end).
+    locations: HashMap<(usize, usize), u64>,
 }
 
 impl ProfileBuilder {
@@ -78,8 +79,8 @@ impl ProfileBuilder {
         id
     }
 
-    fn location(&mut self, address: usize, frames: &[SymbolFrame]) -> u64 {
-        if let Some(&id) = self.locations.get(&address) {
+    fn location(&mut self, address: usize, trimmed: usize, frames: &[SymbolFrame]) -> u64 {
+        if let Some(&id) = self.locations.get(&(address, trimmed)) {
             return id;
         }
         let id = self.profile.location.len() as u64 + 1;
@@ -98,12 +99,14 @@ impl ProfileBuilder {
             line,
             is_folded: false,
         });
-        self.locations.insert(address, id);
+        self.locations.insert((address, trimmed), id);
         id
     }
 
     /// Adds a sample whose stack is `addresses` (leaf first), dropping the
-    /// leading frames for which `skip` is true (the profiler's own).
+    /// leading frames for which `skip` is true (the profiler's own and the
+    /// allocator shims), inlined ones included: the first location kept
+    /// starts at its first frame that is not skipped.
     pub(crate) fn sample(
         &mut self,
         addresses: &[usize],
@@ -115,11 +118,16 @@ impl ProfileBuilder {
         let mut skipping = true;
         for &address in addresses {
             let frames = symbolize(address);
-            if skipping && frames.iter().all(|f| skip(&f.name)) {
+            let trimmed = if skipping {
+                frames.iter().take_while(|f| skip(&f.name)).count()
+            } else {
+                0
+            };
+            if trimmed == frames.len() {
                 continue;
             }
             skipping = false;
-            location_id.push(self.location(address, &frames));
+            location_id.push(self.location(address, trimmed, &frames[trimmed..]));
         }
         let label = labels
             .iter()

@@ -258,6 +258,41 @@ impl Profile {
             .collect()
     }
 
+    /// Drops every sample label whose key is not in `keys`, then merges
+    /// the samples that have become alike (same stack, same labels) by
+    /// adding their values: what a backend that makes a series per label
+    /// set should receive.
+    pub fn keep_labels(&mut self, keys: &[&str]) {
+        let kept: std::collections::HashSet<i64> = self
+            .string_table
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| keys.contains(&s.as_str()))
+            .map(|(i, _)| i as i64)
+            .collect();
+        let mut merged: Vec<Sample> = Vec::with_capacity(self.sample.len());
+        let mut index: HashMap<(Vec<u64>, Vec<(i64, i64, i64)>), usize> = HashMap::new();
+        for mut sample in std::mem::take(&mut self.sample) {
+            sample.label.retain(|l| kept.contains(&l.key));
+            let key = (
+                sample.location_id.clone(),
+                sample.label.iter().map(|l| (l.key, l.str, l.num)).collect(),
+            );
+            match index.get(&key) {
+                Some(&at) => {
+                    for (total, value) in merged[at].value.iter_mut().zip(&sample.value) {
+                        *total += value;
+                    }
+                }
+                None => {
+                    index.insert(key, merged.len());
+                    merged.push(sample);
+                }
+            }
+        }
+        self.sample = merged;
+    }
+
     /// A sample's string label `key`.
     pub fn label<'a>(&'a self, sample: &Sample, key: &str) -> Option<&'a str> {
         sample

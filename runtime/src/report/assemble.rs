@@ -23,6 +23,7 @@ pub fn report() -> Report {
     });
     let mut running = RunningTotals::new(&running);
     let sampled_by_owner = cpu::sampled_cpu_by_owner();
+    let inuse = memory::inuse_by_owner();
     let mut functions = Vec::new();
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
     let mut detached = 0;
@@ -46,6 +47,11 @@ pub fn report() -> Report {
         let mut cpu_histogram = h.nested_cpu.take();
         aggregate::add_histogram(&mut cpu_histogram, &h.root_cpu);
         let mem = s.memory_measured();
+        let mut net = s.histograms.nested_net.clone();
+        net.add(&s.histograms.root_net);
+        let row_inuse = inuse
+            .as_ref()
+            .map(|by| by.get(&(owner.agent, Some(owner.function))).copied().unwrap_or(0).max(0) as u64);
         functions.push(FunctionRow {
             agent: owner.agent.map(str::to_owned),
             function: owner.function.to_owned(),
@@ -77,12 +83,16 @@ pub fn report() -> Report {
             peak_bytes: mem.then_some(s.peak_bytes),
             alloc_bytes_p50: mem.then(|| quantile(&s.histograms.alloc_per_call, 0.5)),
             alloc_bytes_p99: mem.then(|| quantile(&s.histograms.alloc_per_call, 0.99)),
+            net_bytes_p50: net.quantile(0.5),
+            net_bytes_max: s.net_bytes_max,
+            inuse_bytes: row_inuse,
             running: row_running,
         });
         let slot = agents.entry(owner.agent).or_default();
         slot.0.add_counters(&s);
         aggregate::add_histogram(&mut slot.0.histograms.root_wall, &s.histograms.root_wall);
         aggregate::add_histogram(&mut slot.0.histograms.root_cpu, &s.histograms.root_cpu);
+        slot.0.histograms.root_net.add(&s.histograms.root_net);
         slot.1 += active;
         slot.2 = match (slot.2, sampled) {
             (Some(a), Some(b)) => Some(a + b),
@@ -109,9 +119,9 @@ pub fn report() -> Report {
                 calls: s.calls,
                 root_calls: s.root_calls,
                 active,
-                errors: s.errors,
-                panics: s.panics,
-                cancelled: s.cancelled,
+                errors: s.root_errors,
+                panics: s.root_panics,
+                cancelled: s.root_cancelled,
                 cpu_ns: cpu.then_some(s.self_cpu_ns),
                 wall_ns: s.root_wall_ns,
                 wall_ns_p50: quantile(&root.root_wall, 0.5),
@@ -125,6 +135,15 @@ pub fn report() -> Report {
                 allocs: mem.then_some(s.self_allocs),
                 retained_bytes: mem.then_some(s.root_retained_bytes),
                 peak_bytes: mem.then_some(s.root_peak_bytes),
+                net_bytes_p50: root.root_net.quantile(0.5),
+                net_bytes_max: s.root_net_bytes_max,
+                inuse_bytes: inuse.as_ref().map(|by| {
+                    by.iter()
+                        .filter(|((a, f), _)| *a == agent && f.is_some())
+                        .map(|(_, bytes)| *bytes)
+                        .sum::<i64>()
+                        .max(0) as u64
+                }),
                 running: running.by_agent.remove(&agent).unwrap_or_default(),
             }
         })
@@ -158,6 +177,7 @@ pub fn report() -> Report {
             rows_overflowed: aggregate::rows_overflowed(),
         },
         window: None,
+        recording: invocation::is_enabled(),
     }
 }
 

@@ -11,7 +11,9 @@ use crate::model::{MemoryTimelinePoint, Report, WindowFigures};
 /// A heap allocation site for the page's heap table.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HeapSite {
-    /// Innermost frame outside allocator internals.
+    /// The instrumented function whose invocation allocated, as the report
+    /// names it; outside any invocation, the innermost frame of the
+    /// program's own code.
     pub function: String,
     /// Agent of the invocation that allocated.
     pub agent: Option<String>,
@@ -88,7 +90,9 @@ h1{font-size:20px}h2{font-size:16px;margin-top:28px}\
 table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
 th{cursor:pointer;background:#f4f4f4}td.text,th.text{text-align:left}\
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}\
-.flame img,.flame svg{max-width:100%;height:auto}.muted{color:#888}";
+.flame{max-height:520px;overflow:auto;border:1px solid #eee}\
+.flame img,.flame svg{max-width:100%;height:auto}.muted{color:#888}\
+details>summary{cursor:pointer;font-weight:600;margin-top:20px}";
 
 /// Sorts a table by the clicked column: numbers by `data-v`, text as text.
 const SCRIPT: &str = "document.querySelectorAll('table.sortable th').forEach(function(th,i){\
@@ -118,9 +122,116 @@ fn header(out: &mut String, columns: &[&str]) {
     out.push_str("<thead><tr>");
     for (i, c) in columns.iter().enumerate() {
         let class = if i < 2 { " class=\"text\"" } else { "" };
-        let _ = write!(out, "<th{class}>{}</th>", escape(c));
+        let tip = column_tip(c).map_or(String::new(), |t| format!(" title=\"{}\"", escape(t)));
+        let _ = write!(out, "<th{class}{tip}>{}</th>", escape(c));
     }
     out.push_str("</tr></thead><tbody>");
+}
+
+/// What a column means, as its header's tooltip: one meaning per figure,
+/// the same as in the table and the JSON.
+fn column_tip(column: &str) -> Option<&'static str> {
+    Some(match column {
+        "cpu" => "thread CPU time, instrumented callees included (an agent: its own invocations' CPU)",
+        "self cpu" => "thread CPU time of the function's own code, instrumented callees excluded",
+        "share" => "share of all the own (self) CPU in this table",
+        "active" => "invocations running now",
+        "active cpu" => "CPU the invocations running now have used so far",
+        "errors" => "a function: its calls that returned Err; an agent: its root invocations that did (a failure propagated through several functions counts once)",
+        "allocated" => "bytes allocated by the calls (callees included; an agent: its own invocations)",
+        "peak" => "most bytes live at once during one call",
+        "net p50" => "allocated minus freed when one call ended, median (negative: it freed older memory)",
+        "net max" => "allocated minus freed when one call ended, largest",
+        "in use" => "heap allocated by these invocations and not freed yet: the heap profiler's estimate (inuse_space)",
+        "sampled" => "CPU the sampling profiler saw in these invocations",
+        "roots" => "invocations not called from another invocation of the same agent",
+        _ => return None,
+    })
+}
+
+fn unsigned_bytes(out: &mut String, value: Option<u64>) {
+    number(out, value.map(i128::from), &bytes(value.map(|b| b as i64)));
+}
+
+/// `46471` as `46,471`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A share of `total` as a percentage cell.
+fn share(out: &mut String, part: Option<u64>, total: u64) {
+    match part {
+        Some(part) if total > 0 => {
+            let percent = part as f64 * 100.0 / total as f64;
+            number(out, Some(part.into()), &format!("{percent:.1}%"));
+        }
+        _ => number(out, None, ""),
+    }
+}
+
+/// `this window (#4, 5 s)` is `window`, `since start` is `since-start`.
+fn scope_id(scope: &str) -> &'static str {
+    if scope.starts_with("this window") {
+        "window"
+    } else {
+        "since-start"
+    }
+}
+
+fn render_window_agents(out: &mut String, w: &WindowFigures, scope: &str) {
+    let _ = write!(
+        out,
+        "<section class=\"agents\" data-scope=\"window\"><h2>Agents, {}</h2><table class=\"sortable\">",
+        escape(scope)
+    );
+    header(out, &["agent", "", "calls", "active", "cpu", "share"]);
+    let total: u64 = w.agents.iter().filter_map(|a| a.cpu_ns).sum();
+    let mut agents: Vec<_> = w.agents.iter().collect();
+    agents.sort_by_key(|a| std::cmp::Reverse(a.cpu_ns.unwrap_or(0)));
+    for a in agents {
+        out.push_str("<tr>");
+        text(out, a.agent.as_deref().unwrap_or("(none)"));
+        text(out, "");
+        number(out, Some(a.calls.into()), &a.calls.to_string());
+        number(out, Some(a.active.into()), &a.active.to_string());
+        number(out, a.cpu_ns.map(i128::from), &nanos(a.cpu_ns));
+        share(out, a.cpu_ns, total);
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn render_window_functions(out: &mut String, w: &WindowFigures, scope: &str) {
+    let _ = write!(
+        out,
+        "<section class=\"functions\" data-scope=\"window\"><h2>Functions, {}, by self CPU</h2>\
+         <table class=\"sortable\">",
+        escape(scope)
+    );
+    header(out, &["agent", "function", "calls", "active", "self cpu", "share", "cpu"]);
+    let total: u64 = w.functions.iter().filter_map(|f| f.self_cpu_ns).sum();
+    let mut functions: Vec<_> = w.functions.iter().collect();
+    functions.sort_by_key(|f| std::cmp::Reverse(f.self_cpu_ns.unwrap_or(0)));
+    for f in functions {
+        out.push_str("<tr>");
+        text(out, f.agent.as_deref().unwrap_or("(none)"));
+        text(out, &f.function);
+        number(out, Some(f.calls.into()), &f.calls.to_string());
+        number(out, Some(f.active.into()), &f.active.to_string());
+        number(out, f.self_cpu_ns.map(i128::from), &nanos(f.self_cpu_ns));
+        share(out, f.self_cpu_ns, total);
+        number(out, f.cpu_ns.map(i128::from), &nanos(f.cpu_ns));
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></section>");
 }
 
 fn nanos(ns: Option<u64>) -> String {
@@ -131,10 +242,85 @@ fn bytes(b: Option<i64>) -> String {
     Bytes(b).to_string()
 }
 
+/// The plot area of a chart, and the margins its axes' labels take.
+const PLOT_W: f64 = 720.0;
+const PLOT_H: f64 = 200.0;
+const LEFT: f64 = 76.0;
+const TOP: f64 = 10.0;
+const BOTTOM: f64 = 30.0;
+const RIGHT: f64 = 130.0;
+
+/// A point of the plot area, from fractions of each axis.
+fn plot_xy(x: f64, y: f64) -> (f64, f64) {
+    (LEFT + x * PLOT_W, TOP + PLOT_H - y * PLOT_H)
+}
+
+/// An SVG chart's opening, its frame and both axes with ticks and
+/// gridlines: five on the value axis (0 to `top`, labelled by `label`) and
+/// five on the time axis (seconds from 0 to `span_s`).
+fn chart_open(id: &str, aria: &str, span_s: f64, top: f64, label: impl Fn(f64) -> String) -> String {
+    let (w, h) = (LEFT + PLOT_W + RIGHT, TOP + PLOT_H + BOTTOM);
+    let mut out = format!(
+        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{aria}\" font-size=\"11\">\
+         <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{PLOT_W}\" height=\"{PLOT_H}\" fill=\"#fafafa\" stroke=\"#ccc\"/>"
+    );
+    out.push_str("<g class=\"y-axis\">");
+    for i in 0..=4 {
+        let fraction = f64::from(i) / 4.0;
+        let (_, y) = plot_xy(0.0, fraction);
+        let _ = write!(
+            out,
+            "<line class=\"tick\" x1=\"{}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#e4e4e4\"/>\
+             <text class=\"tick-label\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 4.0,
+            LEFT + PLOT_W,
+            LEFT - 6.0,
+            y + 4.0,
+            escape(&label(top * fraction))
+        );
+    }
+    out.push_str("</g><g class=\"x-axis\">");
+    for i in 0..=4 {
+        let fraction = f64::from(i) / 4.0;
+        let (x, _) = plot_xy(fraction, 0.0);
+        let _ = write!(
+            out,
+            "<line class=\"tick\" x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#999\"/>\
+             <text class=\"tick-label\" x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            TOP + PLOT_H,
+            TOP + PLOT_H + 5.0,
+            TOP + PLOT_H + 18.0,
+            seconds_label(span_s * fraction)
+        );
+    }
+    out.push_str("</g>");
+    out
+}
+
+fn seconds_label(s: f64) -> String {
+    if s >= 120.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s >= 10.0 || s == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// A legend entry at the right of the plot.
+fn legend(out: &mut String, row: usize, colour: &str, name: &str) {
+    let _ = write!(
+        out,
+        "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{}</text>",
+        LEFT + PLOT_W + 8.0,
+        TOP + 12.0 + 14.0 * row as f64,
+        escape(name)
+    );
+}
+
 /// The memory timeline as an SVG line chart: resident set and heap in use.
 fn timeline_chart(points: &[MemoryTimelinePoint]) -> String {
-    const W: f64 = 800.0;
-    const H: f64 = 200.0;
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return "<p class=\"muted\">No memory timeline: it runs with \
                 `timeline_interval_ms` set (the default) once profiling is initialised.</p>"
@@ -153,33 +339,26 @@ fn timeline_chart(points: &[MemoryTimelinePoint]) -> String {
             .iter()
             .filter_map(|p| {
                 let v = value(p)?;
-                let x = (p.unix_ms - first.unix_ms) as f64 / span * W;
-                let y = H - v as f64 / top * H;
+                let (x, y) = plot_xy((p.unix_ms - first.unix_ms) as f64 / span, v as f64 / top);
                 Some(format!("{x:.1},{y:.1}"))
             })
             .collect::<Vec<_>>()
             .join(" ")
     };
-    format!(
-        "<svg id=\"memory-timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
-         viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"memory timeline\">\
-         <rect width=\"{W}\" height=\"{H}\" fill=\"#fafafa\" stroke=\"#ccc\"/>\
-         <polyline class=\"rss\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" points=\"{}\"/>\
-         <polyline class=\"heap\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>\
-         <text x=\"4\" y=\"14\" font-size=\"12\">{}</text>\
-         <text x=\"4\" y=\"{}\" font-size=\"12\">{} s</text>\
-         <text x=\"{}\" y=\"14\" font-size=\"12\" fill=\"#d62728\">resident</text>\
-         <text x=\"{}\" y=\"28\" font-size=\"12\" fill=\"#1f77b4\">heap in use</text></svg>",
-        H + 20.0,
-        H + 20.0,
+    let mut out = chart_open("memory-timeline", "memory timeline", span / 1000.0, top, |v| {
+        bytes(Some(v as i64))
+    });
+    let _ = write!(
+        out,
+        "<polyline class=\"rss\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" points=\"{}\"/>\
+         <polyline class=\"heap\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>",
         line(|p| p.rss_bytes),
         line(|p| p.current_bytes),
-        escape(&bytes(Some(top as i64))),
-        H + 16.0,
-        (span / 1000.0).round(),
-        W - 110.0,
-        W - 110.0,
-    )
+    );
+    legend(&mut out, 0, "#d62728", "resident");
+    legend(&mut out, 1, "#1f77b4", "heap in use");
+    out.push_str("</svg>");
+    out
 }
 
 /// Agents drawn in the CPU-over-time chart (those with the most CPU).
@@ -191,8 +370,6 @@ const CHART_COLOURS: [&str; CHART_AGENTS] = [
 /// Each agent's CPU per window, in cores (CPU time over the window's
 /// length), as an SVG line chart.
 fn agent_cpu_chart(windows: &[WindowFigures]) -> String {
-    const W: f64 = 800.0;
-    const H: f64 = 200.0;
     let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
         return "<p class=\"muted\">No windows yet: they come with continuous profiling \
                 (`cpu.continuous = true`).</p>"
@@ -222,24 +399,23 @@ fn agent_cpu_chart(windows: &[WindowFigures]) -> String {
         .fold(0.0f64, f64::max)
         .max(0.01);
     let span = (last.end_unix_ms.saturating_sub(first.end_unix_ms)).max(1) as f64;
-    let mut out = format!(
-        "<svg id=\"agent-cpu\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
-         viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"CPU per agent over time\">\
-         <rect width=\"{W}\" height=\"{H}\" fill=\"#fafafa\" stroke=\"#ccc\"/>",
-        H + 20.0,
-        H + 20.0
+    let mut out = chart_open(
+        "agent-cpu",
+        "CPU per agent over time",
+        span / 1000.0,
+        top,
+        |cores| format!("{cores:.2} cores"),
     );
     for (i, ((agent, _), colour)) in agents.iter().zip(CHART_COLOURS).enumerate() {
         let points: Vec<_> = windows
             .iter()
             .map(|w| {
                 let x = if windows.len() == 1 {
-                    W / 2.0
+                    0.5
                 } else {
-                    (w.end_unix_ms - first.end_unix_ms) as f64 / span * W
+                    (w.end_unix_ms - first.end_unix_ms) as f64 / span
                 };
-                let y = H - cores(w, agent) / top * H;
-                (x, y)
+                plot_xy(x, cores(w, agent) / top)
             })
             .collect();
         let line = points
@@ -259,22 +435,9 @@ fn agent_cpu_chart(windows: &[WindowFigures]) -> String {
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2\" fill=\"{colour}\"/>"
             );
         }
-        let _ = write!(
-            out,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{}</text>",
-            W - 150.0,
-            14.0 * (i + 1) as f64,
-            escape(agent)
-        );
+        legend(&mut out, i, colour, agent);
     }
-    let _ = write!(
-        out,
-        "<text x=\"4\" y=\"14\" font-size=\"12\">{top:.2} cores</text>\
-         <text x=\"4\" y=\"{}\" font-size=\"12\">{} windows over {} s</text></svg>",
-        H + 16.0,
-        windows.len(),
-        (span / 1000.0).round()
-    );
+    out.push_str("</svg>");
     out
 }
 
@@ -336,8 +499,7 @@ impl<'a> HtmlReport<'a> {
             escape(&self.title)
         );
         self.render_header(&mut out);
-        self.render_agents(&mut out);
-        self.render_functions(&mut out);
+        self.render_tables(&mut out);
         out.push_str("<section id=\"memory\"><h2>Memory over time</h2>");
         out.push_str(&timeline_chart(&r.memory_timeline));
         out.push_str("</section><section id=\"cpu-over-time\"><h2>CPU per agent over time</h2>");
@@ -377,15 +539,22 @@ impl<'a> HtmlReport<'a> {
             ));
         }
         facts.push((
-            "dropped".to_owned(),
+            "bounds".to_owned(),
             format!(
-                "{} label values truncated, {} over the per-key limit, {} recent invocations evicted, \
-                 {} rows overflowed, {} running untracked",
+                "label values: {} cut to the length limit, {} past the per-key limit; \
+                 (function, agent) rows past the cap: {}; running invocations not listed \
+                 (registry full): {}",
                 d.label_values_truncated,
                 d.label_values_overflowed,
-                d.recent_invocations_evicted,
                 d.rows_overflowed,
                 d.running_untracked
+            ),
+        ));
+        facts.push((
+            "recent-invocation ring".to_owned(),
+            format!(
+                "{} older entries replaced by newer ones (normal: it keeps the latest)",
+                thousands(d.recent_invocations_evicted)
             ),
         ));
         out.push_str("<dl id=\"facts\">");
@@ -395,26 +564,52 @@ impl<'a> HtmlReport<'a> {
         out.push_str("</dl>");
     }
 
-    fn render_agents(&self, out: &mut String) {
-        out.push_str("<section id=\"agents\"><h2>Agents</h2><table class=\"sortable\">");
-        header(
+    /// The window's own figures first when the report is a window's, with
+    /// the cumulative tables one click away; otherwise the cumulative
+    /// tables, labelled as such.
+    fn render_tables(&self, out: &mut String) {
+        let r = self.report;
+        match &r.window {
+            Some(w) => {
+                let length = (w.end_unix_ms.saturating_sub(w.start_unix_ms) + 500) / 1000;
+                let scope = format!("this window (#{}, {length} s)", w.sequence);
+                render_window_agents(out, w, &scope);
+                render_window_functions(out, w, &scope);
+                out.push_str(
+                    "<details id=\"since-start\"><summary>Since start: cumulative figures, \
+                     percentiles and memory</summary>",
+                );
+                self.render_agents(out, "since start");
+                self.render_functions(out, "since start");
+                out.push_str("</details>");
+            }
+            None => {
+                self.render_agents(out, "since start");
+                self.render_functions(out, "since start");
+            }
+        }
+    }
+
+    fn render_agents(&self, out: &mut String, scope: &str) {
+        let _ = write!(
             out,
-            &[
-                "agent",
-                "",
-                "calls",
-                "roots",
-                "active",
-                "errors",
-                "cpu",
-                "active cpu",
-                "wall",
-                "wall p50",
-                "wall p99",
-                "allocated",
-            ],
+            "<section class=\"agents\" data-scope=\"{}\"><h2>Agents, {}</h2><table class=\"sortable\">",
+            scope_id(scope),
+            escape(scope)
         );
-        for a in &self.report.agents {
+        let mut columns = vec![
+            "agent", "", "calls", "roots", "active", "errors", "cpu", "share", "active cpu", "wall",
+            "wall p50", "wall p99", "allocated", "peak",
+        ];
+        let inuse = self.report.agents.iter().any(|a| a.inuse_bytes.is_some());
+        if inuse {
+            columns.push("in use");
+        }
+        header(out, &columns);
+        let total: u64 = self.report.agents.iter().filter_map(|a| a.cpu_ns).sum();
+        let mut agents: Vec<_> = self.report.agents.iter().collect();
+        agents.sort_by_key(|a| std::cmp::Reverse(a.cpu_ns.unwrap_or(0)));
+        for a in agents {
             out.push_str("<tr>");
             text(out, a.agent.as_deref().unwrap_or("(none)"));
             text(out, "");
@@ -423,6 +618,7 @@ impl<'a> HtmlReport<'a> {
             number(out, Some(a.active.into()), &a.active.to_string());
             number(out, Some(a.errors.into()), &a.errors.to_string());
             number(out, a.cpu_ns.map(i128::from), &nanos(a.cpu_ns));
+            share(out, a.cpu_ns, total);
             number(
                 out,
                 a.running.cpu_ns.map(i128::from),
@@ -431,46 +627,47 @@ impl<'a> HtmlReport<'a> {
             number(out, Some(a.wall_ns.into()), &nanos(Some(a.wall_ns)));
             number(out, Some(a.wall_ns_p50.into()), &nanos(Some(a.wall_ns_p50)));
             number(out, Some(a.wall_ns_p99.into()), &nanos(Some(a.wall_ns_p99)));
-            number(
-                out,
-                a.alloc_bytes.map(i128::from),
-                &bytes(a.alloc_bytes.map(|b| b as i64)),
-            );
+            unsigned_bytes(out, a.alloc_bytes);
+            unsigned_bytes(out, a.peak_bytes);
+            if inuse {
+                unsigned_bytes(out, a.inuse_bytes);
+            }
             out.push_str("</tr>");
         }
         out.push_str("</tbody></table></section>");
     }
 
-    fn render_functions(&self, out: &mut String) {
-        out.push_str("<section id=\"functions\"><h2>Functions</h2><table class=\"sortable\">");
-        header(
+    fn render_functions(&self, out: &mut String, scope: &str) {
+        let _ = write!(
             out,
-            &[
-                "agent",
-                "function",
-                "calls",
-                "active",
-                "errors",
-                "cpu",
-                "self cpu",
-                "active cpu",
-                "wall p50",
-                "wall p99",
-                "cpu p99",
-                "sampled",
-                "allocated",
-                "retained",
-            ],
+            "<section class=\"functions\" data-scope=\"{}\"><h2>Functions, {}, by self CPU</h2>\
+             <table class=\"sortable\">",
+            scope_id(scope),
+            escape(scope)
         );
-        for f in &self.report.functions {
+        let mut columns = vec![
+            "agent", "function", "calls", "active", "errors", "self cpu", "share", "cpu",
+            "active cpu", "wall p50", "wall p99", "cpu p99", "sampled", "allocated", "peak",
+            "net p50", "net max",
+        ];
+        let inuse = self.report.functions.iter().any(|f| f.inuse_bytes.is_some());
+        if inuse {
+            columns.push("in use");
+        }
+        header(out, &columns);
+        let total: u64 = self.report.functions.iter().filter_map(|f| f.self_cpu_ns).sum();
+        let mut functions: Vec<_> = self.report.functions.iter().collect();
+        functions.sort_by_key(|f| std::cmp::Reverse(f.self_cpu_ns.unwrap_or(0)));
+        for f in functions {
             out.push_str("<tr>");
             text(out, f.agent.as_deref().unwrap_or("(none)"));
             text(out, &f.function);
             number(out, Some(f.calls.into()), &f.calls.to_string());
             number(out, Some(f.active.into()), &f.active.to_string());
             number(out, Some(f.errors.into()), &f.errors.to_string());
-            number(out, f.cpu_ns.map(i128::from), &nanos(f.cpu_ns));
             number(out, f.self_cpu_ns.map(i128::from), &nanos(f.self_cpu_ns));
+            share(out, f.self_cpu_ns, total);
+            number(out, f.cpu_ns.map(i128::from), &nanos(f.cpu_ns));
             number(
                 out,
                 f.running.cpu_ns.map(i128::from),
@@ -484,16 +681,13 @@ impl<'a> HtmlReport<'a> {
                 f.sampled_cpu_ns.map(i128::from),
                 &nanos(f.sampled_cpu_ns),
             );
-            number(
-                out,
-                f.alloc_bytes.map(i128::from),
-                &bytes(f.alloc_bytes.map(|b| b as i64)),
-            );
-            number(
-                out,
-                f.retained_bytes.map(i128::from),
-                &bytes(f.retained_bytes),
-            );
+            unsigned_bytes(out, f.alloc_bytes);
+            unsigned_bytes(out, f.peak_bytes);
+            number(out, f.net_bytes_p50.map(i128::from), &bytes(f.net_bytes_p50));
+            number(out, f.net_bytes_max.map(i128::from), &bytes(f.net_bytes_max));
+            if inuse {
+                unsigned_bytes(out, f.inuse_bytes);
+            }
             out.push_str("</tr>");
         }
         out.push_str("</tbody></table></section>");
@@ -611,39 +805,26 @@ impl HtmlReport<'_> {
             }
         }
         if let Some(heap) = heap {
-            let sites = heap
-                .stacks
-                .iter()
-                .map(|s| HeapSite {
-                    function: allocation_site(s.function_names()),
-                    agent: s.agent.map(str::to_owned),
-                    inuse_bytes: s.inuse_estimate().1,
-                    alloc_bytes: s.alloc_estimate().1,
+            let mut sites: std::collections::BTreeMap<(String, Option<&str>), (i64, i64)> =
+                Default::default();
+            for stack in &heap.stacks {
+                let site = sites.entry((stack.site(), stack.agent)).or_default();
+                site.0 += stack.inuse_estimate().1;
+                site.1 += stack.alloc_estimate().1;
+            }
+            let sites = sites
+                .into_iter()
+                .map(|((function, agent), (inuse_bytes, alloc_bytes))| HeapSite {
+                    function,
+                    agent: agent.map(str::to_owned),
+                    inuse_bytes,
+                    alloc_bytes,
                 })
                 .collect();
             self = self.heap_sites(sites);
         }
         self
     }
-}
-
-/// The first frame of a heap stack (leaf first) that is the program's own
-/// rather than the standard library's growth and boxing machinery.
-#[cfg(feature = "enabled")]
-fn allocation_site(frames: Vec<String>) -> String {
-    let library = |f: &str| {
-        [
-            "alloc::", "core::", "std::", "<alloc::", "<core::", "<std::",
-        ]
-        .iter()
-        .any(|p| f.starts_with(p))
-    };
-    frames
-        .iter()
-        .find(|f| !library(f))
-        .or(frames.first())
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -44,6 +44,13 @@ impl fmt::Display for Bytes {
 
 const NO_AGENT: &str = "(none)";
 
+/// What the memory columns mean, printed under the tables.
+const MEMORY_LEGEND: &str = "memory: allocated = bytes allocated by the calls (callees included; \
+     an agent: its own calls); peak = most live at once in one call; net p50 / net max = \
+     allocated minus freed when one call ended (median, largest; negative: it freed older memory)";
+const INUSE_LEGEND: &str = "in use = heap allocated by these invocations and not freed yet \
+     (the heap profiler's estimate)";
+
 /// CPU that running invocations have spent so far; blank when none runs.
 struct RunningCpu<'a>(&'a Running);
 
@@ -56,8 +63,18 @@ impl fmt::Display for RunningCpu<'_> {
     }
 }
 
+/// Says why a report may be empty.
+const RECORDING_OFF: &str = "agentprof: recording is off (AGENTPROF_PROFILING_ENABLED=false, \
+     telemetry.profiling.enabled = false, or set_enabled(false))";
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.recording {
+            if self.functions.is_empty() && self.agents.is_empty() {
+                return writeln!(f, "{RECORDING_OFF}; nothing was recorded.");
+            }
+            writeln!(f, "{RECORDING_OFF}; the figures below are from before.")?;
+        }
         let agent_width = self
             .functions
             .iter()
@@ -75,6 +92,10 @@ impl fmt::Display for Report {
             .max()
             .unwrap_or(8);
         let memory = self.memory.is_some();
+        let inuse = self
+            .functions
+            .iter()
+            .any(|r| r.inuse_bytes.is_some());
         let sampled = self.functions.iter().any(|r| r.sampled_cpu_ns.is_some());
         write!(
             f,
@@ -87,7 +108,14 @@ impl fmt::Display for Report {
             write!(f, " {:>10}", "sampled")?;
         }
         if memory {
-            write!(f, "  {:>10} {:>10} {:>10}", "allocated", "peak", "retained")?;
+            write!(
+                f,
+                "  {:>10} {:>10} {:>10} {:>10}",
+                "allocated", "peak", "net p50", "net max"
+            )?;
+        }
+        if inuse {
+            write!(f, " {:>10}", "in use")?;
         }
         writeln!(f)?;
         for r in &self.functions {
@@ -118,16 +146,20 @@ impl fmt::Display for Report {
             if memory {
                 write!(
                     f,
-                    "  {:>10} {:>10} {:>10}",
+                    "  {:>10} {:>10} {:>10} {:>10}",
                     Bytes(r.alloc_bytes.map(|b| b as i64)),
                     Bytes(r.peak_bytes.map(|b| b as i64)),
-                    Bytes(r.retained_bytes)
+                    Bytes(r.net_bytes_p50),
+                    Bytes(r.net_bytes_max)
                 )?;
+            }
+            if inuse {
+                write!(f, " {:>10}", Bytes(r.inuse_bytes.map(|b| b as i64)))?;
             }
             writeln!(f)?;
         }
         writeln!(f)?;
-        writeln!(
+        write!(
             f,
             "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}  {:>10}",
             "agent",
@@ -145,8 +177,15 @@ impl fmt::Display for Report {
             "active cpu",
             aw = agent_width,
         )?;
+        if memory {
+            write!(f, "  {:>10} {:>10}", "allocated", "peak")?;
+        }
+        if inuse {
+            write!(f, " {:>10}", "in use")?;
+        }
+        writeln!(f)?;
         for r in &self.agents {
-            writeln!(
+            write!(
                 f,
                 "{:<aw$}  {:>8} {:>8} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>10}  {:>10}",
                 r.agent.as_deref().unwrap_or(NO_AGENT),
@@ -164,6 +203,24 @@ impl fmt::Display for Report {
                 RunningCpu(&r.running),
                 aw = agent_width,
             )?;
+            if memory {
+                write!(
+                    f,
+                    "  {:>10} {:>10}",
+                    Bytes(r.alloc_bytes.map(|b| b as i64)),
+                    Bytes(r.peak_bytes.map(|b| b as i64))
+                )?;
+            }
+            if inuse {
+                write!(f, " {:>10}", Bytes(r.inuse_bytes.map(|b| b as i64)))?;
+            }
+            writeln!(f)?;
+        }
+        if memory {
+            writeln!(f, "\n{MEMORY_LEGEND}")?;
+            if inuse {
+                writeln!(f, "{INUSE_LEGEND}")?;
+            }
         }
         match (&self.memory, &self.memory_note) {
             (Some(m), _) => writeln!(

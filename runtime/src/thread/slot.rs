@@ -46,6 +46,14 @@ impl Owner {
     }
 }
 
+/// The owner of the profiler's own work (its threads, and what it does on
+/// the application's threads while `untracked`): its heap samples are
+/// labelled `agent = "agentprof"`, apart from the application's.
+pub(crate) static PROFILER_OWNER: Owner = Owner {
+    function: "agentprof",
+    agent: Some("agentprof"),
+};
+
 /// What the signal handler and the heap sampler know of the invocation
 /// running on a thread: the invocation layer's frame starts with one.
 #[derive(Debug)]

@@ -142,7 +142,6 @@ impl HeapProfiler {
 
     /// A snapshot for another reader (the live endpoint, Cloud Profiler)
     /// that leaves the growth between the collector's windows alone.
-    #[cfg_attr(not(any(feature = "http", feature = "gcp")), allow(dead_code))]
     pub(crate) fn snapshot_aside(&self) -> HeapProfile {
         untracked(|| self.take_snapshot())
     }
@@ -275,6 +274,29 @@ impl HeapStack {
         labels
     }
 
+    /// Where the heap tables list this stack: the instrumented function
+    /// whose invocation allocated, named as the report names it (its
+    /// closures and async state machines are part of it); outside any
+    /// invocation, the innermost frame of the program's own code, closures
+    /// folded into their function.
+    pub fn site(&self) -> String {
+        if let Some(function) = self.function {
+            return function.to_owned();
+        }
+        let library = |n: &str| {
+            ["alloc::", "core::", "std::", "<alloc::", "<core::", "<std::"]
+                .iter()
+                .any(|prefix| n.starts_with(prefix))
+        };
+        let names = self.function_names();
+        let innermost = names
+            .iter()
+            .find(|n| !library(n))
+            .or(names.first())
+            .map_or("?", String::as_str);
+        fold_closures(innermost)
+    }
+
     /// Function names of the stack, leaf first, profiler frames trimmed.
     pub fn function_names(&self) -> Vec<String> {
         self.frames
@@ -366,27 +388,51 @@ impl HeapProfile {
         self.to_pprof().encode_gzip()
     }
 
-    /// Estimated in-use bytes per (allocation site, agent); the site is
-    /// the innermost frame outside the standard library's allocation paths.
+    /// Estimated in-use bytes per ([site](HeapStack::site), agent).
     fn inuse_by_site(&self) -> HashMap<(String, Option<&'static str>), i64> {
-        // Names are in `readable_name` form: `Trait::f[Type]` for trait
-        // impls, so a std trait's method counts as library code.
-        let library = |n: &String| {
-            ["alloc::", "core::", "std::"]
-                .iter()
-                .any(|prefix| n.starts_with(prefix))
-        };
         let mut sites = HashMap::new();
         for stack in &self.stacks {
-            let site = stack
-                .function_names()
-                .into_iter()
-                .find(|n| !library(n))
-                .unwrap_or_else(|| "?".to_owned());
-            *sites.entry((site, stack.agent)).or_default() += stack.inuse_estimate().1;
+            *sites.entry((stack.site(), stack.agent)).or_default() += stack.inuse_estimate().1;
         }
         sites
     }
+
+    /// Estimated in-use bytes per (agent, function) of the invocation that
+    /// allocated; the profiler's own under agent `"agentprof"`.
+    pub(crate) fn inuse_by_owner(&self) -> OwnerBytes {
+        let mut owners = HashMap::new();
+        for stack in &self.stacks {
+            *owners.entry((stack.agent, stack.function)).or_default() += stack.inuse_estimate().1;
+        }
+        owners
+    }
+}
+
+/// Estimated in-use heap per (agent, function) of the invocation that
+/// allocated, while the heap profiler runs.
+pub(crate) fn inuse_by_owner() -> Option<OwnerBytes> {
+    HeapProfiler::running().map(|heap| heap.snapshot_aside().inuse_by_owner())
+}
+
+/// Bytes per (agent, function) of an invocation.
+pub(crate) type OwnerBytes = HashMap<(Option<&'static str>, Option<&'static str>), i64>;
+
+/// `svc::Agent::run::{{closure}}::{{closure}}` is `svc::Agent::run`: an
+/// async fn's state machine and its closures are the fn's own code.
+fn fold_closures(name: &str) -> String {
+    // A trait impl's `[Type]` (see `readable_name`) follows the path.
+    let (path, implementor) = match name.strip_suffix(']').and_then(|n| n.rfind('[')) {
+        Some(open) => name.split_at(open),
+        None => (name, ""),
+    };
+    let mut folded = path;
+    while let Some(outer) = folded
+        .strip_suffix("::{{closure}}")
+        .or_else(|| folded.strip_suffix("::{closure}"))
+    {
+        folded = outer;
+    }
+    format!("{folded}{implementor}")
 }
 
 /// A pprof `time_nanos`.
@@ -468,15 +514,20 @@ pub(crate) fn next_interval(m: &ThreadMemory) -> i64 {
     draw_interval(m, INTERVAL.load(Relaxed))
 }
 
-/// Records a sampled allocation (called with the hook's guard set).
+/// Records a sampled allocation (called with the hook's guard set);
+/// `profiler_own` when the profiler itself allocated.
 #[cold]
-pub(crate) fn record(ptr: usize, size: u64) {
+pub(crate) fn record(ptr: usize, size: u64, profiler_own: bool) {
     let Some(tables) = tables() else { return };
     let mut frames = [0usize; MAX_DEPTH];
     let depth = capture_stack(&mut frames);
-    // SAFETY: the slot points at an `Active` that stays live until this
-    // thread leaves it, which it cannot do inside this allocation.
-    let owner = unsafe { slot::current().as_ref() }.map_or(0, |a| a.owner.key());
+    let owner = if profiler_own {
+        slot::PROFILER_OWNER.key()
+    } else {
+        // SAFETY: the slot points at an `Active` that stays live until
+        // this thread leaves it, which it cannot do inside this allocation.
+        unsafe { slot::current().as_ref() }.map_or(0, |a| a.owner.key())
+    };
     if let Some(bucket_index) = tables.bucket(&frames[..depth], owner) {
         let bucket = &tables.buckets[bucket_index as usize];
         let weight = weight(size, INTERVAL.load(Relaxed));
@@ -580,4 +631,19 @@ fn capture_stack(frames: &mut [usize; MAX_DEPTH]) -> usize {
 #[cfg(not(unix))]
 fn capture_stack(_frames: &mut [usize; MAX_DEPTH]) -> usize {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_closures;
+
+    #[test]
+    fn closures_fold_into_their_function() {
+        assert_eq!(
+            fold_closures("svc::Agent::run::{{closure}}::{{closure}}[svc::Researcher]"),
+            "svc::Agent::run[svc::Researcher]"
+        );
+        assert_eq!(fold_closures("svc::plan::{{closure}}"), "svc::plan");
+        assert_eq!(fold_closures("svc::plan"), "svc::plan");
+    }
 }

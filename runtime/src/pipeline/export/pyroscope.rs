@@ -13,7 +13,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::{ProfileExporter, Window};
-use crate::config::{redact_url, Secret};
+use crate::config::{redact_url, SampleLabel, Secret};
+use crate::pprof::Profile;
 use crate::error::{Error, Result};
 
 /// `push.v1.PushRequest`.
@@ -96,6 +97,10 @@ pub struct PyroscopeConfig {
     pub max_retries: u32,
     /// First backoff; doubles per retry, up to [`MAX_BACKOFF`].
     pub backoff: Duration,
+    /// The per-sample labels CPU profiles keep when pushed (default
+    /// [`SampleLabel::PYROSCOPE_DEFAULT`]): Pyroscope makes a series per
+    /// distinct label set, except for `span_id`.
+    pub labels: Vec<SampleLabel>,
 }
 
 /// The longest wait between two attempts of one push.
@@ -113,6 +118,7 @@ impl std::fmt::Debug for PyroscopeConfig {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("backoff", &self.backoff)
+            .field("labels", &self.labels)
             .finish()
     }
 }
@@ -130,6 +136,7 @@ impl PyroscopeConfig {
             timeout: Duration::from_secs(10),
             max_retries: 2,
             backoff: Duration::from_millis(200),
+            labels: SampleLabel::PYROSCOPE_DEFAULT.to_vec(),
         }
     }
 }
@@ -270,7 +277,12 @@ impl PyroscopeExporter {
 
 impl ProfileExporter for PyroscopeExporter {
     fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
-        self.push("process_cpu", window, profile)
+        // Windows carry the local labels (invocation ids among them); the
+        // backend gets only its own.
+        let mut decoded = Profile::decode(profile)?;
+        let keys: Vec<&str> = self.config.labels.iter().map(|l| l.as_str()).collect();
+        decoded.keep_labels(&keys);
+        self.push("process_cpu", window, &decoded.encode_gzip())
     }
 
     fn export_memory_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {

@@ -44,6 +44,7 @@ pub(super) async fn collect(
     profile_type: ProfileType,
     duration: Option<Duration>,
     hz: u32,
+    sample_labels: &[crate::model::SampleLabel],
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Collected, Failure> {
     let stretch = || match duration {
@@ -73,7 +74,7 @@ pub(super) async fn collect(
                 .ok_or(Failure::Stopped)?;
             let report = tap.finish().map_err(|e| Failure::Failed(e.to_string()))?;
             Ok(Collected {
-                pprof_gzip: report.pprof_gzip(),
+                pprof_gzip: report.pprof_with_labels(sample_labels).encode_gzip(),
                 shared_sampler,
             })
         }

@@ -60,6 +60,10 @@ pub struct GcpConfig {
     /// The CPU sampling rate when no sampler runs and the agent starts one
     /// for a profile, Hz.
     pub cpu_hz: u32,
+    /// The per-sample labels of uploaded CPU profiles (default
+    /// [`SampleLabel::CLOUD_PROFILER_DEFAULT`](crate::model::SampleLabel::CLOUD_PROFILER_DEFAULT):
+    /// bounded ones only).
+    pub sample_labels: Vec<crate::model::SampleLabel>,
     /// Timeout of an upload (`UpdateProfile`).
     pub upload_timeout: Duration,
     /// First wait after a failed request; each further failure waits 1.3
@@ -83,6 +87,7 @@ impl std::fmt::Debug for GcpConfig {
             .field("endpoint", &redact_url(&self.endpoint))
             .field("credentials", &self.credentials)
             .field("cpu_hz", &self.cpu_hz)
+            .field("sample_labels", &self.sample_labels)
             .field("upload_timeout", &self.upload_timeout)
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
@@ -104,6 +109,7 @@ impl GcpConfig {
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             credentials: GcpCredentials::ApplicationDefault,
             cpu_hz: 100,
+            sample_labels: crate::model::SampleLabel::CLOUD_PROFILER_DEFAULT.to_vec(),
             upload_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_secs(60),
             backoff_max: Duration::from_secs(3600),

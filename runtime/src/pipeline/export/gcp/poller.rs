@@ -130,6 +130,7 @@ impl Poller {
                 profile_type,
                 requested.duration,
                 self.config.cpu_hz,
+                &self.config.sample_labels,
                 &mut stop,
             )
             .await
