@@ -290,7 +290,7 @@ fn serve(address: &str) -> Result<(), Box<dyn std::error::Error>> {
         }
         rounds
     });
-    let summary = running.shutdown();
+    let summary = running.shutdown()?;
     println!(
         "stopped after {rounds} rounds of {SESSIONS} sessions ({} windows cut)",
         summary.stats.windows
@@ -371,7 +371,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if continuous {
-        let summary = running.shutdown();
+        let summary = running.shutdown()?;
         println!(
             "exported {} windows to {} ({} dropped, {} errors)",
             summary.stats.exported,

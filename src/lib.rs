@@ -136,6 +136,12 @@ pub use agentprof_runtime::publish_metrics;
 #[cfg(feature = "http")]
 pub use agentprof_runtime::{HttpServer, HttpStats};
 
+/// The README's examples, compiled (and the runnable ones run) as doctests,
+/// so that what a user copies from it builds.
+#[cfg(all(doctest, feature = "http", feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 #[cfg(feature = "enabled")]
 pub mod __private {

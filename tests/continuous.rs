@@ -64,7 +64,7 @@ fn the_file_exporter_writes_every_window_readably_and_privately() {
         .start()
         .unwrap();
     run_for(Duration::from_millis(1000));
-    let summary = profiler.shutdown();
+    let summary = profiler.shutdown().unwrap();
     assert!(!summary.export_timed_out);
     // Full windows and the partial last one (how many full ones depends on
     // how long the first symbolization takes).
@@ -151,7 +151,7 @@ fn retention_keeps_the_newest_windows() {
     p.exporter.max_windows = 2;
     let profiler = Profiler::from_config(&config).unwrap().start().unwrap();
     run_for(Duration::from_millis(3200));
-    let summary = profiler.shutdown();
+    let summary = profiler.shutdown().unwrap();
     assert!(summary.stats.windows >= 4, "{summary:?}");
     assert_eq!(
         files(&dir, "cpu_profile_").len(),
@@ -226,9 +226,12 @@ fn a_hanging_exporter_costs_windows_not_memory_and_shutdown_stays_bounded() {
         "queue of 2 plus the one being exported: {stats:?}"
     );
     let started = Instant::now();
-    let summary = profiler.shutdown();
+    let timed_out = profiler.shutdown().unwrap_err();
     let took = started.elapsed();
-    assert!(summary.export_timed_out);
+    assert!(
+        matches!(timed_out, agentprof::Error::ExportTimedOut { .. }),
+        "{timed_out}"
+    );
     assert!(
         took < Duration::from_secs(10),
         "shutdown took {took:?} with a 30 s exporter"
@@ -267,7 +270,7 @@ fn export_errors_are_counted_and_do_not_stop_the_collector() {
     while profiler.stats().windows < 4 && Instant::now() < give_up {
         run_for(Duration::from_millis(50));
     }
-    let summary = profiler.shutdown();
+    let summary = profiler.shutdown().unwrap();
     assert!(summary.stats.windows >= 4, "{summary:?}");
     assert_eq!(summary.stats.errors, attempts.load(Ordering::SeqCst));
     assert_eq!(summary.stats.errors, summary.stats.windows);

@@ -155,9 +155,19 @@ fn samples_carry_the_agent_of_interleaved_async_tasks() {
         .iter()
         .find(|s| decoded.label(s, "agent") == Some("beta"))
         .unwrap();
-    let span = decoded.label(labelled, "span_id").unwrap();
-    assert_eq!(span.len(), 16, "span ids are 16 hex digits: {span}");
-    assert!(decoded.label(labelled, "thread").is_some());
+    // Without OpenTelemetry there is no span id to label with.
+    assert_eq!(decoded.label(labelled, "span_id"), None);
+    let id = decoded.label(labelled, "invocation_id").unwrap();
+    assert!(
+        id.parse::<u64>().is_ok(),
+        "invocation ids are decimal, as in logs and JSON: {id}"
+    );
+    // The thread's name, bounded however many threads there are.
+    let thread = decoded.label(labelled, "thread").unwrap();
+    assert!(
+        thread.parse::<u64>().is_err(),
+        "a name, not an id: {thread}"
+    );
     if let Some(tags) = common::go_pprof(&["-tags"], &file) {
         assert!(
             tags.contains("alpha") && tags.contains("beta"),

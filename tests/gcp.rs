@@ -805,7 +805,7 @@ team = "agents"
     });
     let stats = profiler.gcp_stats().unwrap();
     let started = Instant::now();
-    let summary = profiler.shutdown();
+    let summary = profiler.shutdown().unwrap();
     let took = started.elapsed();
     common::wait_until("the held poll abandoned", || {
         server.seen(|s| s.abandoned == 1)

@@ -173,7 +173,7 @@ fn pushes_follow_the_push_api_with_labels_and_auth() {
         .start()
         .unwrap();
     work_until(&profiler, 2);
-    let summary = profiler.shutdown();
+    let summary = profiler.shutdown().unwrap();
     assert_eq!(summary.stats.errors, 0, "{summary:?}");
 
     let requests = server.requests.lock().unwrap();
@@ -205,12 +205,26 @@ fn pushes_follow_the_push_api_with_labels_and_auth() {
         .iter()
         .find(|s| profile.label(s, "agent") == Some("pushed"))
         .unwrap();
-    assert_eq!(profile.label(sample, "span_id").map(str::len), Some(16));
+    // Only bounded labels reach the backend, which keeps a series per
+    // label set: no invocation or trace id, and the thread's name, not its
+    // number. (No span id either: there is none without OpenTelemetry.)
+    for s in &profile.sample {
+        for unbounded in ["invocation_id", "trace_id", "thread_id", "span_id"] {
+            assert_eq!(profile.label(s, unbounded), None, "{unbounded}");
+        }
+        if let Some(thread) = profile.label(s, "thread") {
+            assert!(thread.parse::<u64>().is_err(), "thread {thread}");
+        }
+    }
+    assert!(profile.label(sample, "function").is_some());
     let dir = common::TempDir::new("pushed");
     let file = dir.0.join("pushed.pb.gz");
     std::fs::write(&file, raw).unwrap();
     if let Some(raw) = common::go_pprof(&["-raw"], &file) {
-        assert!(raw.contains("span_id") && raw.contains("pushed"), "{raw}");
+        assert!(
+            raw.contains("pushed") && !raw.contains("invocation_id"),
+            "{raw}"
+        );
     }
 }
 
@@ -226,7 +240,7 @@ fn faults_are_counted_retried_as_they_should_and_never_block_the_application() {
             .start()
             .unwrap();
         let p99 = work_until(&profiler, 3);
-        profiler.shutdown();
+        profiler.shutdown().unwrap();
         p99
     };
     let refused_url = {
@@ -255,7 +269,7 @@ fn faults_are_counted_retried_as_they_should_and_never_block_the_application() {
         let warnings_before = WARNINGS.load(Ordering::SeqCst);
         let p99 = work_until(&profiler, 4);
         let started = Instant::now();
-        let summary = profiler.shutdown();
+        let summary = profiler.shutdown().unwrap();
         let took = started.elapsed();
         eprintln!(
             "{name}: p99 {p99} µs (no export: {baseline} µs), shutdown {took:?}, {summary:?}"

@@ -262,7 +262,7 @@ fn each_window_is_charged_the_cpu_spent_in_it() {
     let used = std::thread::spawn(|| windowed_loop(Duration::from_millis(1500)))
         .join()
         .unwrap();
-    let summary = profiler.shutdown();
+    let summary = profiler.shutdown().unwrap();
     let reports = reports.lock().unwrap();
     assert_eq!(reports.len() as u64, summary.stats.windows);
     let loop_cpu: Vec<u64> = reports

@@ -529,7 +529,7 @@ pyroscope_endpoint = "ftp://agent:url-s3cr3t@pyro.example"
             .start()
             .unwrap();
         std::thread::sleep(Duration::from_millis(350));
-        let summary = profiler.shutdown();
+        let summary = profiler.shutdown().unwrap();
         assert!(summary.stats.errors > 0, "{summary:?}");
         let logs = logs.lock().unwrap();
         assert!(
@@ -767,7 +767,7 @@ mod configuration {
             .start()
             .unwrap();
         let started = std::time::Instant::now();
-        let summary = running.shutdown();
+        let summary = running.shutdown().unwrap();
         assert!(!summary.export_timed_out);
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
@@ -977,7 +977,7 @@ mod fork {
         assert_eq!(wait_for(pid), 0, "the child's checks");
         // The parent goes on sampling and exporting.
         super::common::burn_cpu_ns(30_000_000);
-        let summary = collector.shutdown();
+        let summary = collector.shutdown().unwrap();
         assert!(summary.stats.windows >= 1);
         assert_eq!(summary.stats.errors, 0);
         drop(held);

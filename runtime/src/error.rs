@@ -80,6 +80,24 @@ pub enum Error {
         /// What the renderer said.
         message: String,
     },
+    /// Shutdown stopped waiting for an exporter still busy with a window
+    /// (a hanging export); it is left to finish on its own.
+    #[error(
+        "the exporters were still busy {timeout_ms} ms into shutdown; the last windows may be \
+         missing ({windows} windows cut, {exported} exported, {dropped} dropped, {errors} export errors)"
+    )]
+    ExportTimedOut {
+        /// `exporter.shutdown_timeout_ms`.
+        timeout_ms: u64,
+        /// Windows cut.
+        windows: u64,
+        /// Windows every exporter accepted.
+        exported: u64,
+        /// Windows dropped (a full queue, or abandoned at shutdown).
+        dropped: u64,
+        /// Export calls that failed.
+        errors: u64,
+    },
     /// Serializing a report failed.
     #[error("cannot serialize report: {message}")]
     Serialize {

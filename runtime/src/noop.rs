@@ -606,10 +606,10 @@ impl RunningProfiler {
         crate::pipeline::export::CollectorStats::default()
     }
     /// Returns at once.
-    pub fn shutdown(self) -> crate::pipeline::export::ShutdownSummary {
-        crate::pipeline::export::ShutdownSummary {
+    pub fn shutdown(self) -> crate::error::Result<crate::pipeline::export::ShutdownSummary> {
+        Ok(crate::pipeline::export::ShutdownSummary {
             stats: crate::pipeline::export::CollectorStats::default(),
             export_timed_out: false,
-        }
+        })
     }
 }

@@ -116,7 +116,10 @@ mod tests {
         }
         let near = |got: Option<i64>, want: i64| {
             let got = got.unwrap();
-            assert!((got - want).abs() <= want.abs() / 100 + 1, "{got} vs {want}");
+            assert!(
+                (got - want).abs() <= want.abs() / 100 + 1,
+                "{got} vs {want}"
+            );
         };
         near(h.quantile(0.0), -3000);
         near(h.quantile(0.1), -3000);

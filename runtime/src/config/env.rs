@@ -119,6 +119,7 @@ const OVERRIDES: &[Override] = overrides! {
 /// or `AGENTPROF_TELEMETRY_ENABLED` set to a false value. A value that is not
 /// a boolean counts as off (the safe side; loading a configuration reports
 /// it as an error naming the variable).
+#[cfg(feature = "enabled")]
 pub(crate) fn env_turns_recording_off() -> bool {
     ["AGENTPROF_PROFILING_ENABLED", "AGENTPROF_TELEMETRY_ENABLED"]
         .iter()

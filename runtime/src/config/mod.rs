@@ -56,6 +56,7 @@ pub(crate) mod keys;
 mod validate;
 
 pub use env::env_overrides;
+#[cfg(feature = "enabled")]
 pub(crate) use env::env_turns_recording_off;
 pub use secret::{redact_url, Secret};
 #[cfg(feature = "enabled")]

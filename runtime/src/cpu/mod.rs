@@ -26,8 +26,8 @@ mod thread_names;
 mod timer;
 
 pub use crate::model::TimerMode;
-pub use report::{CpuReport, CpuSample};
 pub(crate) use report::set_local_labels;
+pub use report::{CpuReport, CpuSample};
 #[cfg(any(feature = "http", feature = "gcp"))]
 pub(crate) use tap::CpuTap;
 #[doc(hidden)]

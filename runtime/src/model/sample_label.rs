@@ -111,7 +111,10 @@ impl FromStr for SampleLabel {
             .find(|l| l.as_str() == s.trim())
             .ok_or_else(|| {
                 let allowed: Vec<&str> = SampleLabel::ALL.iter().map(|l| l.as_str()).collect();
-                format!("unknown sample label {s:?}; allowed: {}", allowed.join(", "))
+                format!(
+                    "unknown sample label {s:?}; allowed: {}",
+                    allowed.join(", ")
+                )
             })
     }
 }

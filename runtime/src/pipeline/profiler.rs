@@ -105,6 +105,7 @@ impl Profiler {
         super::init(&self.config)?;
         let p = &self.config.telemetry.profiling;
         let mut running = RunningProfiler {
+            shutdown_timeout_ms: p.exporter.shutdown_timeout_ms,
             collector: None,
             #[cfg(feature = "http")]
             http: None,
@@ -246,6 +247,7 @@ impl ProfilerBuilder {
 
 /// A started profiler. Dropping it without `shutdown` stops it the same way.
 pub struct RunningProfiler {
+    shutdown_timeout_ms: u64,
     collector: Option<Collector>,
     #[cfg(feature = "http")]
     http: Option<super::http::HttpServer>,
@@ -280,9 +282,22 @@ impl RunningProfiler {
     }
 
     /// Flushes the last partial window and stops, within the configured
-    /// shutdown timeout even when an exporter hangs.
-    pub fn shutdown(mut self) -> ShutdownSummary {
-        self.stop()
+    /// shutdown timeout even when an exporter hangs: then it fails with
+    /// [`Error::ExportTimedOut`], naming what was exported (the hanging
+    /// exporter is left to finish on its own).
+    pub fn shutdown(mut self) -> Result<ShutdownSummary> {
+        let summary = self.stop();
+        if summary.export_timed_out {
+            let s = summary.stats;
+            return Err(Error::ExportTimedOut {
+                timeout_ms: self.shutdown_timeout_ms,
+                windows: s.windows,
+                exported: s.exported,
+                dropped: s.dropped,
+                errors: s.errors,
+            });
+        }
+        Ok(summary)
     }
 
     fn stop(&mut self) -> ShutdownSummary {

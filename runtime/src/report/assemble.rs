@@ -49,9 +49,12 @@ pub fn report() -> Report {
         let mem = s.memory_measured();
         let mut net = s.histograms.nested_net.clone();
         net.add(&s.histograms.root_net);
-        let row_inuse = inuse
-            .as_ref()
-            .map(|by| by.get(&(owner.agent, Some(owner.function))).copied().unwrap_or(0).max(0) as u64);
+        let row_inuse = inuse.as_ref().map(|by| {
+            by.get(&(owner.agent, Some(owner.function)))
+                .copied()
+                .unwrap_or(0)
+                .max(0) as u64
+        });
         functions.push(FunctionRow {
             agent: owner.agent.map(str::to_owned),
             function: owner.function.to_owned(),

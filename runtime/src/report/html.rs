@@ -216,7 +216,12 @@ fn render_window_functions(out: &mut String, w: &WindowFigures, scope: &str) {
          <table class=\"sortable\">",
         escape(scope)
     );
-    header(out, &["agent", "function", "calls", "active", "self cpu", "share", "cpu"]);
+    header(
+        out,
+        &[
+            "agent", "function", "calls", "active", "self cpu", "share", "cpu",
+        ],
+    );
     let total: u64 = w.functions.iter().filter_map(|f| f.self_cpu_ns).sum();
     let mut functions: Vec<_> = w.functions.iter().collect();
     functions.sort_by_key(|f| std::cmp::Reverse(f.self_cpu_ns.unwrap_or(0)));
@@ -258,7 +263,13 @@ fn plot_xy(x: f64, y: f64) -> (f64, f64) {
 /// An SVG chart's opening, its frame and both axes with ticks and
 /// gridlines: five on the value axis (0 to `top`, labelled by `label`) and
 /// five on the time axis (seconds from 0 to `span_s`).
-fn chart_open(id: &str, aria: &str, span_s: f64, top: f64, label: impl Fn(f64) -> String) -> String {
+fn chart_open(
+    id: &str,
+    aria: &str,
+    span_s: f64,
+    top: f64,
+    label: impl Fn(f64) -> String,
+) -> String {
     let (w, h) = (LEFT + PLOT_W + RIGHT, TOP + PLOT_H + BOTTOM);
     let mut out = format!(
         "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
@@ -345,9 +356,13 @@ fn timeline_chart(points: &[MemoryTimelinePoint]) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let mut out = chart_open("memory-timeline", "memory timeline", span / 1000.0, top, |v| {
-        bytes(Some(v as i64))
-    });
+    let mut out = chart_open(
+        "memory-timeline",
+        "memory timeline",
+        span / 1000.0,
+        top,
+        |v| bytes(Some(v as i64)),
+    );
     let _ = write!(
         out,
         "<polyline class=\"rss\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" points=\"{}\"/>\
@@ -598,8 +613,20 @@ impl<'a> HtmlReport<'a> {
             escape(scope)
         );
         let mut columns = vec![
-            "agent", "", "calls", "roots", "active", "errors", "cpu", "share", "active cpu", "wall",
-            "wall p50", "wall p99", "allocated", "peak",
+            "agent",
+            "",
+            "calls",
+            "roots",
+            "active",
+            "errors",
+            "cpu",
+            "share",
+            "active cpu",
+            "wall",
+            "wall p50",
+            "wall p99",
+            "allocated",
+            "peak",
         ];
         let inuse = self.report.agents.iter().any(|a| a.inuse_bytes.is_some());
         if inuse {
@@ -646,16 +673,39 @@ impl<'a> HtmlReport<'a> {
             escape(scope)
         );
         let mut columns = vec![
-            "agent", "function", "calls", "active", "errors", "self cpu", "share", "cpu",
-            "active cpu", "wall p50", "wall p99", "cpu p99", "sampled", "allocated", "peak",
-            "net p50", "net max",
+            "agent",
+            "function",
+            "calls",
+            "active",
+            "errors",
+            "self cpu",
+            "share",
+            "cpu",
+            "active cpu",
+            "wall p50",
+            "wall p99",
+            "cpu p99",
+            "sampled",
+            "allocated",
+            "peak",
+            "net p50",
+            "net max",
         ];
-        let inuse = self.report.functions.iter().any(|f| f.inuse_bytes.is_some());
+        let inuse = self
+            .report
+            .functions
+            .iter()
+            .any(|f| f.inuse_bytes.is_some());
         if inuse {
             columns.push("in use");
         }
         header(out, &columns);
-        let total: u64 = self.report.functions.iter().filter_map(|f| f.self_cpu_ns).sum();
+        let total: u64 = self
+            .report
+            .functions
+            .iter()
+            .filter_map(|f| f.self_cpu_ns)
+            .sum();
         let mut functions: Vec<_> = self.report.functions.iter().collect();
         functions.sort_by_key(|f| std::cmp::Reverse(f.self_cpu_ns.unwrap_or(0)));
         for f in functions {
@@ -683,8 +733,16 @@ impl<'a> HtmlReport<'a> {
             );
             unsigned_bytes(out, f.alloc_bytes);
             unsigned_bytes(out, f.peak_bytes);
-            number(out, f.net_bytes_p50.map(i128::from), &bytes(f.net_bytes_p50));
-            number(out, f.net_bytes_max.map(i128::from), &bytes(f.net_bytes_max));
+            number(
+                out,
+                f.net_bytes_p50.map(i128::from),
+                &bytes(f.net_bytes_p50),
+            );
+            number(
+                out,
+                f.net_bytes_max.map(i128::from),
+                &bytes(f.net_bytes_max),
+            );
             if inuse {
                 unsigned_bytes(out, f.inuse_bytes);
             }

@@ -92,10 +92,7 @@ impl fmt::Display for Report {
             .max()
             .unwrap_or(8);
         let memory = self.memory.is_some();
-        let inuse = self
-            .functions
-            .iter()
-            .any(|r| r.inuse_bytes.is_some());
+        let inuse = self.functions.iter().any(|r| r.inuse_bytes.is_some());
         let sampled = self.functions.iter().any(|r| r.sampled_cpu_ns.is_some());
         write!(
             f,

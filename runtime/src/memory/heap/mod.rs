@@ -284,9 +284,11 @@ impl HeapStack {
             return function.to_owned();
         }
         let library = |n: &str| {
-            ["alloc::", "core::", "std::", "<alloc::", "<core::", "<std::"]
-                .iter()
-                .any(|prefix| n.starts_with(prefix))
+            [
+                "alloc::", "core::", "std::", "<alloc::", "<core::", "<std::",
+            ]
+            .iter()
+            .any(|prefix| n.starts_with(prefix))
         };
         let names = self.function_names();
         let innermost = names

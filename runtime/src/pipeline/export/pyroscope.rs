@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::{ProfileExporter, Window};
 use crate::config::{redact_url, SampleLabel, Secret};
-use crate::pprof::Profile;
 use crate::error::{Error, Result};
+use crate::pprof::Profile;
 
 /// `push.v1.PushRequest`.
 #[derive(Clone, PartialEq, prost::Message)]

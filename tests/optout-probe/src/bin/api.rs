@@ -231,7 +231,7 @@ fn main() {
     let was = agentprof::is_enabled();
     agentprof::set_enabled(was);
     agentprof::reset();
-    let summary: ShutdownSummary = running.shutdown();
+    let summary: ShutdownSummary = running.shutdown().expect("nothing to time out");
     println!(
         "enabled={was} cpu_refused={cpu_refused} sum={sum} spawned={spawned} polled={polled} \
          usage={} rows={} outcome={outcome:?} windows={} schema={SCHEMA_VERSION} overrides={overrides} \
