@@ -207,13 +207,17 @@ fn pushes_follow_the_push_api_with_labels_and_auth() {
         .unwrap();
     // Only bounded labels reach the backend, which keeps a series per
     // label set: no invocation or trace id, and the thread's name, not its
-    // number. (No span id either: there is none without OpenTelemetry.)
+    // number. `span_id` (Pyroscope keeps it out of its series) only when
+    // there is a real span id.
     for s in &profile.sample {
-        for unbounded in ["invocation_id", "trace_id", "thread_id", "span_id"] {
+        for unbounded in ["invocation_id", "trace_id", "thread_id"] {
             assert_eq!(profile.label(s, unbounded), None, "{unbounded}");
         }
         if let Some(thread) = profile.label(s, "thread") {
             assert!(thread.parse::<u64>().is_err(), "thread {thread}");
+        }
+        if let Some(span) = profile.label(s, "span_id") {
+            assert_eq!(span.len(), 16, "an OpenTelemetry span id: {span}");
         }
     }
     assert!(profile.label(sample, "function").is_some());

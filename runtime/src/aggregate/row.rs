@@ -33,7 +33,7 @@ pub(super) const SHARDS: usize = 8;
 pub(crate) const MAX_ROWS: usize = 2048;
 /// The most one shard of a row takes: seven histograms at their largest
 /// (31 KiB each) and its counters.
-pub(crate) const SHARD_BYTES: usize = 7 * 31 * 1024 + 1024;
+pub(crate) const SHARD_BYTES: usize = 7 * 31 * 1024 + 2048;
 /// Bytes that shards beyond every row's first may take, all rows together.
 pub(crate) const EXTRA_SHARD_BUDGET: usize = 64 << 20;
 /// Function label of an agent's overflow row.
@@ -448,6 +448,18 @@ impl Row {
     pub(crate) fn clear(&self) {
         for shard in self.shards() {
             lock(shard).clear();
+        }
+    }
+
+    /// Forgets the row's figures and its lifetime totals too, so that not
+    /// even a window's difference shows them: for the profiler's own
+    /// measurements, which are not the application's calls.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn forget(&self) {
+        for shard in self.shards() {
+            let mut shard = lock(shard);
+            shard.clear();
+            shard.lifetime = Lifetime::default();
         }
     }
 }

@@ -629,6 +629,60 @@ impl Default for HeapProfilerConfig {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sample_labels_per_destination_refuse_unbounded_ones_for_backends() {
+        let config = |exporter: &str| {
+            Config::from_toml_str(&format!(
+                "[telemetry.profiling.cpu]\nlabels = [\"agent\", \"thread_id\"]\n\
+                 [telemetry.profiling.exporter]\n{exporter}"
+            ))
+        };
+        let pyroscope = "type = \"pyroscope\"\npyroscope_endpoint = \"http://localhost:4040\"\n";
+        let c = config(pyroscope).unwrap();
+        assert_eq!(
+            c.telemetry.profiling.cpu.labels,
+            [SampleLabel::Agent, SampleLabel::ThreadId]
+        );
+        assert_eq!(
+            c.telemetry.profiling.exporter.backend_labels(),
+            SampleLabel::PYROSCOPE_DEFAULT
+        );
+        for unbounded in ["invocation_id", "trace_id", "thread_id"] {
+            let e = config(&format!("{pyroscope}labels = [\"agent\", \"{unbounded}\"]"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("telemetry.profiling.exporter.labels") && e.contains(unbounded),
+                "{e}"
+            );
+        }
+        let e = config("labels = [\"agent\"]").unwrap_err().to_string();
+        assert!(e.contains("cpu.labels"), "{e}");
+        let e = config(&format!("{pyroscope}labels = [\"agnet\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agnet"), "{e}");
+        let mut gcp = ProfileExporterConfig {
+            type_: ExporterType::Gcp,
+            ..Default::default()
+        };
+        assert_eq!(gcp.backend_labels(), SampleLabel::CLOUD_PROFILER_DEFAULT);
+        gcp.labels = Some(vec![SampleLabel::Agent]);
+        assert_eq!(gcp.backend_labels(), [SampleLabel::Agent]);
+    }
+
+    #[test]
+    fn environment_overrides_apply_over_code() {
+        let mut config = Config::default();
+        config.telemetry.profiling.enabled = true;
+        config.telemetry.profiling.cpu.frequency = 250;
+        config
+            .apply_env(|name| (name == "AGENTPROF_PROFILING_ENABLED").then(|| "false".to_owned()))
+            .unwrap();
+        assert!(!config.recording());
+        assert_eq!(config.telemetry.profiling.cpu.frequency, 250);
+    }
+
     const DESIGN_EXAMPLE: &str = r#"
 [telemetry]
 enabled = true

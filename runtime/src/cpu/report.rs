@@ -242,7 +242,9 @@ impl CpuReport {
     pub fn pprof_with_labels(&self, labels: &[SampleLabel]) -> Profile {
         untracked(|| {
             let mut builder = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
-            let mut merged: HashMap<(&[u64], Vec<(&str, String)>), (u64, u64)> = HashMap::new();
+            // (stack, label values) to (samples, CPU ns).
+            type Likeness<'a> = (&'a [u64], Vec<(&'static str, String)>);
+            let mut merged: HashMap<Likeness, (u64, u64)> = HashMap::new();
             for s in &self.samples {
                 let mut values: Vec<(&str, String)> = Vec::new();
                 for &label in labels {

@@ -72,7 +72,7 @@ fn allocation_countdown_expired(m: &ThreadMemory, ptr: *mut u8, size: usize) {
         }
         let left = m.sample_left.get() - consumed;
         if left <= 0 {
-            heap::record(ptr as usize, size as u64, was_in_hook);
+            heap::record(ptr as usize, size as u64, m.profiler_thread.get());
             m.sample_left.set(heap::next_interval(m));
         } else {
             m.sample_left.set(left);

@@ -114,6 +114,7 @@ impl Collector {
             std::thread::Builder::new()
                 .name("agentprof-export".to_owned())
                 .spawn(move || {
+                    crate::thread::memory::mark_profiler_thread();
                     while let Some(payload) = queue.pop() {
                         export(&mut *exporter, &payload, &counters);
                     }
@@ -127,6 +128,7 @@ impl Collector {
             std::thread::Builder::new()
                 .name("agentprof-collector".to_owned())
                 .spawn(move || {
+                    crate::thread::memory::mark_profiler_thread();
                     let mut sequence = 0;
                     let mut start = SystemTime::now();
                     let mut deadline = Instant::now() + config.window;

@@ -271,7 +271,9 @@ impl Profile {
             .map(|(i, _)| i as i64)
             .collect();
         let mut merged: Vec<Sample> = Vec::with_capacity(self.sample.len());
-        let mut index: HashMap<(Vec<u64>, Vec<(i64, i64, i64)>), usize> = HashMap::new();
+        // (stack, labels as (key, str, num)) to the merged sample's index.
+        type Likeness = (Vec<u64>, Vec<(i64, i64, i64)>);
+        let mut index: HashMap<Likeness, usize> = HashMap::new();
         for mut sample in std::mem::take(&mut self.sample) {
             sample.label.retain(|l| kept.contains(&l.key));
             let key = (
@@ -300,5 +302,50 @@ impl Profile {
             .iter()
             .find(|l| self.string(l.key) == key && l.str != 0)
             .map(|l| self.string(l.str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeping_labels_merges_the_samples_that_become_alike() {
+        let mut profile = Profile {
+            string_table: ["", "agent", "invocation_id", "a", "1", "2"]
+                .map(str::to_owned)
+                .to_vec(),
+            ..Profile::default()
+        };
+        let label = |key, str| Label {
+            key,
+            str,
+            num: 0,
+            num_unit: 0,
+        };
+        for (invocation, value) in [(4, 10), (5, 32)] {
+            profile.sample.push(Sample {
+                location_id: vec![7, 8],
+                value: vec![1, value],
+                label: vec![label(1, 3), label(2, invocation)],
+            });
+        }
+        profile.sample.push(Sample {
+            location_id: vec![9],
+            value: vec![1, 5],
+            label: vec![label(1, 3), label(2, 4)],
+        });
+        profile.keep_labels(&["agent"]);
+        assert_eq!(profile.sample.len(), 2);
+        let merged = &profile.sample[0];
+        assert_eq!(
+            (merged.location_id.as_slice(), merged.value.as_slice()),
+            (&[7, 8][..], &[2, 42][..])
+        );
+        assert_eq!(profile.label(merged, "agent"), Some("a"));
+        assert!(profile
+            .sample
+            .iter()
+            .all(|s| profile.label(s, "invocation_id").is_none()));
     }
 }

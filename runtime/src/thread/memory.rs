@@ -52,6 +52,9 @@ pub(crate) struct ThreadMemory {
     pub(crate) exit_flush_registered: Cell<bool>,
     /// The heap sampler's PRNG state (0 until seeded).
     pub(crate) rng: Cell<u64>,
+    /// One of the profiler's own threads (collector, exporter, drainer,
+    /// endpoint, agents): its heap samples are the profiler's.
+    pub(crate) profiler_thread: Cell<bool>,
 }
 
 thread_local! {
@@ -81,6 +84,7 @@ thread_local! {
             sampling: Cell::new(false),
             exit_flush_registered: Cell::new(false),
             rng: Cell::new(0),
+            profiler_thread: Cell::new(false),
         }
     };
 }
@@ -99,6 +103,13 @@ pub(crate) fn mark_installed() {
     if !INSTALLED.load(Relaxed) {
         INSTALLED.store(true, Relaxed);
     }
+}
+
+/// Marks this thread as one of the profiler's own: what it allocates is
+/// labelled `agent = "agentprof"` in heap profiles, apart from the
+/// application's. Called first thing in each thread the profiler starts.
+pub(crate) fn mark_profiler_thread() {
+    let _ = MEMORY.try_with(|m| m.profiler_thread.set(true));
 }
 
 /// This thread's counters.

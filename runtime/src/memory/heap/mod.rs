@@ -517,7 +517,7 @@ pub(crate) fn next_interval(m: &ThreadMemory) -> i64 {
 }
 
 /// Records a sampled allocation (called with the hook's guard set);
-/// `profiler_own` when the profiler itself allocated.
+/// `profiler_own` when one of the profiler's own threads allocated.
 #[cold]
 pub(crate) fn record(ptr: usize, size: u64, profiler_own: bool) {
     let Some(tables) = tables() else { return };
