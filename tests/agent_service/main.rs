@@ -306,8 +306,9 @@ fn a_service_written_from_the_readme_reads_true_at_first_sight() {
             Some(l[at..].chars().take_while(char::is_ascii_digit).collect())
         })
         .collect();
-    assert!(ids.len() >= 6, "hashed lines with ids:\n{logged}");
-    for id in &ids {
+    assert_eq!(ids.len(), 7, "hashed lines with ids:\n{logged}");
+    // The first is the short calibration call; the others ran ~40 ms each.
+    for id in &ids[1..] {
         let cpu_ns: i64 = cpu_profiles
             .iter()
             .flat_map(|p| {
