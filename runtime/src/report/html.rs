@@ -250,7 +250,7 @@ fn bytes(b: Option<i64>) -> String {
 /// The plot area of a chart, and the margins its axes' labels take.
 const PLOT_W: f64 = 720.0;
 const PLOT_H: f64 = 200.0;
-const LEFT: f64 = 76.0;
+const LEFT: f64 = 92.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 30.0;
 const RIGHT: f64 = 130.0;
@@ -315,7 +315,8 @@ fn seconds_label(s: f64) -> String {
     } else if s >= 10.0 || s == 0.0 {
         format!("{s:.0} s")
     } else {
-        format!("{s:.1} s")
+        let text = format!("{s:.2}");
+        format!("{} s", text.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 
@@ -413,7 +414,13 @@ fn agent_cpu_chart(windows: &[WindowFigures]) -> String {
         .flat_map(|w| agents.iter().map(move |(agent, _)| cores(w, agent)))
         .fold(0.0f64, f64::max)
         .max(0.01);
-    let span = (last.end_unix_ms.saturating_sub(first.end_unix_ms)).max(1) as f64;
+    // One window has no stretch between windows to show: its own length.
+    let span = if windows.len() == 1 {
+        last.end_unix_ms.saturating_sub(last.start_unix_ms)
+    } else {
+        last.end_unix_ms.saturating_sub(first.end_unix_ms)
+    }
+    .max(1) as f64;
     let mut out = chart_open(
         "agent-cpu",
         "CPU per agent over time",
@@ -534,14 +541,16 @@ impl<'a> HtmlReport<'a> {
             facts.push(("CPU clock".to_owned(), clock.as_str().to_owned()));
         }
         if let Some(w) = &r.window {
-            facts.push((
-                "window".to_owned(),
-                format!(
-                    "#{} ({} s)",
-                    w.sequence,
-                    (w.end_unix_ms.saturating_sub(w.start_unix_ms) + 500) / 1000
-                ),
-            ));
+            let number = format!(
+                "#{} ({} s)",
+                w.sequence,
+                (w.end_unix_ms.saturating_sub(w.start_unix_ms) + 500) / 1000
+            );
+            // One line: the number before the times a caller may have given.
+            match facts.iter_mut().find(|(name, _)| name == "window") {
+                Some((_, times)) => *times = format!("{number}, {times}"),
+                None => facts.push(("window".to_owned(), number)),
+            }
         }
         if let Some(m) = &r.memory {
             facts.push((

@@ -168,8 +168,17 @@ impl HeapProfiler {
                 stack.free_bytes += bucket.free_bytes.load(Relaxed);
             }
         }
+        let mut stacks: Vec<HeapStack> = merged.into_values().filter(|s| s.samples > 0).collect();
+        for stack in &mut stacks {
+            // Allocated by the profiler's own code (a report, a start, a
+            // symbol table) on any thread: the profiler's, whoever called.
+            if stack.allocating_frame().starts_with("agentprof_runtime::") {
+                stack.agent = slot::PROFILER_OWNER.agent;
+                stack.function = Some(slot::PROFILER_OWNER.function);
+            }
+        }
         HeapProfile {
-            stacks: merged.into_values().filter(|s| s.samples > 0).collect(),
+            stacks,
             sample_interval: INTERVAL.load(Relaxed),
             taken_at: SystemTime::now(),
         }
@@ -207,10 +216,15 @@ fn weight(size: u64, interval: u64) -> Weight {
     }
 }
 
-/// Frames of the profiler and the allocator shims, trimmed from the leaf end.
+/// Frames of the allocator hook and the allocator shims, trimmed from the
+/// leaf end (as Go trims `runtime.mallocgc`). The profiler's other code
+/// stays: an allocation it makes is its own, and shown as such.
 fn profiler_frame(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "agentprof_runtime::",
+        "agentprof_runtime::memory::",
+        "agentprof_runtime::thread::memory::",
+        // Inlined into the sampler's stack capture, where unwinding starts.
+        "agentprof_runtime::unwind::Registers::here",
         "backtrace::",
         "__rust",
         "__rdl_",
@@ -223,7 +237,7 @@ fn profiler_frame(name: &str) -> bool {
         "0x",
     ];
     // `GlobalAlloc::alloc[agentprof_runtime::..]`: our impl of a std trait.
-    PREFIXES.iter().any(|p| name.starts_with(p)) || name.contains("[agentprof_runtime::")
+    PREFIXES.iter().any(|p| name.starts_with(p)) || name.contains("[agentprof_runtime::memory::")
 }
 
 /// A heap snapshot.
@@ -283,20 +297,33 @@ impl HeapStack {
         if let Some(function) = self.function {
             return function.to_owned();
         }
+        fold_closures(&self.allocating_frame())
+    }
+
+    /// The innermost frame of the code that asked for the memory: the
+    /// first below the allocator hook that is not the standard library's
+    /// allocation and collection machinery.
+    fn allocating_frame(&self) -> String {
         let library = |n: &str| {
             [
-                "alloc::", "core::", "std::", "<alloc::", "<core::", "<std::",
+                "alloc::",
+                "core::",
+                "std::",
+                "<alloc::",
+                "<core::",
+                "<std::",
+                "hashbrown::",
             ]
             .iter()
             .any(|prefix| n.starts_with(prefix))
         };
         let names = self.function_names();
-        let innermost = names
+        names
             .iter()
             .find(|n| !library(n))
             .or(names.first())
-            .map_or("?", String::as_str);
-        fold_closures(innermost)
+            .cloned()
+            .unwrap_or_else(|| "?".to_owned())
     }
 
     /// Function names of the stack, leaf first, profiler frames trimmed.
