@@ -115,9 +115,10 @@ pub use agentprof_runtime::{
     reset, set_enabled, spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config,
     Context, CpuClock, CpuClockConfig, CpuProfilingConfig, Dropped, Error, ExporterType,
     FunctionRow, FutureExt, HttpConfig, InvocationRecord, MemoryProfilingConfig, Outcome,
-    ProfileExporterConfig, ProfilingConfig, Report, ResourceAttribution, ResourceContext,
-    ResourceUsage, Result, Running, RunningInvocation, Secret, TelemetryConfig, WindowAgentRow,
-    WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
+    ProfileExporterConfig, ProfilerCost, ProfilingConfig, Report, ResourceAttribution,
+    ResourceContext, ResourceUsage, Result, Running, RunningInvocation, SampleLabel, Secret,
+    SymbolizeConfig, TelemetryConfig, WindowAgentRow, WindowFigures, WindowFunctionRow,
+    SCHEMA_VERSION,
 };
 pub use agentprof_runtime::{
     export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,

@@ -31,6 +31,8 @@ mod invocation;
 #[cfg(feature = "enabled")]
 mod memory;
 #[cfg(feature = "enabled")]
+mod profiler_cost;
+#[cfg(feature = "enabled")]
 mod thread;
 #[cfg(feature = "enabled")]
 mod unwind;
@@ -41,14 +43,14 @@ mod noop;
 pub use config::{
     env_overrides, AttributionConfig, Config, CpuClockConfig, CpuProfilingConfig, ExporterType,
     HeapProfilerConfig, HttpConfig, MemoryProfilingConfig, ProfileExporterConfig, ProfilingConfig,
-    Secret, TelemetryConfig, DEFAULT_SAMPLE_INTERVAL,
+    SampleLabel, Secret, SymbolizeConfig, TelemetryConfig, DEFAULT_SAMPLE_INTERVAL,
 };
 pub use error::{Error, Result};
 pub use model::{
     AgentResourceStats, AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth,
-    InvocationRecord, MemoryStats, MemoryTimelinePoint, Outcome, Report, ResourceContext,
-    ResourceUsage, Running, RunningInvocation, SystemMemoryInfo, TimerMode, WindowAgentRow,
-    WindowFigures, WindowFunctionRow, INSTALL_HINT, SCHEMA_VERSION,
+    InvocationRecord, MemoryStats, MemoryTimelinePoint, Outcome, ProfilerCost, Report,
+    ResourceContext, ResourceUsage, Running, RunningInvocation, SystemMemoryInfo, TimerMode,
+    WindowAgentRow, WindowFigures, WindowFunctionRow, INSTALL_HINT, SCHEMA_VERSION,
 };
 pub use pipeline::export::{self, CollectorStats, ShutdownSummary};
 pub use pipeline::init;

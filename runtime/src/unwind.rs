@@ -387,6 +387,34 @@ fn eh_frame_address(hdr: &[u8], hdr_vaddr: u64) -> Option<u64> {
 
 type ModuleEntry = (String, bool, u64, Vec<Segment>, Range<u64>);
 
+/// A loaded object as the symbolizer needs it.
+pub(crate) struct LoadedObject {
+    /// Its file (the executable's own path for the main program).
+    pub(crate) path: String,
+    /// Load bias: a symbol's address plus this is where it is.
+    pub(crate) base: u64,
+    /// Where its code is loaded.
+    pub(crate) text: Range<u64>,
+}
+
+/// The objects loaded now, with their code's addresses.
+pub(crate) fn loaded_objects() -> Vec<LoadedObject> {
+    let mut objects = Vec::new();
+    for_each_module(|path, _, base, segments, _| {
+        let code = segments.iter().filter(|s| s.executable);
+        let start = code.clone().map(|s| s.vaddr.start).min();
+        let end = code.map(|s| s.vaddr.end).max();
+        if let (Some(start), Some(end)) = (start, end) {
+            objects.push(LoadedObject {
+                path,
+                base,
+                text: base + start..base + end,
+            });
+        }
+    });
+    objects
+}
+
 /// Whether the object at `path` is loaded with load bias `base` now.
 fn is_loaded_at(path: &str, base: u64) -> bool {
     let mut found = false;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// whole graph must also be free of cycles.
 const LAYERS: &[&[&str]] = &[
     &["error", "model", "config", "fork"],
-    &["thread"],
+    &["thread", "profiler_cost"],
     &["aggregate"],
     &["invocation"],
     &["pprof", "unwind"],

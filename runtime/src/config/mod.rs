@@ -151,6 +151,39 @@ pub struct CpuProfilingConfig {
     /// `exporter.labels`.
     #[serde(default = "default_local_labels")]
     pub labels: Vec<SampleLabel>,
+    /// Where profiles' function names come from (default `"symbols"`).
+    #[serde(default)]
+    pub symbolize: SymbolizeConfig,
+}
+
+/// `telemetry.profiling.cpu.symbolize`, for CPU and heap profiles alike:
+/// `"symbols"` names functions from the loaded objects' symbol tables
+/// (about 1 MiB, a few milliseconds once); `"debuginfo"` reads their DWARF
+/// debug information for inlined frames, files and lines (tens of MiB and
+/// hundreds of milliseconds on a large binary with debug info). The
+/// environment variable `AGENTPROF_CPU_SYMBOLIZE` takes the same values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymbolizeConfig {
+    /// Symbol tables: function names only.
+    #[default]
+    Symbols,
+    /// DWARF: inlined frames, files and lines.
+    DebugInfo,
+}
+
+impl std::str::FromStr for SymbolizeConfig {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "symbols" => Ok(Self::Symbols),
+            "debuginfo" => Ok(Self::DebugInfo),
+            other => Err(format!(
+                "unknown symbol source {other:?}; allowed: \"symbols\", \"debuginfo\""
+            )),
+        }
+    }
 }
 
 fn default_local_labels() -> Vec<SampleLabel> {
@@ -201,6 +234,7 @@ impl Default for CpuProfilingConfig {
             continuous: false,
             clock: CpuClockConfig::Auto,
             labels: default_local_labels(),
+            symbolize: SymbolizeConfig::Symbols,
         }
     }
 }

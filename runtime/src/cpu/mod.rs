@@ -275,7 +275,7 @@ impl CpuProfiler {
             std::thread::Builder::new()
                 .name("agentprof-cpu-drain".to_owned())
                 .spawn(move || {
-                    crate::thread::memory::mark_profiler_thread();
+                    crate::profiler_cost::enter_profiler_thread();
                     let mut raw = Vec::with_capacity(BUFFER_SLOTS);
                     while !stop.load(Relaxed) {
                         std::thread::park_timeout(DRAIN_INTERVAL);

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{SampleKey, SampleTotals};
@@ -128,7 +128,14 @@ pub struct CpuReport {
     pub dropped_unwinder_busy: u64,
     /// Samples lost past the distinct-key limit.
     pub dropped_keys: u64,
+    /// Each sample's folded stack, spelled once per distinct stack.
+    stacks: OnceLock<Vec<FoldedSample>>,
+    /// The flamegraph of every sample, rendered once.
+    svg: OnceLock<std::result::Result<Vec<u8>, String>>,
 }
+
+/// A sample's agent, its stack folded root first, and its CPU in µs.
+type FoldedSample = (Option<&'static str>, Arc<str>, u64);
 
 impl CpuReport {
     pub(super) fn new(samples: HashMap<SampleKey, SampleTotals>, meta: Meta) -> Self {
@@ -179,6 +186,8 @@ impl CpuReport {
             dropped_buffer_full: meta.dropped_buffer_full,
             dropped_unwinder_busy: meta.dropped_unwinder_busy,
             dropped_keys: meta.dropped_keys,
+            stacks: OnceLock::new(),
+            svg: OnceLock::new(),
         }
     }
 
@@ -224,7 +233,17 @@ impl CpuReport {
                 .filter(|s| s.label_by_key(key).as_deref() == Some(value))
                 .cloned()
                 .collect(),
-            ..self.clone()
+            requested_hz: self.requested_hz,
+            period_ns: self.period_ns,
+            started_at: self.started_at,
+            duration: self.duration,
+            mode: self.mode,
+            modules: self.modules,
+            dropped_buffer_full: self.dropped_buffer_full,
+            dropped_unwinder_busy: self.dropped_unwinder_busy,
+            dropped_keys: self.dropped_keys,
+            stacks: OnceLock::new(),
+            svg: OnceLock::new(),
         }
     }
 
@@ -286,20 +305,52 @@ impl CpuReport {
         self.pprof().encode_gzip()
     }
 
-    /// Folded stacks, root first, one line per stack with its CPU in
-    /// microseconds: the input format of flamegraph tools.
-    pub fn folded(&self) -> String {
-        untracked(|| {
-            let mut lines: BTreeMap<String, u64> = BTreeMap::new();
-            for s in &self.samples {
-                let mut names = s.function_names();
-                names.reverse();
-                let stack = names
+    /// Each sample's folded stack with its agent and CPU µs; a stack is
+    /// spelled (symbolized and joined) once however many samples share it.
+    fn folded_samples(&self) -> &[FoldedSample] {
+        self.stacks.get_or_init(|| {
+            untracked(|| {
+                let mut spelled: HashMap<&[u64], Arc<str>> = HashMap::new();
+                // Stacks share most of their frames: each address once.
+                let mut named: HashMap<u64, String> = HashMap::new();
+                self.samples
                     .iter()
-                    .map(|n| n.replace(';', ":"))
-                    .collect::<Vec<_>>()
-                    .join(";");
-                *lines.entry(stack).or_default() += s.cpu_ns / 1_000;
+                    .map(|s| {
+                        let stack = spelled
+                            .entry(&s.frames)
+                            .or_insert_with(|| {
+                                let mut names: Vec<&str> = Vec::with_capacity(s.frames.len());
+                                for &frame in &s.frames {
+                                    named.entry(frame).or_insert_with(|| {
+                                        pprof::symbolize(frame as usize)
+                                            .iter()
+                                            .map(|f| f.name.replace(';', ":"))
+                                            .rev()
+                                            .collect::<Vec<_>>()
+                                            .join(";")
+                                    });
+                                }
+                                for frame in s.frames.iter().rev() {
+                                    names.push(&named[frame]);
+                                }
+                                Arc::from(names.join(";"))
+                            })
+                            .clone();
+                        (s.agent, stack, s.cpu_ns / 1_000)
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    /// Folded stacks of the samples whose agent `keep` accepts.
+    fn folded_where(&self, keep: impl Fn(Option<&str>) -> bool) -> String {
+        untracked(|| {
+            let mut lines: BTreeMap<&str, u64> = BTreeMap::new();
+            for (agent, stack, us) in self.folded_samples() {
+                if keep(*agent) {
+                    *lines.entry(stack).or_default() += us;
+                }
             }
             lines
                 .into_iter()
@@ -309,9 +360,24 @@ impl CpuReport {
         })
     }
 
-    /// A flamegraph SVG (inferno) of CPU microseconds.
+    /// Folded stacks, root first, one line per stack with its CPU in
+    /// microseconds: the input format of flamegraph tools.
+    pub fn folded(&self) -> String {
+        self.folded_where(|_| true)
+    }
+
+    /// A flamegraph SVG (inferno) of CPU microseconds (rendered once per
+    /// report).
     pub fn flamegraph_svg(&self) -> Result<Vec<u8>> {
-        render(&self.folded(), "CPU")
+        self.svg
+            .get_or_init(|| render(&self.folded(), "CPU").map_err(|e| e.to_string()))
+            .clone()
+            .map_err(render_error)
+    }
+
+    /// The flamegraph of one agent's samples.
+    pub(crate) fn agent_flamegraph_svg(&self, agent: &str) -> Result<Vec<u8>> {
+        render(&self.folded_where(|a| a == Some(agent)), "CPU")
     }
 
     /// A differential flamegraph from `before` to `after`: frame widths

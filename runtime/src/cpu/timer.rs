@@ -226,7 +226,7 @@ impl Timers {
             std::thread::Builder::new()
                 .name("agentprof-cpu-timers".to_owned())
                 .spawn(move || {
-                    crate::thread::memory::mark_profiler_thread();
+                    crate::profiler_cost::enter_profiler_thread();
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::park_timeout(WATCH_INTERVAL);
                         let _ = arm_new_threads(&per_thread, period_ns, baselines, false);

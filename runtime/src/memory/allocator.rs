@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::heap;
 use crate::model::MemoryStats;
-use crate::thread::memory::{self, ThreadMemory};
+use crate::thread::memory::{self, ThreadMemory, IN_HOOK, UNTRACKED};
 
 /// Bytes a thread allocates (or frees) between two folds into the process
 /// totals: how far a reading of the totals can lag, per thread.
@@ -62,7 +62,7 @@ fn fold(m: &ThreadMemory) {
 #[cold]
 #[inline(never)]
 fn allocation_countdown_expired(m: &ThreadMemory, ptr: *mut u8, size: usize) {
-    let was_in_hook = m.in_hook.replace(true);
+    let guard = m.guard.replace(m.guard.get() | IN_HOOK);
     memory::mark_installed();
     let consumed = m.armed.get() - m.countdown.get();
     let active = heap::active();
@@ -72,7 +72,8 @@ fn allocation_countdown_expired(m: &ThreadMemory, ptr: *mut u8, size: usize) {
         }
         let left = m.sample_left.get() - consumed;
         if left <= 0 {
-            heap::record(ptr as usize, size as u64, m.profiler_thread.get());
+            let profiler_own = m.profiler_thread.get() || guard & UNTRACKED != 0;
+            heap::record(ptr as usize, size as u64, profiler_own);
             m.sample_left.set(heap::next_interval(m));
         } else {
             m.sample_left.set(left);
@@ -96,16 +97,16 @@ fn allocation_countdown_expired(m: &ThreadMemory, ptr: *mut u8, size: usize) {
     };
     m.armed.set(next);
     m.countdown.set(next);
-    m.in_hook.set(was_in_hook);
+    m.guard.set(guard);
 }
 
 #[cold]
 #[inline(never)]
 fn free_countdown_expired(m: &ThreadMemory) {
-    let was_in_hook = m.in_hook.replace(true);
+    let guard = m.guard.replace(m.guard.get() | IN_HOOK);
     fold(m);
     m.free_countdown.set(FOLD_BYTES);
-    m.in_hook.set(was_in_hook);
+    m.guard.set(guard);
 }
 
 /// Folds what a thread still holds when it exits.
@@ -140,9 +141,15 @@ fn count_down(m: &ThreadMemory, ptr: *mut u8, size: usize) {
 #[inline(always)]
 fn on_alloc(ptr: *mut u8, size: usize) {
     memory::with_memory(|m| {
-        if m.in_hook.get() {
+        let guard = m.guard.get();
+        if guard != 0 {
             m.other_allocated.set(m.other_allocated.get() + size as u64);
             m.other_allocs.set(m.other_allocs.get() + 1);
+            // The profiler's own work is heap-sampled as its own; the hook's
+            // cold path never is (it would recurse).
+            if guard == UNTRACKED {
+                count_down(m, ptr, size);
+            }
             return;
         }
         m.grew(size as u64);
@@ -159,7 +166,7 @@ fn on_free(ptr: *mut u8, size: usize) {
     heap::on_free(ptr);
     memory::with_memory(|m| {
         m.frees.set(m.frees.get() + 1);
-        if m.in_hook.get() {
+        if m.guard.get() != 0 {
             m.other_freed.set(m.other_freed.get() + size as u64);
             return;
         }
@@ -181,9 +188,13 @@ fn on_realloc(old_size: usize, new: *mut u8, new_size: usize) {
             new_size.saturating_sub(old_size) as u64,
             old_size.saturating_sub(new_size) as u64,
         );
-        if m.in_hook.get() {
+        let guard = m.guard.get();
+        if guard != 0 {
             m.other_allocated.set(m.other_allocated.get() + grown);
             m.other_freed.set(m.other_freed.get() + shrunk);
+            if guard == UNTRACKED {
+                count_down(m, new, new_size);
+            }
             return;
         }
         m.grew(grown);
@@ -281,7 +292,7 @@ pub fn memory_stats() -> Option<MemoryStats> {
     // Fold this thread's pending counts so a thread reading its own work
     // sees it.
     memory::with_memory(|m| {
-        if !m.in_hook.get() {
+        if m.guard.get() == 0 {
             fold(m);
         }
     });

@@ -11,7 +11,7 @@ mod system;
 
 pub use allocator::{allocator_installed, memory_stats, Allocator};
 pub(crate) use heap::growth as heap_growth;
-pub(crate) use heap::inuse_by_owner;
+pub(crate) use heap::OwnerBytes;
 pub use heap::{HeapProfile, HeapProfiler, HeapStack};
 pub(crate) use system::timeline;
 pub use system::{start_memory_timeline, stop_memory_timeline, system_memory};

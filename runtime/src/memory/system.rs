@@ -151,7 +151,7 @@ pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> 
     let thread = std::thread::Builder::new()
         .name("agentprof-memory-timeline".to_owned())
         .spawn(move || {
-            crate::thread::memory::mark_profiler_thread();
+            crate::profiler_cost::enter_profiler_thread();
             while !thread_stop.load(Ordering::Relaxed) {
                 fork::background_section(|| {
                     let point = reading();

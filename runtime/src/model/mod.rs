@@ -10,7 +10,7 @@ mod sample_label;
 
 pub use report::{
     AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
-    MemoryStats, MemoryTimelinePoint, Outcome, Report, Running, RunningInvocation,
+    MemoryStats, MemoryTimelinePoint, Outcome, ProfilerCost, Report, Running, RunningInvocation,
     SystemMemoryInfo, TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
 };
 pub use resource::{AgentResourceStats, ResourceContext, ResourceUsage};

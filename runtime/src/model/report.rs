@@ -142,6 +142,37 @@ pub struct Report {
     /// turned recording off).
     #[serde(default = "recording_default")]
     pub recording: bool,
+    /// What agentprof itself uses (absent in the opt-out build).
+    #[serde(default)]
+    pub profiler: Option<ProfilerCost>,
+}
+
+/// What agentprof itself uses, beside the application: the answer to
+/// "what does profiling cost me?" without a second run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfilerCost {
+    /// Heap agentprof holds now that it allocated itself (its threads, and
+    /// its work on the application's threads): the heap profiler's
+    /// estimate, as the `agent = "agentprof"` samples of heap profiles;
+    /// `null` unless the heap profiler runs.
+    pub heap_inuse_bytes: Option<u64>,
+    /// Heap reserved up front for the bounded tables: the heap profiler's
+    /// stack and live tables and the symbol index (exact).
+    pub reserved_bytes: u64,
+    /// CPU agentprof's own threads (collector, exporter, sampler drainer,
+    /// timer watcher, endpoint, agents) used since they started, ns.
+    pub cpu_ns: u64,
+    /// CPU of agentprof's own threads between the last two window cuts, ns.
+    pub window_cpu_ns: Option<u64>,
+    /// CPU the collector's first window cut took (symbols read then), ns.
+    pub first_cut_cpu_ns: Option<u64>,
+    /// CPU the collector's latest window cut took, ns.
+    pub last_cut_cpu_ns: Option<u64>,
+    /// agentprof's threads running now.
+    pub threads: u32,
+    /// File descriptors (and as many mapped pages) the user-space CPU
+    /// clock holds: one per thread that runs instrumented code.
+    pub clock_fds: u64,
 }
 
 fn recording_default() -> bool {

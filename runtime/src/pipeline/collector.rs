@@ -16,6 +16,7 @@ use crate::cpu::CpuProfiler;
 use crate::fork::{self, StartedIn};
 use crate::memory::HeapProfiler;
 use crate::model::Report;
+use crate::profiler_cost;
 use crate::report::WindowMeter;
 
 struct Payload {
@@ -114,7 +115,7 @@ impl Collector {
             std::thread::Builder::new()
                 .name("agentprof-export".to_owned())
                 .spawn(move || {
-                    crate::thread::memory::mark_profiler_thread();
+                    profiler_cost::enter_profiler_thread();
                     while let Some(payload) = queue.pop() {
                         export(&mut *exporter, &payload, &counters);
                     }
@@ -128,7 +129,7 @@ impl Collector {
             std::thread::Builder::new()
                 .name("agentprof-collector".to_owned())
                 .spawn(move || {
-                    crate::thread::memory::mark_profiler_thread();
+                    profiler_cost::enter_profiler_thread();
                     let mut sequence = 0;
                     let mut start = SystemTime::now();
                     let mut deadline = Instant::now() + config.window;
@@ -152,9 +153,13 @@ impl Collector {
                             start,
                             end,
                         };
+                        let cut_started = profiler_cost::this_thread_cpu_ns();
                         let payload = fork::background_section(|| {
                             cut(window, &mut cpu, &mut meter, stopping)
                         });
+                        profiler_cost::window_cut(
+                            profiler_cost::this_thread_cpu_ns().saturating_sub(cut_started),
+                        );
                         counters.windows.fetch_add(1, Relaxed);
                         queue.push(payload, &counters);
                         if stopping {
@@ -242,7 +247,7 @@ fn cut(
         super::metrics::add_samples(r.sample_count());
     }
     let heap_snapshot = HeapProfiler::running().map(|h| h.snapshot());
-    let mut report = crate::report::report();
+    let mut report = crate::report::report_with_heap(heap_snapshot.as_ref());
     let figures = meter.cut(window.sequence, window.start, window.end);
     super::history::record(&figures, cpu_report.clone());
     report.window = Some(figures);

@@ -68,6 +68,7 @@ pub fn init(config: &Config) -> Result<()> {
             p.attribution.label_values_per_key,
         );
         crate::cpu::set_local_labels(&p.cpu.labels);
+        crate::pprof::set_symbol_source(p.cpu.symbolize);
         if p.cpu.clock == crate::config::CpuClockConfig::Syscall {
             crate::thread::clock::force_syscall_clock();
         }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::symbolize::{symbolize, SymbolFrame};
+use super::symbolize::{has_debug_info, refresh, symbolize, SymbolFrame};
 use super::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
 /// Builds a [`Profile`], interning strings, functions and locations.
@@ -17,6 +17,8 @@ pub(crate) struct ProfileBuilder {
 impl ProfileBuilder {
     /// A profile with these `(type, unit)` sample types.
     pub(crate) fn new(sample_types: &[(&str, &str)]) -> Self {
+        refresh();
+        let debug_info = has_debug_info();
         let mut builder = Self {
             profile: Profile::default(),
             strings: HashMap::new(),
@@ -43,9 +45,9 @@ impl ProfileBuilder {
             filename,
             build_id: 0,
             has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            has_inline_frames: true,
+            has_filenames: debug_info,
+            has_line_numbers: debug_info,
+            has_inline_frames: debug_info,
         });
         builder
     }
@@ -117,6 +119,14 @@ impl ProfileBuilder {
         let mut location_id = Vec::with_capacity(addresses.len());
         let mut skipping = true;
         for &address in addresses {
+            // A location already made needs no symbols (the profiler's own
+            // frames to skip only ever lead a stack).
+            if !skipping {
+                if let Some(&id) = self.locations.get(&(address, 0)) {
+                    location_id.push(id);
+                    continue;
+                }
+            }
             let frames = symbolize(address);
             let trimmed = if skipping {
                 frames.iter().take_while(|f| skip(&f.name)).count()

@@ -1,9 +1,18 @@
-//! Symbolization of return addresses, cached for the life of the process
-//! (code addresses do not change), with names made readable for pprof.
+//! Symbolization of return addresses, cached (code addresses do not change
+//! while the same objects are loaded), with names made readable for pprof.
+//!
+//! Two sources: the loaded objects' symbol tables (the default, `symbols`:
+//! function names, about 1 MiB), or their DWARF debug information through
+//! `backtrace` (`cpu.symbolize = "debuginfo"`: inlined frames, files and
+//! lines, at tens of MiB and hundreds of milliseconds for a large binary's
+//! first profile).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Mutex;
 
+use super::symbols;
+use crate::config::SymbolizeConfig;
 use crate::thread::memory::untracked;
 
 /// One symbolized frame.
@@ -14,28 +23,96 @@ pub(crate) struct SymbolFrame {
     pub(crate) line: u32,
 }
 
-/// Addresses the symbol cache holds at most (a few MiB); when full it
-/// starts over, so a program that samples ever new addresses (JIT code,
-/// libraries loaded and unloaded) cannot grow it without end.
+/// Addresses the symbol cache holds at most; when full it starts over, so
+/// a program that samples ever new addresses (JIT code, libraries loaded
+/// and unloaded) cannot grow it without end.
 const SYMBOL_CACHE_ADDRESSES: usize = 65_536;
 
+static CACHE: Mutex<Option<HashMap<usize, Vec<SymbolFrame>>>> = Mutex::new(None);
+static DEBUG_INFO: AtomicBool = AtomicBool::new(false);
+
+/// Chooses where names come from (`cpu.symbolize`).
+pub(crate) fn set_source(source: SymbolizeConfig) {
+    let debug_info = source == SymbolizeConfig::DebugInfo;
+    if DEBUG_INFO.swap(debug_info, Relaxed) != debug_info {
+        clear_cache();
+    }
+}
+
+/// Whether names come with inlined frames, files and lines.
+pub(crate) fn has_debug_info() -> bool {
+    DEBUG_INFO.load(Relaxed)
+}
+
+fn clear_cache() {
+    *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Before a profile is symbolized: forgets names of objects that were
+/// unloaded (or loaded) since.
+pub(crate) fn refresh() {
+    if !has_debug_info() && untracked(symbols::refresh) {
+        clear_cache();
+    }
+}
+
 /// Symbols of return addresses, innermost inlined frame first; cached
-/// (code addresses do not change), within [`SYMBOL_CACHE_ADDRESSES`].
+/// within [`SYMBOL_CACHE_ADDRESSES`].
 pub(crate) fn symbolize(address: usize) -> Vec<SymbolFrame> {
     // The symbolizer's allocations are the profiler's own.
     untracked(|| symbolize_uncached_or_cached(address))
 }
 
 fn symbolize_uncached_or_cached(address: usize) -> Vec<SymbolFrame> {
-    static CACHE: OnceLock<Mutex<HashMap<usize, Vec<SymbolFrame>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(found) = cache
+    if let Some(found) = CACHE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&address)
+        .as_ref()
+        .and_then(|cache| cache.get(&address))
     {
         return found.clone();
     }
+    let mut frames = if has_debug_info() {
+        from_debug_info(address)
+    } else {
+        from_symbol_table(address)
+    };
+    if frames.is_empty() {
+        frames.push(SymbolFrame {
+            name: format!("{address:#x}"),
+            file: String::new(),
+            line: 0,
+        });
+    }
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= SYMBOL_CACHE_ADDRESSES {
+        cache.clear();
+    }
+    cache.insert(address, frames.clone());
+    frames
+}
+
+fn from_symbol_table(address: usize) -> Vec<SymbolFrame> {
+    // A return address points after the call; the call is one byte back.
+    symbols::lookup(address.saturating_sub(1) as u64, |raw| {
+        let raw = String::from_utf8_lossy(raw);
+        match rustc_demangle::try_demangle(&raw) {
+            Ok(demangled) => readable_name(&format!("{demangled:#}")),
+            Err(_) => raw.into_owned(),
+        }
+    })
+    .map(|name| {
+        vec![SymbolFrame {
+            name,
+            file: String::new(),
+            line: 0,
+        }]
+    })
+    .unwrap_or_default()
+}
+
+fn from_debug_info(address: usize) -> Vec<SymbolFrame> {
     let mut frames = Vec::new();
     // A return address points after the call; the call is one byte back.
     backtrace::resolve(
@@ -55,18 +132,6 @@ fn symbolize_uncached_or_cached(address: usize) -> Vec<SymbolFrame> {
             });
         },
     );
-    if frames.is_empty() {
-        frames.push(SymbolFrame {
-            name: format!("{address:#x}"),
-            file: String::new(),
-            line: 0,
-        });
-    }
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() >= SYMBOL_CACHE_ADDRESSES {
-        cache.clear();
-    }
-    cache.insert(address, frames.clone());
     frames
 }
 

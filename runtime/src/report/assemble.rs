@@ -9,12 +9,21 @@ use crate::aggregate::{self, quantile, Stats};
 use crate::cpu;
 use crate::invocation;
 use crate::memory;
-use crate::model::{AgentRow, Dropped, FunctionRow, Report, Running, INSTALL_HINT, SCHEMA_VERSION};
+use crate::model::{
+    AgentRow, Dropped, FunctionRow, ProfilerCost, Report, Running, INSTALL_HINT, SCHEMA_VERSION,
+};
 use crate::thread::clock;
 
 /// The per-function and per-agent report of everything recorded since the
 /// last [`reset`], and of the invocations running now.
 pub fn report() -> Report {
+    let heap = memory::HeapProfiler::running().map(|h| h.snapshot_aside());
+    report_with_heap(heap.as_ref())
+}
+
+/// The report, with the in-use figures of `heap` (a snapshot the caller
+/// took anyway, as the collector does each window).
+pub(crate) fn report_with_heap(heap: Option<&memory::HeapProfile>) -> Report {
     // Calls that finish meanwhile wait, so each is either running or in
     // its row, never neither.
     let running = invocation::with_running(|running| {
@@ -23,7 +32,7 @@ pub fn report() -> Report {
     });
     let mut running = RunningTotals::new(&running);
     let sampled_by_owner = cpu::sampled_cpu_by_owner();
-    let inuse = memory::inuse_by_owner();
+    let inuse = heap.map(memory::HeapProfile::inuse_by_owner);
     let mut functions = Vec::new();
     let mut agents: BTreeMap<Option<&'static str>, (Stats, u64, Option<u64>)> = BTreeMap::new();
     let mut detached = 0;
@@ -181,6 +190,29 @@ pub fn report() -> Report {
         },
         window: None,
         recording: invocation::is_enabled(),
+        profiler: Some(profiler_cost(inuse.as_ref())),
+    }
+}
+
+/// What agentprof itself uses now.
+fn profiler_cost(inuse: Option<&memory::OwnerBytes>) -> ProfilerCost {
+    let own = &crate::thread::slot::PROFILER_OWNER;
+    let cuts = crate::profiler_cost::cuts_ns();
+    ProfilerCost {
+        heap_inuse_bytes: inuse.map(|by| {
+            by.get(&(own.agent, Some(own.function)))
+                .copied()
+                .unwrap_or(0)
+                .max(0) as u64
+        }),
+        reserved_bytes: (memory::HeapProfiler::reserved_bytes()
+            + crate::pprof::symbol_index_bytes()) as u64,
+        cpu_ns: crate::profiler_cost::threads_cpu_ns(),
+        window_cpu_ns: crate::profiler_cost::last_window_cpu_ns(),
+        first_cut_cpu_ns: cuts.map(|c| c.0),
+        last_cut_cpu_ns: cuts.map(|c| c.1),
+        threads: crate::profiler_cost::threads(),
+        clock_fds: clock::clock_fds(),
     }
 }
 

@@ -552,6 +552,11 @@ impl<'a> HtmlReport<'a> {
                 None => facts.push(("window".to_owned(), number)),
             }
         }
+        if let Some(p) = &r.profiler {
+            let line = super::table::ProfilerLine(p).to_string();
+            let cost = line.trim_start_matches("agentprof itself: ").to_owned();
+            facts.push(("agentprof itself".to_owned(), cost));
+        }
         if let Some(m) = &r.memory {
             facts.push((
                 "heap".to_owned(),
@@ -863,11 +868,8 @@ impl HtmlReport<'_> {
                 .collect();
             agents.sort_by_key(|a| std::cmp::Reverse(a.1));
             for (agent, _) in agents.into_iter().take(5) {
-                let one = cpu.filter_label("agent", &agent);
-                if one.sample_count() > 0 {
-                    if let Ok(svg) = one.flamegraph_svg() {
-                        self = self.flamegraph(agent, &svg);
-                    }
+                if let Ok(svg) = cpu.agent_flamegraph_svg(&agent) {
+                    self = self.flamegraph(agent, &svg);
                 }
             }
         }

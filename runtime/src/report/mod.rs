@@ -15,6 +15,8 @@ mod table;
 mod window;
 
 #[cfg(feature = "enabled")]
+pub(crate) use assemble::report_with_heap;
+#[cfg(feature = "enabled")]
 pub use assemble::{report, reset, running_invocations};
 pub use html::{HeapSite, HtmlReport};
 #[cfg(feature = "enabled")]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::model::{Report, Running};
+use crate::model::{ProfilerCost, Report, Running};
 
 /// A duration in the unit that keeps 3–4 significant digits.
 pub(crate) struct Nanos(pub(crate) Option<u64>);
@@ -66,6 +66,42 @@ impl fmt::Display for RunningCpu<'_> {
 /// Says why a report may be empty.
 const RECORDING_OFF: &str = "agentprof: recording is off (AGENTPROF_PROFILING_ENABLED=false, \
      telemetry.profiling.enabled = false, or set_enabled(false))";
+
+/// What agentprof itself uses, in one line.
+pub(crate) struct ProfilerLine<'a>(pub(crate) &'a ProfilerCost);
+
+impl fmt::Display for ProfilerLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        write!(f, "agentprof itself: heap ")?;
+        match p.heap_inuse_bytes {
+            Some(b) => write!(f, "{} in use", Bytes(Some(b as i64)))?,
+            None => write!(f, "in use unknown (no heap profiler)")?,
+        }
+        write!(
+            f,
+            " + {} reserved; CPU {} since start",
+            Bytes(Some(p.reserved_bytes as i64)),
+            Nanos(Some(p.cpu_ns))
+        )?;
+        if let Some(w) = p.window_cpu_ns {
+            write!(f, ", {} in the last window", Nanos(Some(w)))?;
+        }
+        if let (Some(first), Some(last)) = (p.first_cut_cpu_ns, p.last_cut_cpu_ns) {
+            write!(
+                f,
+                " (window cuts: first {}, last {})",
+                Nanos(Some(first)),
+                Nanos(Some(last))
+            )?;
+        }
+        write!(f, "; {} threads", p.threads)?;
+        if p.clock_fds > 0 {
+            write!(f, "; {} clock fds", p.clock_fds)?;
+        }
+        Ok(())
+    }
+}
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -263,6 +299,9 @@ impl fmt::Display for Report {
                 "{} running invocations found the registry full and show only once they finish",
                 d.running_untracked
             )?;
+        }
+        if let Some(p) = &self.profiler {
+            writeln!(f, "{}", ProfilerLine(p))?;
         }
         if let Some(clock) = self.cpu_clock {
             write!(f, "CPU clock: {}", clock.as_str())?;

@@ -14,10 +14,18 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+/// [`ThreadMemory::guard`]: the hook's cold path is running.
+pub(crate) const IN_HOOK: u8 = 1;
+/// [`ThreadMemory::guard`]: profiler work (`untracked`) is running.
+pub(crate) const UNTRACKED: u8 = 2;
+
 /// Per-thread allocator state.
 pub(crate) struct ThreadMemory {
-    /// Set while the hook or `untracked` profiler work runs on this thread.
-    pub(crate) in_hook: Cell<bool>,
+    /// [`IN_HOOK`] while the hook's cold path runs on this thread (its own
+    /// allocations are only counted), [`UNTRACKED`] while profiler work does
+    /// (counted apart from invocations, and heap-sampled as the
+    /// profiler's). One cell, so the hook's common path tests one byte.
+    pub(crate) guard: Cell<u8>,
     /// Attributable: made while no hook or profiler work was running.
     pub(crate) allocated: Cell<u64>,
     pub(crate) freed: Cell<u64>,
@@ -60,7 +68,7 @@ pub(crate) struct ThreadMemory {
 thread_local! {
     static MEMORY: ThreadMemory = const {
         ThreadMemory {
-            in_hook: Cell::new(false),
+            guard: Cell::new(0),
             allocated: Cell::new(0),
             freed: Cell::new(0),
             allocs: Cell::new(0),
@@ -177,12 +185,12 @@ pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
 
 /// Keeps this thread's allocations out of invocations until dropped (the
 /// scope form of [`untracked`], for code that moves large values).
-pub(crate) struct Untracked(bool);
+pub(crate) struct Untracked(u8);
 
 impl Untracked {
     #[inline]
     pub(crate) fn enter() -> Self {
-        Self(MEMORY.with(|m| m.in_hook.replace(true)))
+        Self(MEMORY.with(|m| m.guard.replace(m.guard.get() | UNTRACKED)))
     }
 }
 
@@ -190,6 +198,6 @@ impl Drop for Untracked {
     #[inline]
     fn drop(&mut self) {
         let was = self.0;
-        MEMORY.with(|m| m.in_hook.set(was));
+        MEMORY.with(|m| m.guard.set(was));
     }
 }

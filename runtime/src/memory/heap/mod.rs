@@ -169,10 +169,12 @@ impl HeapProfiler {
             }
         }
         let mut stacks: Vec<HeapStack> = merged.into_values().filter(|s| s.samples > 0).collect();
+        // Stacks share most frames: each address is looked at once.
+        let mut frame_kinds: HashMap<usize, FrameKind> = HashMap::new();
         for stack in &mut stacks {
             // Allocated by the profiler's own code (a report, a start, a
             // symbol table) on any thread: the profiler's, whoever called.
-            if stack.allocating_frame().starts_with("agentprof_runtime::") {
+            if stack.allocated_by_profiler(&mut frame_kinds) {
                 stack.agent = slot::PROFILER_OWNER.agent;
                 stack.function = Some(slot::PROFILER_OWNER.function);
             }
@@ -214,6 +216,35 @@ fn weight(size: u64, interval: u64) -> Weight {
         objects_milli: (factor * 1024.0).round().min(u32::MAX as f64) as u32,
         bytes: (size as f64 * factor).round() as u64,
     }
+}
+
+/// What a heap stack's frame is, looking for the code that allocated.
+#[derive(Clone, Copy)]
+enum FrameKind {
+    /// The allocator hook, trimmed.
+    Hook,
+    /// The standard library's allocation and collection machinery.
+    Library,
+    /// agentprof's own code.
+    Profiler,
+    /// The program's code.
+    Program,
+}
+
+/// The standard library's allocation and collection machinery, which is
+/// not where an allocation comes from.
+fn library_frame(name: &str) -> bool {
+    [
+        "alloc::",
+        "core::",
+        "std::",
+        "<alloc::",
+        "<core::",
+        "<std::",
+        "hashbrown::",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
 }
 
 /// Frames of the allocator hook and the allocator shims, trimmed from the
@@ -300,27 +331,41 @@ impl HeapStack {
         fold_closures(&self.allocating_frame())
     }
 
+    /// Whether the code that asked for the memory is the profiler's own.
+    fn allocated_by_profiler(&self, kinds: &mut HashMap<usize, FrameKind>) -> bool {
+        for &address in &self.frames {
+            let kind = *kinds.entry(address).or_insert_with(|| {
+                let names = pprof::symbolize(address);
+                let Some(name) = names.first().map(|f| f.name.as_str()) else {
+                    return FrameKind::Library;
+                };
+                if profiler_frame(name) {
+                    FrameKind::Hook
+                } else if library_frame(name) {
+                    FrameKind::Library
+                } else if name.starts_with("agentprof_runtime::") {
+                    FrameKind::Profiler
+                } else {
+                    FrameKind::Program
+                }
+            });
+            match kind {
+                FrameKind::Hook | FrameKind::Library => continue,
+                FrameKind::Profiler => return true,
+                FrameKind::Program => return false,
+            }
+        }
+        false
+    }
+
     /// The innermost frame of the code that asked for the memory: the
     /// first below the allocator hook that is not the standard library's
     /// allocation and collection machinery.
     fn allocating_frame(&self) -> String {
-        let library = |n: &str| {
-            [
-                "alloc::",
-                "core::",
-                "std::",
-                "<alloc::",
-                "<core::",
-                "<std::",
-                "hashbrown::",
-            ]
-            .iter()
-            .any(|prefix| n.starts_with(prefix))
-        };
         let names = self.function_names();
         names
             .iter()
-            .find(|n| !library(n))
+            .find(|n| !library_frame(n))
             .or(names.first())
             .cloned()
             .unwrap_or_else(|| "?".to_owned())
@@ -435,12 +480,6 @@ impl HeapProfile {
         }
         owners
     }
-}
-
-/// Estimated in-use heap per (agent, function) of the invocation that
-/// allocated, while the heap profiler runs.
-pub(crate) fn inuse_by_owner() -> Option<OwnerBytes> {
-    HeapProfiler::running().map(|heap| heap.snapshot_aside().inuse_by_owner())
 }
 
 /// Bytes per (agent, function) of an invocation.

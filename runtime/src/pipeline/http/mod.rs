@@ -139,7 +139,7 @@ impl HttpServer {
             std::thread::Builder::new()
                 .name("agentprof-http".to_owned())
                 .spawn(move || {
-                    crate::thread::memory::mark_profiler_thread();
+                    crate::profiler_cost::enter_profiler_thread();
                     let accepting = runtime.block_on(async {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
                         tokio::spawn(accept(listener, state));

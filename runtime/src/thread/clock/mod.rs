@@ -50,6 +50,18 @@ pub(crate) fn cpu_clock() -> (CpuClock, u64) {
     }
 }
 
+/// File descriptors (each with one mapped page) the user-space clock holds.
+pub(crate) fn clock_fds() -> u64 {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        perf::open_threads()
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        0
+    }
+}
+
 /// Makes every thread read the thread CPU clock through the system call
 /// from now on (`telemetry.profiling.cpu.clock = "syscall"`).
 pub(crate) fn force_syscall_clock() {

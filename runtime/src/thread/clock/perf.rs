@@ -417,6 +417,11 @@ pub(super) fn enable() -> bool {
 /// Epochs handed out by `enable` (after those a fork may take).
 static EPOCH_SEQUENCE: AtomicU32 = AtomicU32::new(1 << 16);
 
+/// Threads holding a perf_event descriptor and its mapped page now.
+pub(super) fn open_threads() -> u64 {
+    OPEN_THREADS.load(Relaxed)
+}
+
 pub(super) fn status() -> (CpuClock, u64) {
     let gate = match GATE.load(Relaxed) {
         UNDECIDED => decide(),

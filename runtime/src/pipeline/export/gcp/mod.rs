@@ -242,7 +242,7 @@ impl GcpAgent {
         let thread = std::thread::Builder::new()
             .name("agentprof-gcp".to_owned())
             .spawn(move || {
-                crate::thread::memory::mark_profiler_thread();
+                crate::profiler_cost::enter_profiler_thread();
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
