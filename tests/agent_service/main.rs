@@ -227,6 +227,18 @@ fn a_service_written_from_the_readme_reads_true_at_first_sight() {
             assert!(inuse <= process.current_usage, "{:?}: {inuse}", a.agent);
         }
     }
+    // What agentprof itself costs, beside the application's figures.
+    let own = report.profiler.clone().expect("the profiler's own bill");
+    assert!(own.cpu_ns > 0 && own.threads >= 2, "{own:?}");
+    assert!(own.first_cut_cpu_ns.is_some() && own.last_cut_cpu_ns.is_some());
+    let own_heap = own.heap_inuse_bytes.expect("the heap profiler runs");
+    assert!(own_heap > 0 && own_heap < process.current_usage, "{own:?}");
+    assert!(own.reserved_bytes > 0);
+    assert!(
+        report.agents.iter().all(|a| a.agent.as_deref() != Some("agentprof")),
+        "agentprof is not one of the application's agents"
+    );
+    assert!(table.contains("agentprof itself: heap"), "{table}");
     let heap = agentprof::HeapProfiler::running().unwrap().snapshot();
     let heap_sites: HashSet<String> = heap.stacks.iter().map(|s| s.site()).collect();
     // The profiler's own allocations are its own.
@@ -382,6 +394,7 @@ fn a_service_written_from_the_readme_reads_true_at_first_sight() {
         "sorted by self CPU: {self_cpu:?}"
     );
     assert!(dom.contains("<details id=\"since-start\">"));
+    assert!(dom.contains("<dt>agentprof itself</dt>"), "the profiler's bill in the header");
     for chart in ["id=\"memory-timeline\"", "id=\"agent-cpu\""] {
         let svg = section(&dom, chart);
         let svg = &svg[..svg.find("</svg>").unwrap()];
