@@ -235,7 +235,10 @@ fn a_service_written_from_the_readme_reads_true_at_first_sight() {
     assert!(own_heap > 0 && own_heap < process.current_usage, "{own:?}");
     assert!(own.reserved_bytes > 0);
     assert!(
-        report.agents.iter().all(|a| a.agent.as_deref() != Some("agentprof")),
+        report
+            .agents
+            .iter()
+            .all(|a| a.agent.as_deref() != Some("agentprof")),
         "agentprof is not one of the application's agents"
     );
     assert!(table.contains("agentprof itself: heap"), "{table}");
@@ -394,7 +397,10 @@ fn a_service_written_from_the_readme_reads_true_at_first_sight() {
         "sorted by self CPU: {self_cpu:?}"
     );
     assert!(dom.contains("<details id=\"since-start\">"));
-    assert!(dom.contains("<dt>agentprof itself</dt>"), "the profiler's bill in the header");
+    assert!(
+        dom.contains("<dt>agentprof itself</dt>"),
+        "the profiler's bill in the header"
+    );
     for chart in ["id=\"memory-timeline\"", "id=\"agent-cpu\""] {
         let svg = section(&dom, chart);
         let svg = &svg[..svg.find("</svg>").unwrap()];

@@ -177,6 +177,14 @@ fn share(out: &mut String, part: Option<u64>, total: u64) {
     }
 }
 
+/// Rows by `cpu`, most first, and the total that shares are of.
+fn by_cpu<T>(rows: &[T], cpu: impl Fn(&T) -> Option<u64>) -> (Vec<&T>, u64) {
+    let total = rows.iter().filter_map(&cpu).sum();
+    let mut sorted: Vec<&T> = rows.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse(cpu(r).unwrap_or(0)));
+    (sorted, total)
+}
+
 /// `this window (#4, 5 s)` is `window`, `since start` is `since-start`.
 fn scope_id(scope: &str) -> &'static str {
     if scope.starts_with("this window") {
@@ -193,9 +201,7 @@ fn render_window_agents(out: &mut String, w: &WindowFigures, scope: &str) {
         escape(scope)
     );
     header(out, &["agent", "", "calls", "active", "cpu", "share"]);
-    let total: u64 = w.agents.iter().filter_map(|a| a.cpu_ns).sum();
-    let mut agents: Vec<_> = w.agents.iter().collect();
-    agents.sort_by_key(|a| std::cmp::Reverse(a.cpu_ns.unwrap_or(0)));
+    let (agents, total) = by_cpu(&w.agents, |a| a.cpu_ns);
     for a in agents {
         out.push_str("<tr>");
         text(out, a.agent.as_deref().unwrap_or("(none)"));
@@ -222,9 +228,7 @@ fn render_window_functions(out: &mut String, w: &WindowFigures, scope: &str) {
             "agent", "function", "calls", "active", "self cpu", "share", "cpu",
         ],
     );
-    let total: u64 = w.functions.iter().filter_map(|f| f.self_cpu_ns).sum();
-    let mut functions: Vec<_> = w.functions.iter().collect();
-    functions.sort_by_key(|f| std::cmp::Reverse(f.self_cpu_ns.unwrap_or(0)));
+    let (functions, total) = by_cpu(&w.functions, |f| f.self_cpu_ns);
     for f in functions {
         out.push_str("<tr>");
         text(out, f.agent.as_deref().unwrap_or("(none)"));
@@ -647,9 +651,7 @@ impl<'a> HtmlReport<'a> {
             columns.push("in use");
         }
         header(out, &columns);
-        let total: u64 = self.report.agents.iter().filter_map(|a| a.cpu_ns).sum();
-        let mut agents: Vec<_> = self.report.agents.iter().collect();
-        agents.sort_by_key(|a| std::cmp::Reverse(a.cpu_ns.unwrap_or(0)));
+        let (agents, total) = by_cpu(&self.report.agents, |a| a.cpu_ns);
         for a in agents {
             out.push_str("<tr>");
             text(out, a.agent.as_deref().unwrap_or("(none)"));
@@ -714,14 +716,7 @@ impl<'a> HtmlReport<'a> {
             columns.push("in use");
         }
         header(out, &columns);
-        let total: u64 = self
-            .report
-            .functions
-            .iter()
-            .filter_map(|f| f.self_cpu_ns)
-            .sum();
-        let mut functions: Vec<_> = self.report.functions.iter().collect();
-        functions.sort_by_key(|f| std::cmp::Reverse(f.self_cpu_ns.unwrap_or(0)));
+        let (functions, total) = by_cpu(&self.report.functions, |f| f.self_cpu_ns);
         for f in functions {
             out.push_str("<tr>");
             text(out, f.agent.as_deref().unwrap_or("(none)"));
