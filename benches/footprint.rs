@@ -10,11 +10,20 @@
 //! CARGO_PROFILE_BENCH_DEBUG=0 cargo bench --bench footprint --features http
 //! ```
 //!
-//! The bench runs itself as the service, in fresh processes, alternating
-//! the two modes (`ROUNDS` pairs), and prints the medians and the ratios.
+//! The bench runs itself as the service, in fresh processes, in three
+//! modes per round (`ROUNDS` rounds): the profiler not started, recording
+//! only (invocations and the counting allocator), and the whole pipeline;
+//! it prints the medians and the ratios to the first.
 //! Peak RSS is the child's `ru_maxrss`, CPU its user + system time, both
 //! from `wait4`. `AGENTPROF_FOOTPRINT_SESSIONS` scales the work (default:
 //! about 20 s on the 2-core development VM).
+//!
+//! To look inside one run of a mode (`off`, `attribution`, `pipeline`):
+//! `AGENTPROF_FOOTPRINT_CHILD=pipeline` runs it directly,
+//! `AGENTPROF_FOOTPRINT_STAGES=1` prints heap and RSS at each stage,
+//! `AGENTPROF_FOOTPRINT_HEAP=path` writes the heap profile after the work
+//! (agentprof's own allocations under `agent = "agentprof"`), and
+//! `AGENTPROF_FOOTPRINT_KEEP=1` keeps the windows it exported.
 
 use std::hint::black_box;
 use std::process::Command;
