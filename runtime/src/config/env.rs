@@ -162,6 +162,58 @@ fn check_telemetry_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Result<()> {
     Ok(())
 }
 
+/// A parse error as its place (line, column, the key there) and the
+/// parser's message, without the text around it: the parser would quote
+/// the offending line, and a line may hold a token or a password, while
+/// errors end up in logs.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let at = floor_char_boundary(text, span.start);
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let key = key_at(text, line_start)
+        .map(|key| format!(", key `{key}`"))
+        .unwrap_or_default();
+    format!("line {line}, column {column}{key}: {}", e.message())
+}
+
+/// The dotted key assigned on the line starting at `line_start`, with the
+/// table it is in: `telemetry.profiling.exporter.bearer_token`.
+fn key_at(text: &str, line_start: usize) -> Option<String> {
+    let line = text[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    let is_key = !key.is_empty()
+        && key.len() < line.len()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c));
+    if !is_key {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Levenshtein distance of two short ASCII strings.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b = b.as_bytes();
@@ -187,7 +239,7 @@ impl Config {
     fn parse(text: &str, path: Option<PathBuf>) -> Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| Error::ConfigSyntax {
             path: path.clone(),
-            message: e.to_string(),
+            message: syntax_message(text, &e),
         })?;
         if let Ok(table) = text.parse::<toml::Table>() {
             if let Some(telemetry) = table.get("telemetry").and_then(|t| t.as_table()) {

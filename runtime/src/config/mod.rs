@@ -706,6 +706,38 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_name_the_place_and_never_quote_a_secret() {
+        let cases = [
+            (
+                "[telemetry.profiling.exporter]\nbearer_token = [\"SECRET-1234\"]\n",
+                "telemetry.profiling.exporter.bearer_token",
+                2,
+            ),
+            (
+                "[telemetry.profiling.exporter]\ntype = \"file\"\nheaders.Authorization = [\"Bearer SECRET-1234\"]\n",
+                "telemetry.profiling.exporter.headers.Authorization",
+                3,
+            ),
+            (
+                "[telemetry.profiling.http]\ntoken = \"SECRET-1234-5678-90\" junk\n",
+                "telemetry.profiling.http.token",
+                2,
+            ),
+            (
+                "[telemetry.profiling.exporter]\nbasic_auth_user = \"u\"\nbasic_auth_password = \"SECRET-hunter2\n",
+                "telemetry.profiling.exporter.basic_auth_password",
+                3,
+            ),
+        ];
+        for (text, key, line) in cases {
+            let e = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(!e.contains("SECRET"), "{e}");
+            assert!(e.contains(&format!("line {line}, column ")), "{e}");
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_apply_over_code() {
         let mut config = Config::default();
         config.telemetry.profiling.enabled = true;
