@@ -31,6 +31,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::imp;
+use crate::config::CpuClockConfig;
 use crate::model::CpuClock;
 
 /// Threads that may hold a counter and a page at once.
@@ -318,11 +319,25 @@ fn decide() -> u32 {
     }
 }
 
+/// What `AGENTPROF_CPU_CLOCK` asks for. A value that is not a clock (a
+/// typo such as `sycall`, `0`, an empty string) takes the safe side, the
+/// system call, and says so: someone tried to turn perf events off.
+fn clock_from_env(value: Option<String>) -> CpuClockConfig {
+    let Some(value) = value else {
+        return CpuClockConfig::Auto;
+    };
+    value.parse().unwrap_or_else(|message| {
+        tracing::warn!(
+            variable = "AGENTPROF_CPU_CLOCK",
+            "{message}; reading the thread CPU clock through the system call"
+        );
+        CpuClockConfig::Syscall
+    })
+}
+
 fn fast_path_allowed() -> bool {
-    let forced = std::env::var("AGENTPROF_CPU_CLOCK")
-        .map(|v| v.trim().eq_ignore_ascii_case("syscall"))
-        .unwrap_or(false);
-    if forced {
+    let asked = clock_from_env(std::env::var("AGENTPROF_CPU_CLOCK").ok());
+    if asked == CpuClockConfig::Syscall {
         return false;
     }
     let clocksource =
@@ -431,5 +446,27 @@ pub(super) fn status() -> (CpuClock, u64) {
         (CpuClock::PerfMmap, FALLBACK_THREADS.load(Relaxed))
     } else {
         (CpuClock::Syscall, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_variable_that_is_not_a_clock_takes_the_system_call() {
+        assert_eq!(clock_from_env(None), CpuClockConfig::Auto);
+        assert_eq!(clock_from_env(Some("auto".into())), CpuClockConfig::Auto);
+        assert_eq!(
+            clock_from_env(Some(" SYSCALL ".into())),
+            CpuClockConfig::Syscall
+        );
+        for typo in ["sycall", "0", "", "perf"] {
+            assert_eq!(
+                clock_from_env(Some(typo.into())),
+                CpuClockConfig::Syscall,
+                "{typo:?}"
+            );
+        }
     }
 }
