@@ -738,6 +738,29 @@ mod tests {
     }
 
     #[test]
+    fn line_breaks_and_nul_cannot_reach_requests_or_paths() {
+        let pyroscope = "[telemetry.profiling.exporter]\ntype = \"pyroscope\"\n\
+                         pyroscope_endpoint = \"http://localhost:4040\"\n";
+        for (extra, key) in [
+            (
+                "headers.X-Key = \"SECRET\\r\\nX-Evil: 1\"",
+                "exporter.headers.X-Key",
+            ),
+            ("headers.\"X Key\" = \"v\"", "exporter.headers.X Key"),
+            ("tenant_id = \"team\\nX-Evil: 1\"", "exporter.tenant_id"),
+            (
+                "file_output_dir = \"/tmp/a\\u0000b\"",
+                "exporter.file_output_dir",
+            ),
+        ] {
+            let e = Config::from_toml_str(&format!("{pyroscope}{extra}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && !e.contains("SECRET"), "{e}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_apply_over_code() {
         let mut config = Config::default();
         config.telemetry.profiling.enabled = true;

@@ -226,6 +226,46 @@ impl ProfileExporterConfig {
     }
 }
 
+/// What goes into a request line or a header, or names a file, must not be
+/// able to end it early: no CR, LF or NUL (a value is never quoted back,
+/// it may be a secret).
+fn check_request_parts(e: &ProfileExporterConfig) -> Result<()> {
+    let breaks = |v: &str| v.contains(['\r', '\n', '\0']);
+    for (name, value) in &e.headers {
+        let token = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+        if !token {
+            return Err(invalid(
+                &format!("{}.{name}", keys::HEADERS),
+                "is not a header name (letters, digits and !#$%&'*+-.^_`|~)",
+            ));
+        }
+        if breaks(value.expose()) {
+            return Err(invalid(
+                &format!("{}.{name}", keys::HEADERS),
+                "contains a line break or NUL, which would end the header early",
+            ));
+        }
+    }
+    if e.tenant_id.as_deref().is_some_and(breaks) {
+        return Err(invalid(
+            keys::TENANT_ID,
+            "contains a line break or NUL, which would end the header early",
+        ));
+    }
+    for (key, path) in [
+        (keys::FILE_OUTPUT_DIR, &e.file_output_dir),
+        (keys::GCP_CREDENTIALS_FILE, &e.gcp_credentials_file),
+    ] {
+        if path.as_deref().is_some_and(|p| p.contains('\0')) {
+            return Err(invalid(key, "contains a NUL byte, which no path can hold"));
+        }
+    }
+    Ok(())
+}
+
 /// A backend makes a series per distinct label set: labels with a value
 /// per invocation or thread would make one per invocation.
 fn check_labels(e: &ProfileExporterConfig) -> Result<()> {
@@ -375,6 +415,7 @@ impl Config {
             ));
         }
         check_gcp(&p.exporter)?;
+        check_request_parts(&p.exporter)?;
         if p.exporter.file_output_dir.as_deref() == Some("") {
             return Err(invalid(keys::FILE_OUTPUT_DIR, "must not be empty"));
         }

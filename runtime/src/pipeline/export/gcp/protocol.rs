@@ -54,6 +54,21 @@ pub(super) struct CreateProfileRequest<'a> {
     pub(super) profile_type: &'a [ProfileType],
 }
 
+/// `projects/{project}/profiles/{id}`, each part one plain path segment:
+/// the name is used as the upload's URL path, so nothing in it may walk
+/// up (`..`), start a query or a fragment, or be percent-encoded.
+pub(super) fn valid_profile_name(name: &str) -> bool {
+    let segment = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:~".contains(c))
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    matches!(parts.as_slice(), ["projects", project, "profiles", id] if segment(project) && segment(id))
+}
+
 /// What `CreateProfile` answers: the profile the server wants. The object
 /// is kept whole so the upload sends back every field it was given.
 pub(super) struct Requested {
@@ -77,9 +92,15 @@ impl Requested {
         let name = body
             .get("name")
             .and_then(|n| n.as_str())
-            .filter(|n| n.starts_with("projects/") && n.contains("/profiles/"))
-            .ok_or("the answer has no profile name of the form projects/*/profiles/*")?
-            .to_owned();
+            .ok_or("the answer has no profile name")?;
+        if !valid_profile_name(name) {
+            // The name becomes the upload's path, sent with the token.
+            return Err(format!(
+                "the answer's profile name {:?} is not of the form projects/{{project}}/profiles/{{id}}",
+                name.chars().take(120).collect::<String>()
+            ));
+        }
+        let name = name.to_owned();
         let type_name = body
             .get("profileType")
             .and_then(|t| t.as_str())
@@ -295,6 +316,10 @@ mod tests {
         for bad in [
             &br#"{"profileType": "CPU"}"#[..],
             br#"{"name": "p/1", "profileType": "CPU"}"#,
+            br#"{"name": "projects/p/profiles/../../../../evil?x=1#", "profileType": "CPU"}"#,
+            br#"{"name": "projects/p/profiles/1/x", "profileType": "CPU"}"#,
+            br#"{"name": "projects/../profiles/1", "profileType": "CPU"}"#,
+            br#"{"name": "projects/p/profiles/a%2F", "profileType": "CPU"}"#,
             br#"{"name": "projects/p/profiles/1"}"#,
             br#"{"name": "projects/p/profiles/1", "profileType": "CPU", "duration": "ten"}"#,
             b"not json",
