@@ -737,6 +737,7 @@ fn go_reads(profile: &Profile, name: &str) -> Option<String> {
 
 fn checkout_labels() -> BTreeMap<String, String> {
     BTreeMap::from([
+        ("language".to_owned(), "rust".to_owned()),
         ("team".to_owned(), "agents".to_owned()),
         ("version".to_owned(), "1.4.2".to_owned()),
         ("zone".to_owned(), "europe-west1-b".to_owned()),
@@ -1040,7 +1041,7 @@ fn shutdown_abandons_a_pending_long_poll_and_a_hanging_server_costs_the_applicat
         Auth::Fixed(FIXED_TOKEN),
         Expected {
             target: "checkout".to_owned(),
-            labels: BTreeMap::new(),
+            labels: BTreeMap::from([("language".to_owned(), "rust".to_owned())]),
             types: None,
         },
     );
@@ -1206,7 +1207,7 @@ fn heap_profiles_for_the_server_leave_the_reports_growth_alone() {
         Auth::Fixed(FIXED_TOKEN),
         Expected {
             target: "checkout".to_owned(),
-            labels: BTreeMap::new(),
+            labels: BTreeMap::from([("language".to_owned(), "rust".to_owned())]),
             types: Some(vec!["CPU".into(), "HEAP".into(), "HEAP_ALLOC".into()]),
         },
     );

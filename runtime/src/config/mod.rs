@@ -62,7 +62,7 @@ pub use secret::{redact_url, Secret};
 #[cfg(feature = "enabled")]
 pub(crate) use validate::check_frequency;
 #[cfg(feature = "gcp")]
-pub(crate) use validate::cloud_profiler_name;
+pub(crate) use validate::{cloud_profiler_labels, cloud_profiler_name};
 
 /// The parts of an application's configuration file agentprof reads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -761,6 +761,31 @@ mod tests {
     }
 
     #[test]
+    fn cloud_profiler_labels_follow_the_apis_rules() {
+        let gcp = |tags: &str| {
+            Config::from_toml_str(&format!(
+                "[telemetry.profiling.exporter]\ntype = \"gcp\"\ngcp_project_id = \"p\"\n\
+                 [telemetry.profiling.exporter.tags]\n{tags}\n"
+            ))
+        };
+        assert!(gcp("team = \"agents\"\nteam-2 = \"b\"").is_ok());
+        for (tags, key) in [
+            ("team_a = \"x\"", "tags.team_a"),
+            ("\"team.a\" = \"x\"", "tags.team.a"),
+            ("-team = \"x\"", "tags.-team"),
+            ("language = \"go\"", "tags.language"),
+            (&format!("team = \"{}\"", "v".repeat(513)), "tags.team"),
+            (
+                &format!("a = \"{0}\"\nb = \"{0}\"\nc = \"{0}\"", "v".repeat(400)),
+                "exporter.tags",
+            ),
+        ] {
+            let e = gcp(tags).unwrap_err().to_string();
+            assert!(e.contains(key), "{tags}: {e}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_apply_over_code() {
         let mut config = Config::default();
         config.telemetry.profiling.enabled = true;
@@ -919,15 +944,15 @@ pyroscope_endpoint = "http://localhost:4040"
             (
                 "type = \"gcp\"\ngcp_zone = \"\"\n",
                 "exporter.gcp_zone",
-                "1 to 63",
+                "must not be empty",
             ),
             (
                 &format!(
                     "type = \"gcp\"\ngcp_service_version = \"{}\"\n",
-                    "v".repeat(64)
+                    "v".repeat(513)
                 ),
                 "exporter.gcp_service_version",
-                "1 to 63",
+                "at most 512 bytes",
             ),
             (
                 "type = \"gcp\"\n[telemetry.profiling.exporter.tags]\nzone = \"z\"\n",

@@ -99,6 +99,52 @@ pub(crate) fn cloud_profiler_name(name: &str, max: usize) -> bool {
 
 const GCP_RESERVED_LABELS: [&str; 3] = ["zone", "version", "language"];
 
+/// The Profiler API's label keys: `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`.
+pub(crate) fn cloud_profiler_label_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(inner)
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// The Profiler API's bounds on a deployment's labels, the agent's own
+/// (`language`, `version`, `zone`) included: values of at most 512 bytes,
+/// at most 1024 bytes of keys and values in all. `Err` names the key.
+pub(crate) fn cloud_profiler_labels<'a>(
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+) -> std::result::Result<(), (String, String)> {
+    let mut total = "language".len() + "rust".len();
+    for (key, value) in labels {
+        if !cloud_profiler_label_key(key) {
+            return Err((
+                key.to_owned(),
+                "is not a Cloud Profiler label key: lowercase letters, digits and `-`, \
+                 starting and ending with a letter or digit, at most 63 characters"
+                    .to_owned(),
+            ));
+        }
+        if value.len() > 512 {
+            return Err((
+                key.to_owned(),
+                format!(
+                    "a label value has at most 512 bytes ({} given)",
+                    value.len()
+                ),
+            ));
+        }
+        total += key.len() + value.len();
+    }
+    if total > 1024 {
+        return Err((
+            String::new(),
+            format!("labels take {total} bytes in all; Cloud Profiler allows 1024"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
     let gcp_keys = [
         (keys::GCP_PROJECT_ID, e.gcp_project_id.is_some()),
@@ -153,39 +199,35 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
             ));
         }
     }
-    for (key, value) in [
-        (keys::GCP_SERVICE_VERSION, &e.gcp_service_version),
-        (keys::GCP_ZONE, &e.gcp_zone),
-    ] {
-        if let Some(value) = value {
-            if value.is_empty() || value.len() > 63 {
-                return Err(invalid(
-                    key,
-                    format!("{value:?}: a label value has 1 to 63 characters"),
-                ));
-            }
-        }
-    }
-    for (name, value) in &e.tags {
+    for name in e.tags.keys() {
         if GCP_RESERVED_LABELS.contains(&name.as_str()) {
             return Err(invalid(
                 &format!("{}.{name}", keys::TAGS),
                 "is set by the agent; use gcp_zone or gcp_service_version",
             ));
         }
-        if !cloud_profiler_name(name, 63) {
-            return Err(invalid(
-                &format!("{}.{name}", keys::TAGS),
-                "is not a Cloud Profiler label key: a lowercase letter, then lowercase letters, \
-                 digits, `-`, `_` or `.`, ending in a letter or digit, at most 63 characters",
-            ));
+    }
+    let agents_own = [
+        ("version", &e.gcp_service_version, keys::GCP_SERVICE_VERSION),
+        ("zone", &e.gcp_zone, keys::GCP_ZONE),
+    ];
+    for (_, value, key) in &agents_own {
+        if value.as_deref() == Some("") {
+            return Err(invalid(key, "a label value must not be empty"));
         }
-        if value.len() > 63 {
-            return Err(invalid(
-                &format!("{}.{name}", keys::TAGS),
-                "a label value has at most 63 characters",
-            ));
-        }
+    }
+    let labels = e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(
+        agents_own
+            .iter()
+            .filter_map(|(label, value, _)| Some((*label, value.as_deref()?))),
+    );
+    if let Err((label, message)) = cloud_profiler_labels(labels) {
+        let key = match agents_own.iter().find(|(l, _, _)| *l == label) {
+            Some((_, _, key)) => (*key).to_owned(),
+            None if label.is_empty() => keys::TAGS.to_owned(),
+            None => format!("{}.{label}", keys::TAGS),
+        };
+        return Err(invalid(&key, message));
     }
     if let Some(url) = &e.gcp_endpoint {
         if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -20,9 +20,12 @@
 //! `nonstop_tsc`) that is the kernel's clocksource, when `perf_event_open`
 //! is allowed, and unless `AGENTPROF_CPU_CLOCK=syscall` or the configuration
 //! asks for the system call. One descriptor and one mapped page per thread
-//! that runs instrumented code, released when the thread exits; past
-//! [`MAX_OPEN_THREADS`] at once, or when the kernel refuses one (`EMFILE`),
-//! a thread reads through the system call, counted.
+//! that runs instrumented code, released when the thread exits; past the
+//! descriptor budget ([`descriptor_budget`]: an eighth of the soft
+//! `RLIMIT_NOFILE`, at most [`MAX_OPEN_THREADS`], never within
+//! [`RESERVED_DESCRIPTORS`] of the limit), or when the kernel refuses one,
+//! a thread reads through the system call, counted. The application keeps
+//! the descriptors it needs however many threads it runs.
 //!
 //! Reads never go backwards: a value is never below the previous one on the
 //! same thread.
@@ -34,8 +37,30 @@ use super::imp;
 use crate::config::CpuClockConfig;
 use crate::model::CpuClock;
 
-/// Threads that may hold a counter and a page at once.
+/// Threads that may hold a counter and a page at once, whatever the limit.
 const MAX_OPEN_THREADS: u64 = 4096;
+/// Descriptors the user-space clock always leaves to the application,
+/// below the soft limit.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Counters the user-space clock may hold now: an eighth of the soft
+/// `RLIMIT_NOFILE` (read at each thread's first use, so a limit changed at
+/// run time counts), at most [`MAX_OPEN_THREADS`], and never so many that
+/// fewer than [`RESERVED_DESCRIPTORS`] stay below the limit.
+pub(super) fn descriptor_budget() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    let soft = limit.rlim_cur;
+    (soft / 8)
+        .min(soft.saturating_sub(RESERVED_DESCRIPTORS))
+        .min(MAX_OPEN_THREADS)
+}
 
 /// `GATE` values: not decided yet, system call only, or the epoch of the
 /// fast clock (bumped in a forked child, so that no thread reads a page
@@ -238,7 +263,7 @@ fn page_size() -> usize {
 
 /// A task-clock counter for the calling thread and its mapped first page.
 fn open() -> Option<(i32, *const u8)> {
-    if OPEN_THREADS.fetch_add(1, Relaxed) >= MAX_OPEN_THREADS {
+    if OPEN_THREADS.fetch_add(1, Relaxed) >= descriptor_budget() {
         OPEN_THREADS.fetch_sub(1, Relaxed);
         return None;
     }

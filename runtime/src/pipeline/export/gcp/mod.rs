@@ -220,6 +220,21 @@ impl GcpAgent {
             });
         }
         crate::config::check_frequency(config.cpu_hz)?;
+        let labels = config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                [("version", &config.service_version), ("zone", &config.zone)]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v.as_deref()?))),
+            );
+        if let Err((label, message)) = crate::config::cloud_profiler_labels(labels) {
+            return Err(Error::InvalidConfig {
+                key: format!("{}.{label}", keys::TAGS),
+                message,
+            });
+        }
         let (tokens, key_project) = auth::Tokens::resolve(&config.credentials)?;
         let project = config.project_id.clone().or(key_project);
         if project.is_none() && !tokens.pending() {

@@ -194,6 +194,8 @@ impl Poller {
     /// The deployment, once the credentials and the project are known.
     async fn deployment(&mut self, stop: &mut watch::Receiver<bool>) -> Option<Deployment> {
         let mut labels = self.config.labels.clone();
+        // As Google's Go and Node.js agents send theirs.
+        labels.insert("language".to_owned(), "rust".to_owned());
         if let Some(version) = &self.config.service_version {
             labels.insert("version".to_owned(), version.clone());
         }
@@ -323,11 +325,10 @@ impl Poller {
             .await
             .map_err(|e| Failed::new(request_error(e, timeout)))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = read_bounded(response, MAX_REPLY_BYTES)
             .await
-            .map_err(|e| Failed::new(request_error(e, timeout)))?;
-        Ok((status, body.to_vec()))
+            .map_err(|e| Failed::new(e.describe(timeout)))?;
+        Ok((status, body))
     }
 
     /// Counts a failure, warns if it starts a streak, and waits the
@@ -477,17 +478,126 @@ async fn metadata_zone(client: &reqwest::Client, host: &str) -> Option<String> {
     if !response.status().is_success() {
         return None;
     }
-    let text = response.text().await.ok()?;
-    text.trim()
+    let body = read_bounded(response, 4096).await.ok()?;
+    String::from_utf8_lossy(&body)
+        .trim()
         .rsplit('/')
         .next()
         .filter(|z| !z.is_empty() && z.len() <= 63)
         .map(str::to_owned)
 }
 
+/// The most a reply of the Profiler API may hold: 4 MiB, gRPC's default
+/// limit, which Google's agents live with. A reply past it is a failure
+/// (with backoff), never memory the process runs out of.
+const MAX_REPLY_BYTES: usize = 4 << 20;
+
+/// Why a reply's body was not read.
+enum ReadError {
+    /// The transport failed or timed out.
+    Request(reqwest::Error),
+    /// The body was longer than allowed.
+    TooLong {
+        limit: usize,
+        announced: Option<u64>,
+    },
+}
+
+impl ReadError {
+    fn describe(self, timeout: Duration) -> String {
+        match self {
+            ReadError::Request(e) => request_error(e, timeout),
+            ReadError::TooLong { limit, announced } => format!(
+                "the reply is longer than the {} KiB a reply may have{}",
+                limit >> 10,
+                announced.map_or(String::new(), |n| format!(" ({n} bytes announced)"))
+            ),
+        }
+    }
+}
+
+/// A reply's body, read chunk by chunk and given up past `limit` bytes.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLong { limit, announced });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Request)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLong { limit, announced });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that announces `length` (or none: chunked) and streams
+    /// zeros until the client goes away; the client's verdict.
+    fn huge_reply(length: Option<u64>) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/v2/projects/p/profiles",
+            listener.local_addr().unwrap()
+        );
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = match length {
+                Some(n) => format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n"),
+                None => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            };
+            stream.write_all(head.as_bytes()).unwrap();
+            let block = vec![b'0'; 64 << 10];
+            let mut sent = 0usize;
+            // At most 64 MiB: the client must give up long before.
+            while sent < 64 << 20 {
+                let written = match length {
+                    Some(_) => stream.write_all(&block),
+                    None => write!(stream, "{:x}\r\n", block.len())
+                        .and_then(|_| stream.write_all(&block))
+                        .and_then(|_| stream.write_all(b"\r\n")),
+                };
+                if written.is_err() {
+                    break;
+                }
+                sent += block.len();
+            }
+            sent
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let verdict = runtime.block_on(async {
+            let response = reqwest::Client::new().get(url).send().await.unwrap();
+            match read_bounded(response, MAX_REPLY_BYTES).await {
+                Ok(body) => format!("read {} bytes", body.len()),
+                Err(e) => e.describe(Duration::from_secs(1)),
+            }
+        });
+        drop(runtime);
+        let sent = server.join().unwrap();
+        assert!(sent < 64 << 20, "the client read everything ({sent} bytes)");
+        verdict
+    }
+
+    #[test]
+    fn a_reply_past_the_bound_is_refused_whatever_it_announces() {
+        let announced = huge_reply(Some(8_000_000_000));
+        assert!(
+            announced.contains("longer than the 4096 KiB") && announced.contains("8000000000"),
+            "{announced}"
+        );
+        let chunked = huge_reply(None);
+        assert!(chunked.contains("longer than the 4096 KiB"), "{chunked}");
+    }
 
     #[test]
     fn the_zone_comes_from_the_metadata_server_when_it_answers() {
