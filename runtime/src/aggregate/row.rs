@@ -212,8 +212,10 @@ impl Stats {
         self.peak_bytes = self.peak_bytes.max(o.peak_bytes);
         self.root_retained_bytes += o.root_retained_bytes;
         self.root_peak_bytes = self.root_peak_bytes.max(o.root_peak_bytes);
-        self.net_bytes_max = max_of(self.net_bytes_max, o.net_bytes_max);
-        self.root_net_bytes_max = max_of(self.root_net_bytes_max, o.root_net_bytes_max);
+        // `None` orders below any value: the larger of two maxima that may
+        // not exist yet.
+        self.net_bytes_max = self.net_bytes_max.max(o.net_bytes_max);
+        self.root_net_bytes_max = self.root_net_bytes_max.max(o.root_net_bytes_max);
         self.wall_ns_max = self.wall_ns_max.max(o.wall_ns_max);
         self.cpu_ns_max = self.cpu_ns_max.max(o.cpu_ns_max);
     }
@@ -238,14 +240,6 @@ impl Stats {
 
     pub(crate) fn cpu_measured(&self) -> bool {
         self.calls == 0 || self.cpu_calls > 0
-    }
-}
-
-/// The larger of two maxima, either of which may not exist yet.
-fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -376,11 +370,11 @@ impl Row {
             s.freed_bytes += m.freed_bytes;
             s.retained_bytes += m.retained_bytes;
             s.peak_bytes = s.peak_bytes.max(m.peak_bytes);
-            s.net_bytes_max = max_of(s.net_bytes_max, Some(m.retained_bytes));
+            s.net_bytes_max = s.net_bytes_max.max(Some(m.retained_bytes));
             if f.agent_root {
                 s.root_retained_bytes += m.retained_bytes;
                 s.root_peak_bytes = s.root_peak_bytes.max(m.peak_bytes);
-                s.root_net_bytes_max = max_of(s.root_net_bytes_max, Some(m.retained_bytes));
+                s.root_net_bytes_max = s.root_net_bytes_max.max(Some(m.retained_bytes));
                 h.root_net.record(m.retained_bytes);
             } else {
                 h.nested_net.record(m.retained_bytes);
