@@ -32,6 +32,7 @@ pub(crate) const MAX_RETRIES: &str = "telemetry.profiling.exporter.max_retries";
 pub(crate) const MAX_BYTES: &str = "telemetry.profiling.exporter.max_bytes";
 pub(crate) const SHUTDOWN_TIMEOUT_MS: &str = "telemetry.profiling.exporter.shutdown_timeout_ms";
 pub(crate) const MAX_WINDOWS: &str = "telemetry.profiling.exporter.max_windows";
+pub(crate) const MIN_FREE_BYTES: &str = "telemetry.profiling.exporter.min_free_bytes";
 pub(crate) const FILE_OUTPUT_DIR: &str = "telemetry.profiling.exporter.file_output_dir";
 pub(crate) const RECENT_INVOCATIONS: &str = "telemetry.profiling.attribution.recent_invocations";
 pub(crate) const LABEL_VALUE_MAX_LEN: &str = "telemetry.profiling.attribution.label_value_max_len";

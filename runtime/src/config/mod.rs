@@ -449,6 +449,11 @@ pub struct ProfileExporterConfig {
     /// Bytes the file exporter keeps (default 256 MiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// Bytes the file exporter keeps free on its filesystem, deleting its
+    /// own oldest windows to do so (default: 5% of the filesystem, at most
+    /// 256 MiB; 0 turns the reserve off).
+    #[serde(default)]
+    pub min_free_bytes: Option<u64>,
     /// Windows waiting for the exporters before the oldest is dropped
     /// (default 4).
     #[serde(default = "default_queue_size")]
@@ -490,6 +495,7 @@ impl std::fmt::Debug for ProfileExporterConfig {
             .field("file_output_dir", &self.file_output_dir)
             .field("max_windows", &self.max_windows)
             .field("max_bytes", &self.max_bytes)
+            .field("min_free_bytes", &self.min_free_bytes)
             .field("queue_size", &self.queue_size)
             .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
             .finish()
@@ -548,6 +554,7 @@ impl Default for ProfileExporterConfig {
             file_output_dir: default_output_dir(),
             max_windows: default_max_windows(),
             max_bytes: default_max_bytes(),
+            min_free_bytes: None,
             queue_size: default_queue_size(),
             shutdown_timeout_ms: default_shutdown_timeout(),
         }

@@ -416,6 +416,9 @@ impl Config {
             "windows",
         )?;
         check_range(keys::MAX_BYTES, e.max_bytes, 1..=1 << 40, "bytes")?;
+        if let Some(min_free) = e.min_free_bytes {
+            check_range(keys::MIN_FREE_BYTES, min_free, 0..=1 << 50, "bytes")?;
+        }
         check_range(keys::QUEUE_SIZE, e.queue_size as u64, 1..=1024, "windows")?;
         check_range(
             keys::SHUTDOWN_TIMEOUT_MS,

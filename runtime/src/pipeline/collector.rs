@@ -294,6 +294,7 @@ fn export(exporter: &mut dyn ProfileExporter, payload: &Payload, counters: &Coun
     }
     results.push(exporter.export_report(w, &payload.report));
     results.push(exporter.export_html_report(w, &payload.html));
+    results.push(exporter.finish_window(w));
     let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     if errors.is_empty() {
         counters.exported.fetch_add(1, Relaxed);

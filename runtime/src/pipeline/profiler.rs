@@ -48,6 +48,7 @@ impl Profiler {
                 FileRetention {
                     max_windows: e.max_windows,
                     max_bytes: e.max_bytes,
+                    min_free_bytes: e.min_free_bytes,
                 },
             )),
             #[cfg(feature = "pyroscope")]

@@ -87,6 +87,12 @@ pub trait ProfileExporter: Send {
     fn export_html_report(&mut self, _window: &Window, _html: &str) -> Result<()> {
         Ok(())
     }
+    /// Called after each window's payloads, whether they succeeded or not.
+    /// An exporter that writes a window as a unit commits it here (the
+    /// file exporter names its staged files and lists them).
+    fn finish_window(&mut self, _window: &Window) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
@@ -107,6 +113,9 @@ impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
     }
     fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
         (**self).export_html_report(window, html)
+    }
+    fn finish_window(&mut self, window: &Window) -> Result<()> {
+        (**self).finish_window(window)
     }
 }
 
@@ -133,6 +142,9 @@ impl<E: ProfileExporter> ProfileExporter for Option<E> {
     fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
         self.as_mut()
             .map_or(Ok(()), |e| e.export_html_report(window, html))
+    }
+    fn finish_window(&mut self, window: &Window) -> Result<()> {
+        self.as_mut().map_or(Ok(()), |e| e.finish_window(window))
     }
 }
 
@@ -162,6 +174,9 @@ impl<E: ProfileExporter> ProfileExporter for Vec<E> {
     }
     fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
         first_error(self.iter_mut().map(|e| e.export_html_report(window, html)))
+    }
+    fn finish_window(&mut self, window: &Window) -> Result<()> {
+        first_error(self.iter_mut().map(|e| e.finish_window(window)))
     }
 }
 
