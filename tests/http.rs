@@ -12,7 +12,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use agentprof::pprof::Profile;
@@ -618,4 +619,86 @@ fn a_stalled_client_blocks_neither_other_requests_nor_the_collector() {
     assert!(stats.requests >= 5);
     assert!(service.profiler.lock().unwrap().stats().windows >= windows_before + 3);
     assert!(calls() > calls_before);
+}
+
+/// The status of one GET, or `None` when the connection was closed
+/// without a reply.
+fn try_get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<u16> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let line = String::from_utf8_lossy(&raw);
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_slowloris_without_the_token_does_not_shut_out_authenticated_requests() {
+    service();
+    let server = loopback_with(Some(TOKEN), 60);
+    let address = server.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    // 40 connections that trickle header bytes, reopened when closed: more
+    // than every budget of the endpoint.
+    let trickling: Vec<_> = (0..40)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let head = b"GET /debug/agentprof/report.txt HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+                let mut reopened = 0u32;
+                while !stop.load(SeqCst) {
+                    let Ok(mut stream) = TcpStream::connect(address) else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    let mut at = 0;
+                    while !stop.load(SeqCst) {
+                        let byte = head.get(at).copied().unwrap_or(b'a');
+                        if stream.write_all(&[byte]).is_err() {
+                            break;
+                        }
+                        at += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    reopened += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                reopened
+            })
+        })
+        .collect();
+    // Let the trickling connections take their places first.
+    common::wait_until("the slow connections to crowd the endpoint", || {
+        server.stats().slow_heads_closed >= 40
+    });
+    let bearer = format!("Bearer {TOKEN}");
+    let statuses: Vec<Option<u16>> = (0..50)
+        .map(|_| {
+            try_get(
+                address,
+                "/debug/agentprof/report.txt",
+                &[("Authorization", &bearer)],
+            )
+        })
+        .collect();
+    stop.store(true, SeqCst);
+    for thread in trickling {
+        thread.join().unwrap();
+    }
+    let served = statuses.iter().filter(|s| **s == Some(200)).count();
+    let stats = server.shutdown();
+    assert_eq!(
+        served,
+        statuses.len(),
+        "every authenticated request is served: {statuses:?} {stats:?}"
+    );
+    assert!(stats.slow_heads_closed >= 40, "{stats:?}");
 }

@@ -5,13 +5,17 @@
 //! its own, so it needs nothing of the application's runtime and an
 //! application without one can have it. Bounds: a client has
 //! [`HEADER_TIMEOUT`] to send its request head, at most [`MAX_HEAD_BYTES`]
-//! of it, and a connection lives at most the longest profile plus
-//! [`CONNECTION_SLACK`]; at most [`MAX_CONNECTIONS`] are served at once
-//! (more are closed and counted). A slow client holds only its own
-//! connection: everything waits asynchronously, and the work that takes
-//! CPU (reports, symbolization, encoding) runs on a small blocking pool.
+//! of it; connections still sending a head have a budget of their own,
+//! fair between peers ([`admission`]); a connection serves one request and
+//! lives at most the longest profile plus [`CONNECTION_SLACK`]; at most
+//! [`MAX_CONNECTIONS`] requests that passed the token check are served at
+//! once (more are answered 503 and counted). A slow client holds only its
+//! own connection: everything waits asynchronously, and the work that
+//! takes CPU (reports, symbolization, encoding) runs on a small blocking
+//! pool.
 
 mod access;
+mod admission;
 mod routes;
 
 use std::net::SocketAddr;
@@ -33,7 +37,8 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const MAX_HEAD_BYTES: usize = 16 << 10;
 /// Headers of one request.
 const MAX_HEADERS: usize = 64;
-/// Connections served at once.
+/// Requests served at once, once their head arrived and passed the token
+/// check.
 pub(crate) const MAX_CONNECTIONS: usize = 32;
 /// A connection's life beyond the longest profile it may ask for.
 const CONNECTION_SLACK: Duration = Duration::from_secs(60);
@@ -49,8 +54,12 @@ pub struct HttpStats {
     pub unauthorized: u64,
     /// Profile requests refused because one was running (409).
     pub profiles_refused: u64,
-    /// Connections closed unanswered because [`MAX_CONNECTIONS`] were open.
+    /// Requests answered 503 because [`MAX_CONNECTIONS`] were being
+    /// served.
     pub connections_refused: u64,
+    /// Connections closed while still sending their request head, to make
+    /// room for a new one (the oldest of the peer holding the most).
+    pub slow_heads_closed: u64,
     /// Connections closed for outliving their time (a stalled client).
     pub connections_timed_out: u64,
     /// Whether a CPU profile request is being served now.
@@ -63,6 +72,7 @@ struct Counters {
     unauthorized: AtomicU64,
     profiles_refused: AtomicU64,
     connections_refused: AtomicU64,
+    slow_heads_closed: AtomicU64,
     connections_timed_out: AtomicU64,
 }
 
@@ -74,6 +84,8 @@ pub(crate) struct State {
     default_hz: u32,
     /// One profile at a time, as Go's endpoint does.
     profiling: AtomicBool,
+    /// Permits of the requests being served.
+    serving: Arc<Semaphore>,
     counters: Counters,
 }
 
@@ -131,6 +143,7 @@ impl HttpServer {
             max_seconds: config.max_seconds,
             default_hz,
             profiling: AtomicBool::new(false),
+            serving: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             counters: Counters::default(),
         });
         let stop = Arc::new(Notify::new());
@@ -180,6 +193,7 @@ impl HttpServer {
             unauthorized: c.unauthorized.load(Relaxed),
             profiles_refused: c.profiles_refused.load(Relaxed),
             connections_refused: c.connections_refused.load(Relaxed),
+            slow_heads_closed: c.slow_heads_closed.load(Relaxed),
             connections_timed_out: c.connections_timed_out.load(Relaxed),
             profile_in_progress: self.state.profiling.load(Relaxed),
         }
@@ -217,11 +231,11 @@ impl std::fmt::Debug for HttpServer {
 }
 
 async fn accept(listener: tokio::net::TcpListener, state: Arc<State>) {
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let pending = Arc::new(admission::PendingHeads::default());
     let lifetime = Duration::from_secs(state.max_seconds) + CONNECTION_SLACK;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(_) => {
                 // Out of descriptors, or a connection reset before it was
                 // taken: wait rather than spin.
@@ -229,34 +243,53 @@ async fn accept(listener: tokio::net::TcpListener, state: Arc<State>) {
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            state.counters.connections_refused.fetch_add(1, Relaxed);
-            drop(stream);
-            continue;
-        };
-        let state = state.clone();
+        let (admitted, closed_another) = pending.admit(peer.ip());
+        if closed_another {
+            state.counters.slow_heads_closed.fetch_add(1, Relaxed);
+        }
+        let (state, pending) = (state.clone(), pending.clone());
         tokio::spawn(async move {
-            let _permit = permit;
             let _ = stream.set_nodelay(true);
+            let id = admitted.id;
             let service = hyper::service::service_fn(|request| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::respond(request, state).await) }
+                // The head arrived: the connection leaves the head phase
+                // (unless it was closed to make room meanwhile).
+                let admitted = pending.leave(id);
+                async move {
+                    let reply = if admitted {
+                        routes::respond(request, state).await
+                    } else {
+                        routes::unavailable()
+                    };
+                    Ok::<_, std::convert::Infallible>(reply)
+                }
             });
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEAD_BYTES)
-                .max_headers(MAX_HEADERS);
+                .max_headers(MAX_HEADERS)
+                // One request per connection: a connection idle between
+                // requests would be a head phase that proved nothing.
+                .keep_alive(false);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let timed_out = match tokio::time::timeout(lifetime, connection).await {
-                Err(_) => true,
-                Ok(Err(e)) => e.is_timeout(),
-                Ok(Ok(())) => false,
+            let timed_out = tokio::select! {
+                served = tokio::time::timeout(lifetime, connection) => match served {
+                    Err(_) => true,
+                    Ok(Err(e)) => e.is_timeout(),
+                    Ok(Ok(())) => false,
+                },
+                () = admitted.close.notified() => false,
             };
+            pending.leave(id);
             if timed_out {
                 state.counters.connections_timed_out.fetch_add(1, Relaxed);
             }
         });
+        // Let the new connection read what it was sent before the next
+        // one is admitted.
+        tokio::task::yield_now().await;
     }
 }

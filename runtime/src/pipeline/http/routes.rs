@@ -62,6 +62,12 @@ pub(super) async fn respond(request: Request<Incoming>, state: Arc<State>) -> Re
             return reply;
         }
     }
+    // Only requests that passed the token check take a serving permit:
+    // unauthenticated connections cannot shut authenticated ones out.
+    let Ok(_serving) = state.serving.clone().try_acquire_owned() else {
+        state.counters.connections_refused.fetch_add(1, Relaxed);
+        return unavailable();
+    };
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut reply = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -95,6 +101,19 @@ pub(super) async fn respond(request: Request<Incoming>, state: Arc<State>) -> Re
     if head {
         *reply.body_mut() = Full::new(Bytes::new());
     }
+    reply
+}
+
+/// 503: every serving permit is taken, or the connection was closed to
+/// make room while its head arrived.
+pub(super) fn unavailable() -> Reply {
+    let mut reply = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503: the endpoint is serving as many requests as it allows; retry shortly\n",
+    );
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     reply
 }
 
