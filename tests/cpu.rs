@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use agentprof::{profiled, CpuProfiler};
-use common::{burn_cpu_ns, rel_diff, setup};
+use common::{burn_cpu_ns, rel_diff, setup, thread_cpu_ns};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -18,9 +18,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Threads that each burn `each_ns`, then go on in 1 ms steps until a
+/// sample has accounted for it: a busy machine delivers CPU timer signals
+/// late, and the CPU after a thread's last sample has no stack to go to.
+/// Returns the CPU they used.
 fn busy_threads(threads: usize, each_ns: u64) -> u64 {
     let handles: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || burn_cpu_ns(each_ns)))
+        .map(|_| {
+            std::thread::spawn(move || {
+                let start = thread_cpu_ns();
+                burn_cpu_ns(each_ns);
+                while agentprof::__private::this_thread_sampled_cpu_ns() < start + each_ns {
+                    burn_cpu_ns(1_000_000);
+                }
+                thread_cpu_ns() - start
+            })
+        })
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).sum()
 }
@@ -207,7 +220,13 @@ fn the_sigprof_handler_stays_after_stop_and_the_profiler_restarts() {
         let mut second = CpuProfiler::with_frequency(100).unwrap();
         let refused = second.start().unwrap_err().to_string();
         assert!(refused.contains("second CPU profiler"), "{refused}");
+        // However late the machine delivers the signals, CPU spent brings
+        // them.
+        let sampled_before = agentprof::__private::this_thread_sampled_cpu_ns();
         burn_cpu_ns(50_000_000);
+        while agentprof::__private::this_thread_sampled_cpu_ns() == sampled_before {
+            burn_cpu_ns(1_000_000);
+        }
         let report = profiler.stop_and_collect().unwrap();
         assert!(report.sample_count() > 0);
         // A signal still pending must not meet the default disposition,

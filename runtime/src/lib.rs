@@ -89,7 +89,7 @@ pub use noop::*;
 #[cfg(feature = "enabled")]
 pub mod __private {
     pub use crate::aggregate::Labels;
-    pub use crate::cpu::force_process_timer;
+    pub use crate::cpu::{force_process_timer, this_thread_sampled_cpu_ns};
     pub use crate::invocation::{
         output_never_failed, result_failed, returned, Callsite, NoSpan, ProfiledFuture, SpanMeta,
         SyncGuard, SyncSlot,

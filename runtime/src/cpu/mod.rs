@@ -32,6 +32,7 @@ pub use report::{CpuReport, CpuSample};
 pub(crate) use tap::CpuTap;
 #[doc(hidden)]
 pub use timer::force_process_timer;
+pub use signal::this_thread_sampled_cpu_ns;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};

@@ -8,7 +8,7 @@
 //! that are not from our timers go to the host's handler, if it had one.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use super::buffer::SampleLabels;
@@ -22,7 +22,9 @@ use crate::unwind::Registers;
 /// CPU time then. Const-initialised, no destructor: readable in the handler.
 struct LastSample {
     generation: Cell<u64>,
-    cpu_ns: Cell<u64>,
+    /// Atomic only so that the thread itself may read it outside the
+    /// handler ([`this_thread_sampled_cpu_ns`]) while a signal lands.
+    cpu_ns: AtomicU64,
     /// CPU of this thread's samples that could not be stored, carried into
     /// its next stored one so that none is lost.
     carried_ns: Cell<u64>,
@@ -32,7 +34,7 @@ thread_local! {
     static LAST_SAMPLE: LastSample = const {
         LastSample {
             generation: Cell::new(0),
-            cpu_ns: Cell::new(0),
+            cpu_ns: AtomicU64::new(0),
             carried_ns: Cell::new(0),
         }
     };
@@ -46,7 +48,7 @@ fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 
     let now = clock::thread_cpu_ns_syscall();
     LAST_SAMPLE.with(|last| {
         let previous = if last.generation.get() == generation {
-            Some(last.cpu_ns.get())
+            Some(last.cpu_ns.load(Relaxed))
         } else {
             // A new session: nothing carried from the previous one.
             last.carried_ns.set(0);
@@ -55,7 +57,7 @@ fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 
         last.generation.set(generation);
         match now {
             Some(now) => {
-                last.cpu_ns.set(now);
+                last.cpu_ns.store(now, Relaxed);
                 match previous {
                     Some(prev) if now > prev => now - prev,
                     _ => period_ns,
@@ -64,6 +66,15 @@ fn sample_weight(generation: u64, period_ns: u64, baseline: Option<u64>) -> u64 
             None => period_ns,
         }
     })
+}
+
+/// This thread's CPU time when its last sample was taken (0 before any):
+/// what the samples of this thread account for so far. Tests wait on it
+/// instead of on time, since a busy machine delivers CPU timer signals
+/// late (the kernel checks CPU timers at the scheduler tick).
+#[doc(hidden)]
+pub fn this_thread_sampled_cpu_ns() -> u64 {
+    LAST_SAMPLE.with(|last| last.cpu_ns.load(Relaxed))
 }
 
 /// The session the handler feeds; null when none runs.

@@ -193,11 +193,14 @@ impl FileExporter {
             let dir = self.open_dir()?;
             match dir.recheck() {
                 Ok(Recheck::Unchanged) => {}
+                #[cfg(feature = "enabled")]
                 Ok(Recheck::Reopened) => tracing::warn!(
                     directory = %dir.path().display(),
                     "agentprof's output directory was removed or replaced; \
                      recreated or reopened it after the same checks"
                 ),
+                #[cfg(not(feature = "enabled"))]
+                Ok(Recheck::Reopened) => {}
                 Err(e) => return Err(self.fail(e)),
             }
         }
