@@ -71,7 +71,10 @@ fn assert_consistent(dir: &Path, foreign: &[&str], files_per_window: usize) -> u
     keys.dedup();
     for key in &keys {
         let files = listed.iter().filter(|(k, _)| k == *key).count();
-        assert_eq!(files, files_per_window, "window {key} is partial: {listed:?}");
+        assert_eq!(
+            files, files_per_window,
+            "window {key} is partial: {listed:?}"
+        );
     }
     keys.len()
 }
@@ -289,7 +292,9 @@ fn a_directory_removed_mid_run_is_recreated_and_one_replaced_is_checked_again() 
     std::fs::rename(&dir, &moved).unwrap();
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let error = export_window(&mut exporter, 3, 100).unwrap_err().to_string();
+    let error = export_window(&mut exporter, 3, 100)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("others may write"), "{error}");
     assert!(names(&dir).is_empty(), "{:?}", names(&dir));
     assert_eq!(assert_consistent(&moved, &[], 2), 1);
@@ -301,7 +306,9 @@ fn a_directory_removed_mid_run_is_recreated_and_one_replaced_is_checked_again() 
 
     // Loosened in place: refused too.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
-    let error = export_window(&mut exporter, 5, 100).unwrap_err().to_string();
+    let error = export_window(&mut exporter, 5, 100)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("its group may write"), "{error}");
     assert_eq!(assert_consistent(&dir, &[], 2), 1);
 }
@@ -401,7 +408,11 @@ fn a_full_disk_costs_the_oldest_windows_never_a_partial_one() {
     // Someone else's file takes the disk: ours give way, theirs is kept.
     let fill = |name: &str| {
         let free = free_bytes(&dir);
-        std::fs::write(dir.join(name), vec![1u8; free.saturating_sub(8 << 10) as usize]).unwrap();
+        std::fs::write(
+            dir.join(name),
+            vec![1u8; free.saturating_sub(8 << 10) as usize],
+        )
+        .unwrap();
     };
     fill("their-data.bin");
     export_window(&mut exporter, 32, 40 << 10).unwrap();

@@ -28,11 +28,11 @@ mod timer;
 pub use crate::model::TimerMode;
 pub(crate) use report::set_local_labels;
 pub use report::{CpuReport, CpuSample};
+pub use signal::this_thread_sampled_cpu_ns;
 #[cfg(any(feature = "http", feature = "gcp"))]
 pub(crate) use tap::CpuTap;
 #[doc(hidden)]
 pub use timer::force_process_timer;
-pub use signal::this_thread_sampled_cpu_ns;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};

@@ -51,9 +51,8 @@ impl PendingHeads {
     /// connection was closed for it.
     pub(super) fn admit(&self, peer: IpAddr) -> (Admitted, bool) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let of_peer = |inner: &Inner, peer: IpAddr| {
-            inner.waiting.values().filter(|w| w.peer == peer).count()
-        };
+        let of_peer =
+            |inner: &Inner, peer: IpAddr| inner.waiting.values().filter(|w| w.peer == peer).count();
         let victim_peer = if of_peer(&inner, peer) >= MAX_PENDING_PER_PEER {
             Some(peer)
         } else if inner.waiting.len() >= MAX_PENDING {
@@ -73,11 +72,7 @@ impl PendingHeads {
         };
         let closed = victim_peer
             .and_then(|victim| {
-                let id = *inner
-                    .waiting
-                    .iter()
-                    .find(|(_, w)| w.peer == victim)?
-                    .0;
+                let id = *inner.waiting.iter().find(|(_, w)| w.peer == victim)?.0;
                 inner.waiting.remove(&id)
             })
             .inspect(|w| w.close.notify_one())

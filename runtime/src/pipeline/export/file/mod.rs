@@ -212,11 +212,10 @@ impl FileExporter {
         let retention = self.retention;
         let dir = self.open_dir()?;
         let temp = format!(".agentprof-{}.tmp", random_suffix());
-        let written = make_room(dir, &retention, bytes.len() as u64)
-            .and_then(|()| {
-                dir.write_new(&temp, bytes)
-                    .map_err(|e| io_error(dir.path(), "cannot write a window's file into", e))
-            });
+        let written = make_room(dir, &retention, bytes.len() as u64).and_then(|()| {
+            dir.write_new(&temp, bytes)
+                .map_err(|e| io_error(dir.path(), "cannot write a window's file into", e))
+        });
         match written {
             Ok(()) => {
                 if let Some(staged) = &mut self.staged {
