@@ -54,8 +54,7 @@ pub struct HttpStats {
     pub unauthorized: u64,
     /// Profile requests refused because one was running (409).
     pub profiles_refused: u64,
-    /// Requests answered 503 because [`MAX_CONNECTIONS`] were being
-    /// served.
+    /// Requests answered 503 because 32 were being served.
     pub connections_refused: u64,
     /// Connections closed while still sending their request head, to make
     /// room for a new one (the oldest of the peer holding the most).
