@@ -90,6 +90,11 @@
 //!   `pyroscope.profile.id`.
 //! - `metrics`: the key metrics through the `metrics` facade
 //!   (`publish_metrics`, and on every collector window).
+//! - `http`: the live endpoint, [`HttpServer`] (`/debug/pprof/*` for
+//!   `go tool pprof`, `/debug/agentprof/*` for a browser), hyper on a
+//!   thread of its own.
+//! - `gcp`: the Cloud Profiler agent, `export::GcpAgent` (reqwest with
+//!   rustls, Google credentials through gcp_auth).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
