@@ -98,6 +98,32 @@ pub enum Error {
         /// Export calls that failed.
         errors: u64,
     },
+    /// One of a kind already runs in this process (a second CPU
+    /// profiler): stop it first.
+    #[error("{what} is already running in this process ({hint})")]
+    AlreadyRunning {
+        /// What runs.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// Busy for now: the same request may succeed later.
+    #[error("agentprof is busy: {what} ({hint})")]
+    Busy {
+        /// What could not be had now.
+        what: String,
+        /// When to try again.
+        hint: String,
+    },
+    /// The platform cannot do it, or answered something agentprof cannot
+    /// read.
+    #[error("{what}: {message}")]
+    Platform {
+        /// What was attempted.
+        what: String,
+        /// What the platform lacks or said.
+        message: String,
+    },
     /// Serializing a report failed.
     #[error("cannot serialize report: {message}")]
     Serialize {

@@ -1,7 +1,6 @@
 //! The configuration's key paths, as errors name them: one definition each,
 //! for every module that reports a bad or unsupported value.
 
-pub(crate) const CPU: &str = "telemetry.profiling.cpu";
 pub(crate) const CPU_FREQUENCY: &str = "telemetry.profiling.cpu.frequency";
 pub(crate) const CPU_DURATION: &str = "telemetry.profiling.cpu.duration_seconds";
 pub(crate) const MEMORY_SAMPLING_RATE: &str = "telemetry.profiling.memory.sampling_rate";

@@ -211,21 +211,21 @@ impl CpuProfiler {
             return Ok(());
         }
         if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            return Err(Error::Unsupported {
-                key: crate::config::keys::CPU.to_owned(),
-                what: format!(
-                    "CPU sampling on {}/{}",
+            return Err(Error::Platform {
+                what: "CPU sampling".to_owned(),
+                message: format!(
+                    "supported on Linux x86_64, not on {}/{}",
                     std::env::consts::OS,
                     std::env::consts::ARCH
                 ),
-                hint: Some("supported on Linux x86_64".to_owned()),
             });
         }
         if ACTIVE.swap(true, AcqRel) {
-            return Err(Error::Unsupported {
-                key: crate::config::keys::CPU.to_owned(),
-                what: "a second CPU profiler in the same process".to_owned(),
-                hint: Some("stop the running one first".to_owned()),
+            return Err(Error::AlreadyRunning {
+                what: "a CPU profiler".to_owned(),
+                hint: "a second CPU profiler cannot start: stop the running one first, \
+                       or read its samples through the live endpoint"
+                    .to_owned(),
             });
         }
         after_fork::register();
@@ -327,10 +327,9 @@ impl CpuProfiler {
             // was reset at fork and may run a profiler of its own.
             running.timers.stop();
             std::mem::forget(running.drainer);
-            return Err(Error::Unsupported {
-                key: crate::config::keys::CPU.to_owned(),
-                what: "collecting, in a forked child, a profile the parent started".to_owned(),
-                hint: Some("start a new profiler in the child".to_owned()),
+            return Err(Error::NotRunning {
+                what: "this CpuProfiler in a forked child (the parent started it)".to_owned(),
+                hint: "start a new profiler in the child".to_owned(),
             });
         }
         let duration = running.started.elapsed();

@@ -97,10 +97,9 @@ impl CpuTap {
                 let mut consumers = consumers();
                 if let Some(sampler) = consumers.sampler.filter(|s| s.started_in.is_current()) {
                     if consumers.taps.len() >= MAX_TAPS {
-                        return Err(Error::Unsupported {
-                            key: crate::config::keys::CPU.to_owned(),
-                            what: format!("more than {MAX_TAPS} CPU profiles at once"),
-                            hint: Some("wait for one to finish".to_owned()),
+                        return Err(Error::Busy {
+                            what: format!("{MAX_TAPS} CPU profiles are being taken"),
+                            hint: "wait for one to finish".to_owned(),
                         });
                     }
                     let aggregate = Arc::new(Mutex::new(Aggregate::default()));
@@ -130,10 +129,9 @@ impl CpuTap {
                 Err(_) => continue,
             }
         }
-        Err(Error::Unsupported {
-            key: crate::config::keys::CPU.to_owned(),
-            what: "a CPU profile while samplers start and stop".to_owned(),
-            hint: Some("try again".to_owned()),
+        Err(Error::Busy {
+            what: "samplers were starting and stopping".to_owned(),
+            hint: "try again".to_owned(),
         })
     }
 

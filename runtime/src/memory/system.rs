@@ -29,10 +29,9 @@ mod imp {
         })?;
         let mut fields = statm.split_whitespace().map(str::parse::<u64>);
         let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {
-            return Err(Error::Unsupported {
-                key: "/proc/self/statm".to_owned(),
-                what: format!("parsing {statm:?}"),
-                hint: None,
+            return Err(Error::Platform {
+                what: "/proc/self/statm".to_owned(),
+                message: format!("cannot parse {statm:?}"),
             });
         };
         // SAFETY: sysconf has no preconditions.
@@ -67,10 +66,9 @@ mod imp {
             )
         };
         if kr != libc::KERN_SUCCESS {
-            return Err(Error::Unsupported {
-                key: "task_info".to_owned(),
-                what: format!("reading process memory (kern_return {kr})"),
-                hint: None,
+            return Err(Error::Platform {
+                what: "task_info".to_owned(),
+                message: format!("reading process memory failed (kern_return {kr})"),
             });
         }
         Ok(SystemMemoryInfo {
@@ -85,10 +83,12 @@ mod imp {
     use super::*;
 
     pub(super) fn system_memory() -> Result<SystemMemoryInfo> {
-        Err(Error::Unsupported {
-            key: "system memory".to_owned(),
-            what: format!("reading RSS on {}", std::env::consts::OS),
-            hint: Some("supported on Linux and macOS".to_owned()),
+        Err(Error::Platform {
+            what: "reading RSS".to_owned(),
+            message: format!(
+                "supported on Linux and macOS, not on {}",
+                std::env::consts::OS
+            ),
         })
     }
 }

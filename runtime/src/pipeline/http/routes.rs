@@ -136,7 +136,9 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply
 
 fn error_reply(e: &Error) -> Reply {
     let status = match e {
-        Error::Unsupported { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unsupported { .. } | Error::Busy { .. } | Error::AlreadyRunning { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     text(status, format!("{}: {e}\n", status.as_u16()))
