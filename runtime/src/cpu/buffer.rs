@@ -142,3 +142,107 @@ impl SampleBuffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn labels(v: u64) -> SampleLabels {
+        SampleLabels {
+            invocation: v,
+            owner: v as usize,
+            span_id: v,
+            trace_id: (u128::from(v) << 64) | u128::from(v),
+        }
+    }
+
+    /// Every field of a drained sample comes from one push: a torn slot
+    /// would mix two.
+    fn assert_whole(sample: &RawSample) {
+        let v = sample.weight_ns;
+        assert_eq!(
+            (sample.invocation, sample.owner, sample.span_id),
+            (v, v as usize, v),
+            "{sample:?}"
+        );
+        assert_eq!(sample.trace_id, (u128::from(v) << 64) | u128::from(v));
+        assert_eq!(sample.frames.len() as u64, v % 7 + 1, "{sample:?}");
+        assert!(sample.frames.iter().all(|&f| f == v), "{sample:?}");
+    }
+
+    fn push_value(buffer: &SampleBuffer, tid: u64, v: u64) -> bool {
+        let frames = vec![v; (v % 7 + 1) as usize];
+        buffer.push(tid, v, labels(v), &frames)
+    }
+
+    #[test]
+    fn pushed_samples_drain_once_and_a_full_buffer_counts_what_it_drops() {
+        let buffer = SampleBuffer::new(4);
+        for v in 1..=4 {
+            assert!(push_value(&buffer, 9, v));
+        }
+        assert!(!push_value(&buffer, 9, 5), "no free slot");
+        assert_eq!(buffer.dropped_full.load(Relaxed), 1);
+        let mut out = Vec::new();
+        buffer.drain(&mut out);
+        let mut values: Vec<u64> = out.iter().map(|s| s.weight_ns).collect();
+        values.sort();
+        assert_eq!(values, [1, 2, 3, 4]);
+        out.iter().for_each(assert_whole);
+        out.clear();
+        buffer.drain(&mut out);
+        assert!(out.is_empty(), "drained once");
+        assert!(push_value(&buffer, 9, 6), "slots are free again");
+        // A deeper stack keeps its innermost frames.
+        let deep: Vec<u64> = (0..MAX_FRAMES as u64 + 50).collect();
+        assert!(buffer.push(9, 1, labels(1), &deep));
+        out.clear();
+        buffer.drain(&mut out);
+        let kept = out.iter().find(|s| s.frames.len() == MAX_FRAMES).unwrap();
+        assert_eq!(kept.frames, deep[..MAX_FRAMES]);
+    }
+
+    #[test]
+    fn producers_racing_a_drainer_lose_nothing_uncounted_and_never_tear() {
+        const PRODUCERS: u64 = 4;
+        const EACH: u64 = 20_000;
+        let buffer = Arc::new(SampleBuffer::new(64));
+        let done = Arc::new(AtomicBool::new(false));
+        let drainer = {
+            let (buffer, done) = (buffer.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut drained = Vec::new();
+                while !done.load(Acquire) {
+                    buffer.drain(&mut drained);
+                    std::thread::yield_now();
+                }
+                buffer.drain(&mut drained);
+                drained
+            })
+        };
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let buffer = buffer.clone();
+                std::thread::spawn(move || {
+                    (0..EACH)
+                        .filter(|i| push_value(&buffer, p, p * EACH + i + 1))
+                        .count() as u64
+                })
+            })
+            .collect();
+        let stored: u64 = producers.into_iter().map(|p| p.join().unwrap()).sum();
+        done.store(true, Release);
+        let drained = drainer.join().unwrap();
+        let dropped = buffer.dropped_full.load(Relaxed);
+        assert_eq!(stored + dropped, PRODUCERS * EACH);
+        assert_eq!(drained.len() as u64, stored, "every stored sample drained");
+        let mut seen = std::collections::HashSet::new();
+        for sample in &drained {
+            assert_whole(sample);
+            assert_eq!(sample.tid, (sample.weight_ns - 1) / EACH);
+            assert!(seen.insert(sample.weight_ns), "drained twice: {sample:?}");
+        }
+    }
+}

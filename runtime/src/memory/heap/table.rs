@@ -271,3 +271,92 @@ impl Tables {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    fn weight(n: u64) -> Weight {
+        Weight {
+            objects_milli: n as u32,
+            bytes: n * 8,
+        }
+    }
+
+    #[test]
+    fn one_bucket_per_stack_and_owner_and_a_full_table_counts_its_drops() {
+        let tables = Tables::new(4, 16);
+        let a = tables.bucket(&[1, 2, 3], 0).unwrap();
+        assert_eq!(tables.bucket(&[1, 2, 3], 0), Some(a), "the same stack");
+        let b = tables.bucket(&[1, 2, 4], 0).unwrap();
+        let c = tables.bucket(&[1, 2, 3], 8).unwrap();
+        assert_eq!(HashSet::from([a, b, c]).len(), 3);
+        let (frames, owner) = tables.buckets[a as usize]
+            .contents(&HashSet::new())
+            .unwrap();
+        assert_eq!((frames, owner.is_none()), (vec![1, 2, 3], true));
+        tables.bucket(&[9], 0).unwrap();
+        assert_eq!(tables.bucket(&[10], 0), None, "four buckets");
+        assert_eq!(tables.stacks_dropped.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_sampled_pointer_is_found_once_at_its_free() {
+        let tables = Tables::new(4, 8);
+        assert!(!tables.maybe_live(0x1000), "nothing sampled yet");
+        tables.insert_live(0x1000, 3, weight(5));
+        assert!(tables.maybe_live(0x1000));
+        assert_eq!(tables.remove_live(0x1000), Some((3, weight(5))));
+        assert_eq!(tables.remove_live(0x1000), None, "freed once");
+        assert!(!tables.maybe_live(0x1000));
+        // A realloc the table never saw freed: the new entry replaces it.
+        tables.insert_live(0x2000, 1, weight(1));
+        tables.insert_live(0x2000, 2, weight(2));
+        assert_eq!(tables.live_count.load(Relaxed), 1);
+        assert_eq!(tables.remove_live(0x2000), Some((2, weight(2))));
+        // Full: the ninth live pointer is dropped and counted.
+        for i in 0..9 {
+            tables.insert_live(0x10_000 + i * 16, 0, weight(i as u64));
+        }
+        assert_eq!(tables.live_dropped.load(Relaxed), 1);
+        assert_eq!(tables.live_count.load(Relaxed), 8);
+    }
+
+    #[test]
+    fn threads_inserting_and_freeing_at_once_find_exactly_their_own() {
+        const THREADS: usize = 4;
+        const EACH: usize = 5_000;
+        let tables = Arc::new(Tables::new(64, THREADS * EACH * 2));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let tables = tables.clone();
+                std::thread::spawn(move || {
+                    let pointer = |i: usize| 0x100_0000 + (t * EACH + i) * 16;
+                    for i in 0..EACH {
+                        let bucket = tables.bucket(&[t, i % 8], 0).unwrap();
+                        tables.insert_live(pointer(i), bucket, weight(i as u64));
+                        if i % 2 == 1 {
+                            // Free the previous one while others insert.
+                            let found = tables.remove_live(pointer(i - 1));
+                            assert_eq!(found.map(|f| f.1), Some(weight(i as u64 - 1)));
+                        }
+                    }
+                    for i in (1..EACH).step_by(2) {
+                        assert_eq!(
+                            tables.remove_live(pointer(i)).map(|f| f.1),
+                            Some(weight(i as u64))
+                        );
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert_eq!(tables.live_count.load(Relaxed), 0);
+        assert_eq!(tables.live_dropped.load(Relaxed), 0);
+        assert_eq!(tables.stacks_dropped.load(Relaxed), 0);
+    }
+}
