@@ -175,6 +175,16 @@ fn a_thousand_stops_with_pending_signals_in_both_timer_modes() {
     stop_start_with_pending_signals(1000, true);
 }
 
+/// Burns CPU until this thread has been sampled: a busy machine delivers
+/// CPU timer signals late (the kernel checks CPU timers at its tick), but
+/// CPU spent always brings one.
+fn wait_for_a_sample() {
+    let before = agentprof::__private::this_thread_sampled_cpu_ns();
+    while agentprof::__private::this_thread_sampled_cpu_ns() == before {
+        common::burn_cpu_ns(1_000_000);
+    }
+}
+
 #[test]
 fn a_host_handler_installed_before_start_keeps_getting_its_signals() {
     let _serial = serial();
@@ -190,6 +200,7 @@ fn a_host_handler_installed_before_start_keeps_getting_its_signals() {
         "chained while sampling"
     );
     common::burn_cpu_ns(40_000_000);
+    wait_for_a_sample();
     let report = profiler.stop_and_collect().unwrap();
     assert!(report.sample_count() > 0, "our own signals were sampled");
     // Our timers' signals went to us only.
@@ -724,6 +735,7 @@ mod libraries {
             let b = open(&b_path, "b");
             assert_ne!(b.base, a_base, "round {round}: b landed on a's tables");
             burn_for(b.burn, 20_000_000);
+            super::wait_for_a_sample();
             let report = profiler.stop_and_collect().unwrap();
             assert!(report.sample_count() > 0);
             assert!(!mapped(&a_path), "round {round}: released at stop");
@@ -782,6 +794,7 @@ mod fork {
             return 3;
         }
         child_work();
+        super::wait_for_a_sample();
         match own.stop_and_collect() {
             Ok(report) if report.sample_count() > 0 => {}
             _ => return 4,
@@ -840,7 +853,10 @@ mod fork {
         let _serial = super::serial();
         let mut profiler = CpuProfiler::with_frequency(1000).unwrap();
         profiler.start().unwrap();
-        let busy = std::thread::spawn(|| super::common::burn_cpu_ns(100_000_000));
+        let busy = std::thread::spawn(|| {
+            super::common::burn_cpu_ns(100_000_000);
+            super::wait_for_a_sample();
+        });
         for _ in 0..5 {
             let status = std::process::Command::new("true").status().unwrap();
             assert!(status.success());
