@@ -113,18 +113,25 @@ impl Reply {
     }
 }
 
+/// The head of a GET with `headers` that closes its connection.
+fn request(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
+}
+
 /// One HTTP/1.1 GET with `headers`, the connection closed after it.
 fn get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut stream = TcpStream::connect(address).expect("connect to the endpoint");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
+    stream
+        .write_all(request(address, path, headers).as_bytes())
+        .unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read the reply");
     parse_reply(&raw)
@@ -642,12 +649,9 @@ fn try_get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
+    stream
+        .write_all(request(address, path, headers).as_bytes())
+        .ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let line = String::from_utf8_lossy(&raw);
