@@ -86,11 +86,11 @@ fn drive<F: Future>(future: F) {
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
     g.bench_function("thread_cpu_clock_read", |b| {
-        b.iter(|| black_box(agentprof::__private::read_thread_cpu_clock()))
+        b.iter(|| black_box(agentprof::__test_hooks::read_thread_cpu_clock()))
     });
-    let fast = agentprof::__private::set_fast_cpu_clock(true);
+    let fast = agentprof::__test_hooks::set_fast_cpu_clock(true);
     g.bench_function("thread_cpu_clock_read_user_space", |b| {
-        b.iter(|| black_box(agentprof::__private::read_thread_cpu_clock_fast()))
+        b.iter(|| black_box(agentprof::__test_hooks::read_thread_cpu_clock_fast()))
     });
     g.bench_function("instant_now", |b| b.iter(|| black_box(Instant::now())));
     g.bench_function("sync_bare", |b| b.iter(|| bare(black_box(1))));
@@ -119,14 +119,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| drive(profiled_await_once()))
     });
     // The same two with the system-call clock (the fallback).
-    agentprof::__private::set_fast_cpu_clock(false);
+    agentprof::__test_hooks::set_fast_cpu_clock(false);
     g.bench_function("sync_profiled_on_syscall_clock", |b| {
         b.iter(|| profiled(black_box(1)))
     });
     g.bench_function("async_profiled_100_polls_syscall_clock", |b| {
         b.iter(|| drive(profiled_async()))
     });
-    agentprof::__private::set_fast_cpu_clock(fast);
+    agentprof::__test_hooks::set_fast_cpu_clock(fast);
     g.bench_function("sync_profiled_1_thread", |b| {
         b.iter_custom(|iters| {
             common::on_threads(1, iters, |i, _| {

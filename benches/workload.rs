@@ -115,7 +115,7 @@ fn parent(calls: u64) -> u64 {
 
 /// Self CPU per call the report gives the trivial leaf, ns.
 fn observed_leaf_cpu(fast: bool) -> f64 {
-    agentprof::__private::set_fast_cpu_clock(fast);
+    agentprof::__test_hooks::set_fast_cpu_clock(fast);
     agentprof::reset();
     black_box(parent(200_000));
     let report = agentprof::report();
@@ -131,7 +131,7 @@ fn benches(c: &mut Criterion) {
         .worker_threads(2)
         .build()
         .unwrap();
-    let fast = agentprof::__private::set_fast_cpu_clock(true);
+    let fast = agentprof::__test_hooks::set_fast_cpu_clock(true);
     let mut g = c.benchmark_group(GROUP);
     g.sample_size(20);
     g.bench_function("plain", |b| {
@@ -140,11 +140,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("instrumented", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| run(&runtime, true)).sum())
     });
-    agentprof::__private::set_fast_cpu_clock(false);
+    agentprof::__test_hooks::set_fast_cpu_clock(false);
     g.bench_function("instrumented_syscall_clock", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| run(&runtime, true)).sum())
     });
-    agentprof::__private::set_fast_cpu_clock(fast);
+    agentprof::__test_hooks::set_fast_cpu_clock(fast);
     g.finish();
 }
 

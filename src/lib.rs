@@ -153,3 +153,9 @@ pub struct ReadmeDoctests;
 pub mod __private {
     pub use agentprof_runtime::__private::*;
 }
+
+#[doc(hidden)]
+#[cfg(feature = "enabled")]
+pub mod __test_hooks {
+    pub use agentprof_runtime::__test_hooks::*;
+}

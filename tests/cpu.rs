@@ -28,7 +28,7 @@ fn busy_threads(threads: usize, each_ns: u64) -> u64 {
             std::thread::spawn(move || {
                 let start = thread_cpu_ns();
                 burn_cpu_ns(each_ns);
-                while agentprof::__private::this_thread_sampled_cpu_ns() < start + each_ns {
+                while agentprof::__test_hooks::this_thread_sampled_cpu_ns() < start + each_ns {
                     burn_cpu_ns(1_000_000);
                 }
                 thread_cpu_ns() - start
@@ -225,9 +225,9 @@ fn the_sigprof_handler_stays_after_stop_and_the_profiler_restarts() {
         );
         // However late the machine delivers the signals, CPU spent brings
         // them.
-        let sampled_before = agentprof::__private::this_thread_sampled_cpu_ns();
+        let sampled_before = agentprof::__test_hooks::this_thread_sampled_cpu_ns();
         burn_cpu_ns(50_000_000);
-        while agentprof::__private::this_thread_sampled_cpu_ns() == sampled_before {
+        while agentprof::__test_hooks::this_thread_sampled_cpu_ns() == sampled_before {
             burn_cpu_ns(1_000_000);
         }
         let report = profiler.stop_and_collect().unwrap();

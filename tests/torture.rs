@@ -111,7 +111,7 @@ fn stop_start_with_pending_signals(rounds: u32, process_wide: bool) {
     // The host has the default disposition, whose action is to terminate.
     // SAFETY: SIG_DFL is a valid disposition.
     unsafe { libc::signal(libc::SIGPROF, libc::SIG_DFL) };
-    agentprof::__private::force_process_timer(process_wide);
+    agentprof::__test_hooks::force_process_timer(process_wide);
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicU64::new(0));
     let unblocked = Arc::new(AtomicU64::new(0));
@@ -156,7 +156,7 @@ fn stop_start_with_pending_signals(rounds: u32, process_wide: bool) {
     }
     stop.store(true, SeqCst);
     busy.join().unwrap();
-    agentprof::__private::force_process_timer(false);
+    agentprof::__test_hooks::force_process_timer(false);
     assert_eq!(unblocked.load(SeqCst), rounds as u64);
 }
 
@@ -179,8 +179,8 @@ fn a_thousand_stops_with_pending_signals_in_both_timer_modes() {
 /// CPU timer signals late (the kernel checks CPU timers at its tick), but
 /// CPU spent always brings one.
 fn wait_for_a_sample() {
-    let before = agentprof::__private::this_thread_sampled_cpu_ns();
-    while agentprof::__private::this_thread_sampled_cpu_ns() == before {
+    let before = agentprof::__test_hooks::this_thread_sampled_cpu_ns();
+    while agentprof::__test_hooks::this_thread_sampled_cpu_ns() == before {
         common::burn_cpu_ns(1_000_000);
     }
 }
@@ -246,10 +246,10 @@ fn the_hosts_itimer_prof_is_restored() {
         unsafe { libc::setitimer(libc::ITIMER_PROF, &host, std::ptr::null_mut()) },
         0
     );
-    agentprof::__private::force_process_timer(true);
+    agentprof::__test_hooks::force_process_timer(true);
     let mut profiler = CpuProfiler::with_frequency(250).unwrap();
     profiler.start().unwrap();
-    agentprof::__private::force_process_timer(false);
+    agentprof::__test_hooks::force_process_timer(false);
     assert_eq!(profiler.mode(), Some(TimerMode::ProcessWide));
     // Samples arrive as the process spends CPU, however busy the machine:
     // burn until one did (a signal may be delivered late, never lost).

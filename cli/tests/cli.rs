@@ -24,7 +24,7 @@ impl Drop for TempDir {
 }
 
 fn thread_cpu_ns() -> u64 {
-    agentprof::__private::read_thread_cpu_clock().unwrap()
+    agentprof::__test_hooks::read_thread_cpu_clock().unwrap()
 }
 
 #[inline(never)]
@@ -195,7 +195,7 @@ fn two_cpu_profiles_make_a_differential_flamegraph() {
         let start = thread_cpu_ns();
         plan_route(ns);
         // Signals come as CPU is spent: wait for one that saw the burn.
-        while agentprof::__private::this_thread_sampled_cpu_ns() < start + ns / 2 {
+        while agentprof::__test_hooks::this_thread_sampled_cpu_ns() < start + ns / 2 {
             burn(1_000_000);
         }
         let report = profiler.stop_and_collect().unwrap();

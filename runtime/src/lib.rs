@@ -84,18 +84,27 @@ pub use report::{report, reset, running_invocations, ResourceAttribution};
 #[cfg(not(feature = "enabled"))]
 pub use noop::*;
 
-/// What `#[profiled]` expands to. Not public API.
+/// What `#[profiled]` expands to: the macro's interface to the runtime.
+/// Unstable: not public API, it changes with the macro.
 #[doc(hidden)]
 #[cfg(feature = "enabled")]
 pub mod __private {
     pub use crate::aggregate::Labels;
-    pub use crate::cpu::{force_process_timer, this_thread_sampled_cpu_ns};
     pub use crate::invocation::{
         output_never_failed, result_failed, returned, Callsite, NoSpan, ProfiledFuture, SpanMeta,
         SyncGuard, SyncSlot,
     };
+    pub use tracing;
+}
+
+/// Hooks for agentprof's own tests and benchmarks: the clocks, the timer
+/// mode, what this thread's samples account for. The macro never uses
+/// them. Unstable: not public API.
+#[doc(hidden)]
+#[cfg(feature = "enabled")]
+pub mod __test_hooks {
+    pub use crate::cpu::{force_process_timer, this_thread_sampled_cpu_ns};
     pub use crate::thread::clock::{
         read_thread_cpu_clock, read_thread_cpu_clock_fast, set_fast_cpu_clock,
     };
-    pub use tracing;
 }

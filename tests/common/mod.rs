@@ -6,7 +6,7 @@ use std::sync::Once;
 /// Thread CPU time of the calling thread, ns: the reference the profiler's
 /// figures are checked against.
 pub fn thread_cpu_ns() -> u64 {
-    agentprof::__private::read_thread_cpu_clock().expect("thread CPU clock")
+    agentprof::__test_hooks::read_thread_cpu_clock().expect("thread CPU clock")
 }
 
 /// Burns about `ns` of this thread's CPU time; returns what it used.
