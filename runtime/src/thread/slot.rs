@@ -162,3 +162,97 @@ pub(crate) fn switch_to(next: *const Active) -> Transition {
         Transition { previous, cpu_ns }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    static TEST_OWNER: Owner = Owner {
+        function: "slot::tests",
+        agent: Some("test"),
+    };
+
+    #[test]
+    fn invocation_ids_are_unique_across_threads_and_blocks() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    // Past the end of each thread's first block of ids.
+                    (0..(1 << ID_BLOCK_BITS) + 10)
+                        .map(|_| next_invocation_id())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for ids in threads.into_iter().map(|t| t.join().unwrap()) {
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing per thread");
+            all.extend(ids);
+        }
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "no id twice");
+        assert!(all[0] != 0);
+    }
+
+    #[test]
+    fn threads_alive_at_once_have_their_own_index() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let indexes: Vec<u32> = (0..8)
+            .map(|_| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let index = thread_index();
+                    assert_eq!(thread_index(), index, "stable on a thread");
+                    barrier.wait();
+                    index
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!(indexes.iter().all(|&i| i != 0));
+        assert_eq!(indexes.iter().collect::<HashSet<_>>().len(), 8);
+    }
+
+    #[test]
+    fn a_transition_returns_what_was_current_and_the_cpu_it_is_owed() {
+        std::thread::spawn(|| {
+            let active = Active {
+                id: 7,
+                owner: &TEST_OWNER,
+                span_id: 0,
+                trace_id: 0,
+            };
+            let bracket_start = clock::thread_cpu_ns_syscall().unwrap();
+            let first = switch_to(&active);
+            assert!(
+                first.previous.is_null() && first.cpu_ns.is_none(),
+                "no edge yet"
+            );
+            assert_eq!(current(), &active as *const Active);
+            let before = clock::thread_cpu_ns_syscall().unwrap();
+            let mut x = 0u64;
+            while clock::thread_cpu_ns_syscall().unwrap() - before < 2_000_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            let back = switch_to(std::ptr::null());
+            let bracket = clock::thread_cpu_ns_syscall().unwrap() - bracket_start;
+            assert_eq!(back.previous, &active as *const Active);
+            let owed = back.cpu_ns.unwrap();
+            // At least what was burned while current, at most what the
+            // thread spent around both transitions (the two clocks agree
+            // within a few parts per million).
+            assert!(
+                owed >= 2_000_000 && owed <= bracket + bracket / 1000,
+                "owed {owed} ns, bracket {bracket} ns"
+            );
+            assert!(current().is_null());
+        })
+        .join()
+        .unwrap();
+    }
+}
