@@ -169,6 +169,27 @@ struct Running {
 
 /// The CPU profiler: start, then stop and collect a
 /// [`CpuReport`]. One profiler samples at a time per process.
+///
+/// ```
+/// use agentprof::{profiled, CpuProfiler};
+///
+/// #[profiled(agent = "planner")]
+/// fn plan(steps: u64) -> u64 {
+///     (0..steps).fold(0u64, |a, i| a.wrapping_mul(31).wrapping_add(i))
+/// }
+///
+/// let mut profiler = CpuProfiler::with_frequency(250)?;
+/// profiler.start()?;
+/// for _ in 0..200 {
+///     std::hint::black_box(plan(100_000));
+/// }
+/// let report = profiler.stop_and_collect()?;
+/// // pprof for `go tool pprof`, samples labelled by agent and function.
+/// std::fs::write(std::env::temp_dir().join("agentprof-doc-cpu.pb.gz"), report.pprof_gzip())?;
+/// # std::fs::remove_file(std::env::temp_dir().join("agentprof-doc-cpu.pb.gz"))?;
+/// println!("{} samples, {} ns of CPU", report.sample_count(), report.total_cpu_ns());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct CpuProfiler {
     frequency: u32,
     running: Option<Running>,

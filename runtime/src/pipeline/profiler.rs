@@ -11,6 +11,34 @@ use crate::cpu::CpuProfiler;
 use crate::error::{Error, Result};
 
 /// A profiler set up but not yet started.
+///
+/// ```
+/// use std::time::Duration;
+/// use agentprof::{profiled, Profiler};
+///
+/// #[profiled(agent = "researcher")]
+/// fn search(query: &str) -> usize {
+///     query.split_whitespace().count()
+/// }
+///
+/// let dir = std::env::temp_dir().join(format!("agentprof-doc-{}", std::process::id()));
+/// let profiler = Profiler::builder()
+///     .window(Duration::from_millis(200))
+///     .file_exporter(dir.to_string_lossy())
+///     .build()?
+///     .start()?;
+/// for _ in 0..1_000 {
+///     search("where does the time go");
+/// }
+/// // Cuts the last window, exports it, stops.
+/// let summary = profiler.shutdown()?;
+/// assert!(summary.stats.windows >= 1);
+/// // cpu_profile_*.pb.gz, mem_profile_*.pb.gz, flamegraph_*.svg,
+/// // report_*.json and report_*.html per window.
+/// assert!(std::fs::read_dir(&dir)?.count() >= 3);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Profiler {
     config: Config,
     exporters: Vec<Box<dyn ProfileExporter>>,

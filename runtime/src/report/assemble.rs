@@ -16,6 +16,21 @@ use crate::thread::clock;
 
 /// The per-function and per-agent report of everything recorded since the
 /// last [`reset`], and of the invocations running now.
+///
+/// ```
+/// #[agentprof::profiled(agent = "planner")]
+/// fn plan(steps: u32) -> u32 {
+///     (0..steps).sum()
+/// }
+///
+/// for _ in 0..10 {
+///     plan(1_000);
+/// }
+/// let report = agentprof::report();
+/// let row = report.functions_named("::plan").next().unwrap();
+/// assert_eq!((row.calls, row.agent.as_deref()), (10, Some("planner")));
+/// println!("{report}"); // the table; `report.to_json_pretty()` for machines
+/// ```
 pub fn report() -> Report {
     let heap = memory::HeapProfiler::running().map(|h| h.snapshot_aside());
     report_with_heap(heap.as_ref())

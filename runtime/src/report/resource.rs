@@ -17,6 +17,27 @@ use crate::model::{AgentResourceStats, ResourceContext, ResourceUsage};
 
 /// Resource use per invocation and per agent, with invocations started
 /// explicitly from run-time names.
+///
+/// ```
+/// use agentprof::{ResourceAttribution, ResourceContext};
+///
+/// let attribution = ResourceAttribution::new();
+/// // An agent named at run time, e.g. from a request.
+/// let context = ResourceContext {
+///     agent_name: "support-bot".to_owned(),
+///     session_id: Some("session-42".to_owned()),
+///     ..ResourceContext::default()
+/// };
+/// let (answer, usage) = attribution.run(&context, || "42".parse::<u32>());
+/// assert_eq!(answer?, 42);
+/// let usage = usage.expect("the invocation's figures");
+/// println!("{} µs of CPU", usage.cpu_micros.unwrap_or(0));
+/// assert!(attribution
+///     .agent_stats()
+///     .iter()
+///     .any(|(agent, _)| agent == "support-bot"));
+/// # Ok::<(), std::num::ParseIntError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ResourceAttribution {
     _private: (),
