@@ -46,15 +46,9 @@ impl SampleLabel {
     ];
 
     /// What local profiles (files, the live endpoint, `CpuReport::pprof`)
-    /// carry by default: everything a drill-down into one invocation needs.
-    pub const LOCAL_DEFAULT: &'static [SampleLabel] = &[
-        SampleLabel::Agent,
-        SampleLabel::Function,
-        SampleLabel::InvocationId,
-        SampleLabel::SpanId,
-        SampleLabel::TraceId,
-        SampleLabel::Thread,
-    ];
+    /// carry by default: everything a drill-down into one invocation needs,
+    /// that is every label but `thread_id` (the last of [`Self::ALL`]).
+    pub const LOCAL_DEFAULT: &'static [SampleLabel] = Self::ALL.split_at(6).0;
 
     /// What Pyroscope receives by default: bounded labels, plus `span_id`,
     /// which Pyroscope keeps out of its series (span profiles).
