@@ -49,10 +49,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::model::SampleLabel;
 
 mod env;
-mod secret;
-// Most keys are named by the profilers, which the opt-out build lacks.
-#[cfg_attr(not(feature = "enabled"), allow(dead_code))]
 pub(crate) mod keys;
+mod reference;
+mod secret;
 mod validate;
 
 pub use env::env_overrides;
@@ -220,10 +219,10 @@ impl std::str::FromStr for CpuClockConfig {
 }
 
 fn default_frequency() -> u32 {
-    100
+    keys::CPU_FREQUENCY.integer_default() as u32
 }
 fn default_duration() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(keys::CPU_DURATION.integer_default())
 }
 
 impl Default for CpuProfilingConfig {
@@ -302,14 +301,13 @@ impl MemoryProfilingConfig {
 }
 
 fn default_timeline_interval() -> u64 {
-    1000
+    keys::MEMORY_TIMELINE_INTERVAL.integer_default()
 }
 fn default_timeline_capacity() -> usize {
-    3600
+    keys::MEMORY_TIMELINE_CAPACITY.integer_default() as usize
 }
-
 fn default_sampling_rate() -> u64 {
-    100
+    keys::MEMORY_SAMPLING_RATE.integer_default()
 }
 
 impl Default for MemoryProfilingConfig {
@@ -503,22 +501,22 @@ impl std::fmt::Debug for ProfileExporterConfig {
 }
 
 fn default_push_timeout() -> u64 {
-    10_000
+    keys::TIMEOUT_MS.integer_default()
 }
 fn default_push_retries() -> u32 {
-    2
+    keys::MAX_RETRIES.integer_default() as u32
 }
 fn default_max_windows() -> usize {
-    48
+    keys::MAX_WINDOWS.integer_default() as usize
 }
 fn default_max_bytes() -> u64 {
-    256 << 20
+    keys::MAX_BYTES.integer_default()
 }
 fn default_queue_size() -> usize {
-    4
+    keys::QUEUE_SIZE.integer_default() as usize
 }
 fn default_shutdown_timeout() -> u64 {
-    5000
+    keys::SHUTDOWN_TIMEOUT_MS.integer_default()
 }
 
 /// Where the file exporter writes when `file_output_dir` is not set.
@@ -592,7 +590,7 @@ impl std::fmt::Debug for HttpConfig {
 }
 
 fn default_http_max_seconds() -> u64 {
-    60
+    keys::HTTP_MAX_SECONDS.integer_default()
 }
 
 impl Default for HttpConfig {
@@ -623,13 +621,13 @@ pub struct AttributionConfig {
 }
 
 fn default_recent() -> usize {
-    1024
+    keys::RECENT_INVOCATIONS.integer_default() as usize
 }
 fn default_label_len() -> usize {
-    128
+    keys::LABEL_VALUE_MAX_LEN.integer_default() as usize
 }
 fn default_label_values() -> usize {
-    1000
+    keys::LABEL_VALUES_PER_KEY.integer_default() as usize
 }
 
 impl Default for AttributionConfig {
@@ -1113,16 +1111,19 @@ pyroscope_endpoint = "http://localhost:4040"
         } else {
             let e = c.unsupported().expect("refused").to_string();
             assert!(
-                e.contains(keys::HTTP_LISTEN) && e.contains("`http` feature"),
+                e.contains(keys::HTTP_LISTEN.path) && e.contains("`http` feature"),
                 "{e}"
             );
         }
         for (table, key) in [
-            ("max_seconds = 0", keys::HTTP_MAX_SECONDS),
-            ("max_seconds = 3601", keys::HTTP_MAX_SECONDS),
-            ("token = \"short\"", keys::HTTP_TOKEN),
-            ("token = \"has a space in the middle!\"", keys::HTTP_TOKEN),
-            ("listen = \"6060\"", keys::HTTP_LISTEN),
+            ("max_seconds = 0", keys::HTTP_MAX_SECONDS.path),
+            ("max_seconds = 3601", keys::HTTP_MAX_SECONDS.path),
+            ("token = \"short\"", keys::HTTP_TOKEN.path),
+            (
+                "token = \"has a space in the middle!\"",
+                keys::HTTP_TOKEN.path,
+            ),
+            ("listen = \"6060\"", keys::HTTP_LISTEN.path),
             ("listn = \"127.0.0.1:6060\"", "listn"),
         ] {
             let e = Config::from_toml_str(&format!("[telemetry.profiling.http]\n{table}\n"))

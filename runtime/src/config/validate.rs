@@ -1,67 +1,52 @@
 //! Validation: every value checked against what it allows, with errors
 //! that name the key.
 
-use super::{keys, Config, ExporterType, HttpConfig, ProfileExporterConfig, SampleLabel};
+use super::keys::{self, Key, Kind};
+use super::{Config, ExporterType, HttpConfig, ProfileExporterConfig, SampleLabel};
 use crate::error::{Error, Result};
 
-/// The CPU sampling rates allowed, Hz.
-pub(crate) const FREQUENCY_HZ: std::ops::RangeInclusive<u32> = 1..=10_000;
-
-/// Checks a CPU sampling rate (the config key and `CpuProfiler::new`).
+/// Checks a CPU sampling rate (the config key, `CpuProfiler::new` and the
+/// live endpoint's `hz`).
+#[cfg(feature = "enabled")]
 pub(crate) fn check_frequency(hz: u32) -> Result<()> {
-    if FREQUENCY_HZ.contains(&hz) {
+    check_key(keys::CPU_FREQUENCY, hz.into())
+}
+
+/// Checks an integer key's value against the table's range.
+pub(crate) fn check_key(key: &Key, value: u64) -> Result<()> {
+    let Kind::Integer { min, max, unit, .. } = key.kind else {
+        return Ok(());
+    };
+    if (min..=max).contains(&value) {
         return Ok(());
     }
     Err(invalid(
-        keys::CPU_FREQUENCY,
-        format!(
-            "{hz} Hz is out of range; allowed: {} to {}",
-            FREQUENCY_HZ.start(),
-            FREQUENCY_HZ.end()
-        ),
+        key.path,
+        format!("{value} is out of range; allowed: {min} to {max} {unit}"),
     ))
 }
 
-/// The longest continuous window.
-const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(86_400);
-
-/// Checks a numeric key against its documented range.
-fn check_range(
-    key: &str,
-    value: u64,
-    allowed: std::ops::RangeInclusive<u64>,
-    unit: &str,
-) -> Result<()> {
-    if allowed.contains(&value) {
-        return Ok(());
+/// Every integer key that is set, against its range in the table.
+fn check_ranges(config: &Config) -> Result<()> {
+    for key in keys::ALL {
+        if let Some(value) = key.read.and_then(|read| read(config)) {
+            check_key(key, value)?;
+        }
     }
-    Err(invalid(
-        key,
-        format!(
-            "{value} is out of range; allowed: {} to {} {unit}",
-            allowed.start(),
-            allowed.end()
-        ),
-    ))
+    Ok(())
 }
 
 /// Shortest token accepted: guessable tokens guard nothing.
 const MIN_TOKEN_LEN: usize = 16;
 
 fn check_http(http: &HttpConfig) -> Result<()> {
-    check_range(
-        keys::HTTP_MAX_SECONDS,
-        http.max_seconds,
-        1..=3600,
-        "seconds",
-    )?;
     if let Some(listen) = &http.listen {
         if listen.trim().is_empty() {
-            return Err(invalid(keys::HTTP_LISTEN, "must not be empty"));
+            return Err(invalid(keys::HTTP_LISTEN.path, "must not be empty"));
         }
         if !listen.contains(':') {
             return Err(invalid(
-                keys::HTTP_LISTEN,
+                keys::HTTP_LISTEN.path,
                 format!("{listen:?} has no port; write host:port, e.g. \"127.0.0.1:6060\""),
             ));
         }
@@ -70,13 +55,13 @@ fn check_http(http: &HttpConfig) -> Result<()> {
         let token = token.expose();
         if token.len() < MIN_TOKEN_LEN {
             return Err(invalid(
-                keys::HTTP_TOKEN,
+                keys::HTTP_TOKEN.path,
                 format!("is {} bytes; use at least {MIN_TOKEN_LEN}", token.len()),
             ));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid(
-                keys::HTTP_TOKEN,
+                keys::HTTP_TOKEN.path,
                 "may hold only printable ASCII without spaces (it travels in a header)",
             ));
         }
@@ -147,17 +132,26 @@ pub(crate) fn cloud_profiler_labels<'a>(
 
 fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
     let gcp_keys = [
-        (keys::GCP_PROJECT_ID, e.gcp_project_id.is_some()),
-        (keys::GCP_SERVICE, e.gcp_service.is_some()),
-        (keys::GCP_SERVICE_VERSION, e.gcp_service_version.is_some()),
-        (keys::GCP_ZONE, e.gcp_zone.is_some()),
-        (keys::GCP_ENDPOINT, e.gcp_endpoint.is_some()),
-        (keys::GCP_CREDENTIALS_FILE, e.gcp_credentials_file.is_some()),
+        (keys::GCP_PROJECT_ID.path, e.gcp_project_id.is_some()),
+        (keys::GCP_SERVICE.path, e.gcp_service.is_some()),
         (
-            keys::GCP_BACKOFF_INITIAL_MS,
+            keys::GCP_SERVICE_VERSION.path,
+            e.gcp_service_version.is_some(),
+        ),
+        (keys::GCP_ZONE.path, e.gcp_zone.is_some()),
+        (keys::GCP_ENDPOINT.path, e.gcp_endpoint.is_some()),
+        (
+            keys::GCP_CREDENTIALS_FILE.path,
+            e.gcp_credentials_file.is_some(),
+        ),
+        (
+            keys::GCP_BACKOFF_INITIAL_MS.path,
             e.gcp_backoff_initial_ms.is_some(),
         ),
-        (keys::GCP_BACKOFF_MAX_MS, e.gcp_backoff_max_ms.is_some()),
+        (
+            keys::GCP_BACKOFF_MAX_MS.path,
+            e.gcp_backoff_max_ms.is_some(),
+        ),
     ];
     if e.type_ != ExporterType::Gcp {
         if let Some((key, _)) = gcp_keys.iter().find(|(_, set)| *set) {
@@ -166,10 +160,13 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
         return Ok(());
     }
     let pyroscope_keys = [
-        (keys::PYROSCOPE_ENDPOINT, e.pyroscope_endpoint.is_some()),
-        (keys::BASIC_AUTH_USER, e.basic_auth_user.is_some()),
-        (keys::TENANT_ID, e.tenant_id.is_some()),
-        (keys::HEADERS, !e.headers.is_empty()),
+        (
+            keys::PYROSCOPE_ENDPOINT.path,
+            e.pyroscope_endpoint.is_some(),
+        ),
+        (keys::BASIC_AUTH_USER.path, e.basic_auth_user.is_some()),
+        (keys::TENANT_ID.path, e.tenant_id.is_some()),
+        (keys::HEADERS.path, !e.headers.is_empty()),
     ];
     if let Some((key, _)) = pyroscope_keys.iter().find(|(_, set)| *set) {
         return Err(invalid(
@@ -182,7 +179,7 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
         let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c);
         if project.is_empty() || !project.chars().all(allowed) {
             return Err(invalid(
-                keys::GCP_PROJECT_ID,
+                keys::GCP_PROJECT_ID.path,
                 format!("{project:?} is not a project id (lowercase letters, digits, `-`)"),
             ));
         }
@@ -190,7 +187,7 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
     if let Some(service) = &e.gcp_service {
         if !cloud_profiler_name(service, 255) {
             return Err(invalid(
-                keys::GCP_SERVICE,
+                keys::GCP_SERVICE.path,
                 format!(
                     "{service:?} is not a Cloud Profiler service name: a lowercase letter, then \
                      lowercase letters, digits, `-`, `_` or `.`, ending in a letter or digit, \
@@ -202,14 +199,18 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
     for name in e.tags.keys() {
         if GCP_RESERVED_LABELS.contains(&name.as_str()) {
             return Err(invalid(
-                &format!("{}.{name}", keys::TAGS),
+                &format!("{}.{name}", keys::TAGS.path),
                 "is set by the agent; use gcp_zone or gcp_service_version",
             ));
         }
     }
     let agents_own = [
-        ("version", &e.gcp_service_version, keys::GCP_SERVICE_VERSION),
-        ("zone", &e.gcp_zone, keys::GCP_ZONE),
+        (
+            "version",
+            &e.gcp_service_version,
+            keys::GCP_SERVICE_VERSION.path,
+        ),
+        ("zone", &e.gcp_zone, keys::GCP_ZONE.path),
     ];
     for (_, value, key) in &agents_own {
         if value.as_deref() == Some("") {
@@ -224,15 +225,15 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
     if let Err((label, message)) = cloud_profiler_labels(labels) {
         let key = match agents_own.iter().find(|(l, _, _)| *l == label) {
             Some((_, _, key)) => (*key).to_owned(),
-            None if label.is_empty() => keys::TAGS.to_owned(),
-            None => format!("{}.{label}", keys::TAGS),
+            None if label.is_empty() => keys::TAGS.path.to_owned(),
+            None => format!("{}.{label}", keys::TAGS.path),
         };
         return Err(invalid(&key, message));
     }
     if let Some(url) = &e.gcp_endpoint {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
-                keys::GCP_ENDPOINT,
+                keys::GCP_ENDPOINT.path,
                 format!(
                     "{:?} is not an http:// or https:// URL",
                     super::redact_url(url)
@@ -242,28 +243,34 @@ fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
     }
     if e.gcp_credentials_file.is_some() && e.bearer_token.is_some() {
         return Err(invalid(
-            keys::BEARER_TOKEN,
+            keys::BEARER_TOKEN.path,
             "choose gcp_credentials_file or a fixed bearer_token, not both",
         ));
     }
     let (initial, max) = e.gcp_backoff();
-    check_range(keys::GCP_BACKOFF_INITIAL_MS, initial, 1..=86_400_000, "ms")?;
-    check_range(
-        keys::GCP_BACKOFF_MAX_MS,
-        max,
-        initial..=86_400_000,
-        "ms (at least gcp_backoff_initial_ms)",
-    )
+    if max < initial {
+        return Err(invalid(
+            keys::GCP_BACKOFF_MAX_MS.path,
+            format!(
+                "{max} is out of range; allowed: {initial} to {} ms (at least gcp_backoff_initial_ms)",
+                keys::GCP_BACKOFF_MAX_MS.integer_max()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl ProfileExporterConfig {
     /// Cloud Profiler's first and longest backoff, ms, defaults applied:
     /// Google's agents' 1 minute and 1 hour.
     pub fn gcp_backoff(&self) -> (u64, u64) {
-        let initial = self.gcp_backoff_initial_ms.unwrap_or(60_000);
+        let initial = self
+            .gcp_backoff_initial_ms
+            .unwrap_or(keys::GCP_BACKOFF_INITIAL_MS.integer_default());
         (
             initial,
-            self.gcp_backoff_max_ms.unwrap_or(3_600_000.max(initial)),
+            self.gcp_backoff_max_ms
+                .unwrap_or(keys::GCP_BACKOFF_MAX_MS.integer_default().max(initial)),
         )
     }
 }
@@ -280,26 +287,26 @@ fn check_request_parts(e: &ProfileExporterConfig) -> Result<()> {
                 .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
         if !token {
             return Err(invalid(
-                &format!("{}.{name}", keys::HEADERS),
+                &format!("{}.{name}", keys::HEADERS.path),
                 "is not a header name (letters, digits and !#$%&'*+-.^_`|~)",
             ));
         }
         if breaks(value.expose()) {
             return Err(invalid(
-                &format!("{}.{name}", keys::HEADERS),
+                &format!("{}.{name}", keys::HEADERS.path),
                 "contains a line break or NUL, which would end the header early",
             ));
         }
     }
     if e.tenant_id.as_deref().is_some_and(breaks) {
         return Err(invalid(
-            keys::TENANT_ID,
+            keys::TENANT_ID.path,
             "contains a line break or NUL, which would end the header early",
         ));
     }
     for (key, path) in [
-        (keys::FILE_OUTPUT_DIR, &e.file_output_dir),
-        (keys::GCP_CREDENTIALS_FILE, &e.gcp_credentials_file),
+        (keys::FILE_OUTPUT_DIR.path, &e.file_output_dir),
+        (keys::GCP_CREDENTIALS_FILE.path, &e.gcp_credentials_file),
     ] {
         if path.as_deref().is_some_and(|p| p.contains('\0')) {
             return Err(invalid(key, "contains a NUL byte, which no path can hold"));
@@ -316,14 +323,14 @@ fn check_labels(e: &ProfileExporterConfig) -> Result<()> {
     };
     if e.type_ == ExporterType::File {
         return Err(invalid(
-            keys::EXPORTER_LABELS,
+            keys::EXPORTER_LABELS.path,
             "applies only to type = \"pyroscope\" or \"gcp\"; the labels of local profiles \
              are telemetry.profiling.cpu.labels",
         ));
     }
     if let Some(unbounded) = labels.iter().find(|l| l.unbounded()) {
         return Err(invalid(
-            keys::EXPORTER_LABELS,
+            keys::EXPORTER_LABELS.path,
             format!(
                 "{:?} takes a new value per invocation or thread, and the backend would \
                  keep a series of each; it stays in local profiles (cpu.labels, the live \
@@ -359,85 +366,31 @@ impl Config {
     /// Checks every value against what it allows.
     pub fn validate(&self) -> Result<()> {
         let p = &self.telemetry.profiling;
-        check_frequency(p.cpu.frequency)?;
-        // Sub-second windows only come from the builder; the key counts
+        check_ranges(self)?;
+        // Sub-second windows come only from the builder; the key counts
         // whole seconds.
-        if p.cpu.duration < std::time::Duration::from_millis(10) || p.cpu.duration > MAX_WINDOW {
+        let max = keys::CPU_DURATION.integer_max();
+        if p.cpu.duration < std::time::Duration::from_millis(10) || p.cpu.duration.as_secs() > max {
             return Err(invalid(
-                keys::CPU_DURATION,
+                keys::CPU_DURATION.path,
                 format!(
-                    "{:?} is out of range; allowed: 1 to {} seconds",
-                    p.cpu.duration,
-                    MAX_WINDOW.as_secs()
+                    "{:?} is out of range; allowed: 1 to {max} seconds",
+                    p.cpu.duration
                 ),
             ));
         }
-        let m = &p.memory;
-        check_range(
-            keys::MEMORY_SAMPLING_RATE,
-            m.sampling_rate,
-            1..=100_000,
-            "(1 samples every 5 KiB, 100 every 512 KiB)",
-        )?;
-        if let Some(bytes) = m.sample_interval_bytes {
-            check_range(
-                keys::MEMORY_SAMPLE_INTERVAL,
-                bytes,
-                1..=1 << 30,
-                "bytes (1 records every allocation)",
-            )?;
-        }
-        if m.timeline_interval_ms != 0 {
-            check_range(
-                keys::MEMORY_TIMELINE_INTERVAL,
-                m.timeline_interval_ms,
-                10..=3_600_000,
-                "ms, or 0 for no timeline",
-            )?;
-        }
-        check_range(
-            keys::MEMORY_TIMELINE_CAPACITY,
-            m.timeline_capacity as u64,
-            1..=1_000_000,
-            "readings",
-        )?;
-        let e = &p.exporter;
-        check_range(keys::TIMEOUT_MS, e.timeout_ms, 1..=600_000, "ms")?;
-        check_range(
-            keys::MAX_RETRIES,
-            u64::from(e.max_retries),
-            0..=10,
-            "(each waits twice the previous, at most 10 s)",
-        )?;
-        check_range(
-            keys::MAX_WINDOWS,
-            e.max_windows as u64,
-            1..=100_000,
-            "windows",
-        )?;
-        check_range(keys::MAX_BYTES, e.max_bytes, 1..=1 << 40, "bytes")?;
-        if let Some(min_free) = e.min_free_bytes {
-            check_range(keys::MIN_FREE_BYTES, min_free, 0..=1 << 50, "bytes")?;
-        }
-        check_range(keys::QUEUE_SIZE, e.queue_size as u64, 1..=1024, "windows")?;
-        check_range(
-            keys::SHUTDOWN_TIMEOUT_MS,
-            e.shutdown_timeout_ms,
-            0..=600_000,
-            "ms",
-        )?;
         check_labels(&p.exporter)?;
         if p.exporter.type_ == ExporterType::Pyroscope {
             match p.exporter.pyroscope_endpoint.as_deref() {
                 None => {
                     return Err(invalid(
-                        keys::PYROSCOPE_ENDPOINT,
+                        keys::PYROSCOPE_ENDPOINT.path,
                         "is required when type = \"pyroscope\"",
                     ))
                 }
                 Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                     return Err(invalid(
-                        keys::PYROSCOPE_ENDPOINT,
+                        keys::PYROSCOPE_ENDPOINT.path,
                         format!(
                             "{:?} is not an http:// or https:// URL",
                             super::redact_url(url)
@@ -449,50 +402,22 @@ impl Config {
         }
         if p.exporter.basic_auth_user.is_some() != p.exporter.basic_auth_password.is_some() {
             return Err(invalid(
-                keys::BASIC_AUTH_USER,
+                keys::BASIC_AUTH_USER.path,
                 "basic_auth_user and basic_auth_password go together",
             ));
         }
         if p.exporter.basic_auth_user.is_some() && p.exporter.bearer_token.is_some() {
             return Err(invalid(
-                keys::BEARER_TOKEN,
+                keys::BEARER_TOKEN.path,
                 "choose basic auth or a bearer token, not both",
             ));
         }
         check_gcp(&p.exporter)?;
         check_request_parts(&p.exporter)?;
         if p.exporter.file_output_dir.as_deref() == Some("") {
-            return Err(invalid(keys::FILE_OUTPUT_DIR, "must not be empty"));
+            return Err(invalid(keys::FILE_OUTPUT_DIR.path, "must not be empty"));
         }
         check_http(&p.http)?;
-        let a = &p.attribution;
-        if a.recent_invocations > 1_000_000 {
-            return Err(invalid(
-                keys::RECENT_INVOCATIONS,
-                format!(
-                    "{} is too many; allowed: 0 to 1000000",
-                    a.recent_invocations
-                ),
-            ));
-        }
-        if !(1..=4096).contains(&a.label_value_max_len) {
-            return Err(invalid(
-                keys::LABEL_VALUE_MAX_LEN,
-                format!(
-                    "{} is out of range; allowed: 1 to 4096 bytes",
-                    a.label_value_max_len
-                ),
-            ));
-        }
-        if !(1..=100_000).contains(&a.label_values_per_key) {
-            return Err(invalid(
-                keys::LABEL_VALUES_PER_KEY,
-                format!(
-                    "{} is out of range; allowed: 1 to 100000",
-                    a.label_values_per_key
-                ),
-            ));
-        }
         Ok(())
     }
 
@@ -510,14 +435,14 @@ impl Config {
         }
         if p.http.listen.is_some() && !cfg!(feature = "http") {
             return Some(Error::Unsupported {
-                key: keys::HTTP_LISTEN.to_owned(),
+                key: keys::HTTP_LISTEN.path.to_owned(),
                 what: "the live HTTP endpoint".to_owned(),
                 hint: Some("build agentprof with the `http` feature".to_owned()),
             });
         }
         if p.exporter.type_ == ExporterType::Gcp && !cfg!(feature = "gcp") {
             return Some(Error::Unsupported {
-                key: keys::EXPORTER_TYPE.to_owned(),
+                key: keys::EXPORTER_TYPE.path.to_owned(),
                 what: "the Cloud Profiler agent (type = \"gcp\")".to_owned(),
                 hint: Some(
                     "build agentprof with the `gcp` feature, or use type = \"file\"".to_owned(),
@@ -526,7 +451,7 @@ impl Config {
         }
         if p.exporter.type_ == ExporterType::Pyroscope && !cfg!(feature = "pyroscope") {
             return Some(Error::Unsupported {
-                key: keys::EXPORTER_TYPE.to_owned(),
+                key: keys::EXPORTER_TYPE.path.to_owned(),
                 what: "the Pyroscope exporter".to_owned(),
                 hint: Some(
                     "build agentprof with the `pyroscope` feature, or use type = \"file\""

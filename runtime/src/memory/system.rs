@@ -127,13 +127,17 @@ fn reading() -> MemoryTimelinePoint {
 pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> {
     if interval.is_zero() {
         return Err(Error::InvalidConfig {
-            key: crate::config::keys::MEMORY_TIMELINE_INTERVAL.to_owned(),
+            key: crate::config::keys::MEMORY_TIMELINE_INTERVAL
+                .path
+                .to_owned(),
             message: "the timeline needs an interval of at least 1 ms".to_owned(),
         });
     }
     if !(1..=MAX_TIMELINE_CAPACITY).contains(&capacity) {
         return Err(Error::InvalidConfig {
-            key: crate::config::keys::MEMORY_TIMELINE_CAPACITY.to_owned(),
+            key: crate::config::keys::MEMORY_TIMELINE_CAPACITY
+                .path
+                .to_owned(),
             message: format!(
                 "{capacity} is out of range; allowed: 1 to {MAX_TIMELINE_CAPACITY} readings"
             ),

@@ -86,7 +86,7 @@ impl Profiler {
             #[cfg(not(feature = "pyroscope"))]
             ExporterType::Pyroscope => {
                 return Err(Error::Unsupported {
-                    key: crate::config::keys::EXPORTER_TYPE.to_owned(),
+                    key: crate::config::keys::EXPORTER_TYPE.path.to_owned(),
                     what: "the Pyroscope exporter".to_owned(),
                     hint: Some("build agentprof with the `pyroscope` feature".to_owned()),
                 })
@@ -97,7 +97,7 @@ impl Profiler {
             #[cfg(not(feature = "gcp"))]
             ExporterType::Gcp => {
                 return Err(Error::Unsupported {
-                    key: crate::config::keys::EXPORTER_TYPE.to_owned(),
+                    key: crate::config::keys::EXPORTER_TYPE.path.to_owned(),
                     what: "the Cloud Profiler agent".to_owned(),
                     hint: Some("build agentprof with the `gcp` feature".to_owned()),
                 })

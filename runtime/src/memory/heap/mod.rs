@@ -68,13 +68,13 @@ impl HeapProfiler {
     pub fn start(config: HeapProfilerConfig) -> Result<HeapProfiler> {
         if config.sample_interval == 0 {
             return Err(Error::InvalidConfig {
-                key: crate::config::keys::MEMORY_SAMPLE_INTERVAL.to_owned(),
+                key: crate::config::keys::MEMORY_SAMPLE_INTERVAL.path.to_owned(),
                 message: "must be at least 1 byte".to_owned(),
             });
         }
         if !allocator_installed() {
             return Err(Error::Unsupported {
-                key: crate::config::keys::MEMORY_HEAP_PROFILING.to_owned(),
+                key: crate::config::keys::MEMORY_HEAP_PROFILING.path.to_owned(),
                 what: "heap profiling without the counting allocator".to_owned(),
                 hint: Some(INSTALL_HINT.to_owned()),
             });

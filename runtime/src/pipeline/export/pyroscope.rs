@@ -162,7 +162,7 @@ impl PyroscopeExporter {
     pub fn new(config: PyroscopeConfig) -> Result<Self> {
         if !(config.endpoint.starts_with("http://") || config.endpoint.starts_with("https://")) {
             return Err(Error::InvalidConfig {
-                key: crate::config::keys::PYROSCOPE_ENDPOINT.to_owned(),
+                key: crate::config::keys::PYROSCOPE_ENDPOINT.path.to_owned(),
                 message: format!(
                     "{:?} is not an http:// or https:// URL",
                     redact_url(&config.endpoint)

@@ -17,26 +17,26 @@ pub(super) fn listen_addresses(config: &HttpConfig) -> Result<Vec<SocketAddr>> {
         .listen
         .as_deref()
         .ok_or_else(|| Error::InvalidConfig {
-            key: keys::HTTP_LISTEN.to_owned(),
+            key: keys::HTTP_LISTEN.path.to_owned(),
             message: "is not set".to_owned(),
         })?;
     let addresses: Vec<SocketAddr> = listen
         .to_socket_addrs()
         .map_err(|e| Error::InvalidConfig {
-            key: keys::HTTP_LISTEN.to_owned(),
+            key: keys::HTTP_LISTEN.path.to_owned(),
             message: format!("{listen:?} is not an address to listen on: {e}"),
         })?
         .collect();
     if addresses.is_empty() {
         return Err(Error::InvalidConfig {
-            key: keys::HTTP_LISTEN.to_owned(),
+            key: keys::HTTP_LISTEN.path.to_owned(),
             message: format!("{listen:?} resolves to no address"),
         });
     }
     let beyond_loopback = addresses.iter().find(|a| !a.ip().is_loopback());
     if let (Some(address), None) = (beyond_loopback, &config.token) {
         return Err(Error::InvalidConfig {
-            key: keys::HTTP_TOKEN.to_owned(),
+            key: keys::HTTP_TOKEN.path.to_owned(),
             message: format!(
                 "is required to listen on {address}, which is not a loopback address; \
                  set a token (or AGENTPROF_HTTP_TOKEN), or listen on 127.0.0.1"
@@ -116,7 +116,7 @@ mod tests {
             ..HttpConfig::default()
         };
         let e = listen_addresses(&config).unwrap_err().to_string();
-        assert!(e.contains(keys::HTTP_TOKEN), "{e}");
+        assert!(e.contains(keys::HTTP_TOKEN.path), "{e}");
         config.token = Some(Secret::new(TOKEN));
         assert!(listen_addresses(&config).is_ok());
         config.listen = Some("127.0.0.1:0".to_owned());
@@ -124,6 +124,6 @@ mod tests {
         assert!(listen_addresses(&config).unwrap()[0].ip().is_loopback());
         config.listen = Some("not an address".to_owned());
         let e = listen_addresses(&config).unwrap_err().to_string();
-        assert!(e.contains(keys::HTTP_LISTEN), "{e}");
+        assert!(e.contains(keys::HTTP_LISTEN.path), "{e}");
     }
 }

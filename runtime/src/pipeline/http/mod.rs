@@ -113,7 +113,7 @@ impl HttpServer {
                 what: format!(
                     "the HTTP endpoint's address {} ({})",
                     config.listen.as_deref().unwrap_or_default(),
-                    crate::config::keys::HTTP_LISTEN
+                    crate::config::keys::HTTP_LISTEN.path
                 ),
                 source: e,
             })?;

@@ -260,7 +260,7 @@ fn make_room(dir: &OutputDir, retention: &FileRetention, incoming: u64) -> Resul
              does not fit, {why}; this window is skipped",
             dir.path().display(),
             retention.reserve(size),
-            crate::config::keys::MIN_FREE_BYTES
+            crate::config::keys::MIN_FREE_BYTES.path
         ))
     };
     let ours: u64 = windows.iter().map(WrittenWindow::bytes).sum();

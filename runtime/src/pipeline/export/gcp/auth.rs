@@ -44,7 +44,9 @@ impl Tokens {
     pub(super) fn resolve(credentials: &GcpCredentials) -> Result<(Tokens, Option<String>)> {
         match credentials {
             GcpCredentials::Token(token) => Ok((Tokens::Fixed(token.clone()), None)),
-            GcpCredentials::ServiceAccountKey(path) => key_file(path, keys::GCP_CREDENTIALS_FILE),
+            GcpCredentials::ServiceAccountKey(path) => {
+                key_file(path, keys::GCP_CREDENTIALS_FILE.path)
+            }
             GcpCredentials::ApplicationDefault => {
                 match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
                     Some(path) => key_file(&PathBuf::from(path), "$GOOGLE_APPLICATION_CREDENTIALS"),

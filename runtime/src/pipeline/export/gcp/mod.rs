@@ -200,7 +200,7 @@ impl GcpAgent {
     pub fn start(config: GcpConfig) -> Result<GcpAgent> {
         if !(config.endpoint.starts_with("http://") || config.endpoint.starts_with("https://")) {
             return Err(Error::InvalidConfig {
-                key: keys::GCP_ENDPOINT.to_owned(),
+                key: keys::GCP_ENDPOINT.path.to_owned(),
                 message: format!(
                     "{:?} is not an http:// or https:// URL",
                     redact_url(&config.endpoint)
@@ -209,7 +209,7 @@ impl GcpAgent {
         }
         if !crate::config::cloud_profiler_name(&config.service, 255) {
             return Err(Error::InvalidConfig {
-                key: keys::GCP_SERVICE.to_owned(),
+                key: keys::GCP_SERVICE.path.to_owned(),
                 message: format!(
                     "{:?} is not a Cloud Profiler service name: a lowercase letter, then \
                      lowercase letters, digits, `-`, `_` or `.`, ending in a letter or digit, \
@@ -231,7 +231,7 @@ impl GcpAgent {
             );
         if let Err((label, message)) = crate::config::cloud_profiler_labels(labels) {
             return Err(Error::InvalidConfig {
-                key: format!("{}.{label}", keys::TAGS),
+                key: format!("{}.{label}", keys::TAGS.path),
                 message,
             });
         }
@@ -239,7 +239,7 @@ impl GcpAgent {
         let project = config.project_id.clone().or(key_project);
         if project.is_none() && !tokens.pending() {
             return Err(Error::InvalidConfig {
-                key: keys::GCP_PROJECT_ID.to_owned(),
+                key: keys::GCP_PROJECT_ID.path.to_owned(),
                 message: "is required: the credentials do not name a project".to_owned(),
             });
         }
