@@ -93,7 +93,7 @@
 //! - `http`: the live endpoint, [`HttpServer`] (`/debug/pprof/*` for
 //!   `go tool pprof`, `/debug/agentprof/*` for a browser), hyper on a
 //!   thread of its own.
-//! - `gcp`: the Cloud Profiler agent, `export::GcpAgent` (reqwest with
+//! - `gcp`: the Cloud Profiler agent, `gcp::GcpAgent` (reqwest with
 //!   rustls, Google credentials through gcp_auth).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -141,6 +141,9 @@ pub use agentprof_runtime::publish_metrics;
 
 #[cfg(feature = "http")]
 pub use agentprof_runtime::{HttpServer, HttpStats};
+
+#[cfg(feature = "gcp")]
+pub use agentprof_runtime::gcp;
 
 /// The README's examples, compiled (and the runnable ones run) as doctests,
 /// so that what a user copies from it builds.

@@ -73,10 +73,10 @@ fn every_path_the_architecture_map_names_exists() {
 
 #[test]
 fn named_paths_are_code_spans_that_look_like_paths() {
-    let text = "see `cpu/signal.rs`, `export/gcp/`, `Owner::key`, `a b.rs`, `x`, `README.md`";
+    let text = "see `cpu/signal.rs`, `pipeline/gcp/`, `Owner::key`, `a b.rs`, `x`, `README.md`";
     assert_eq!(
         named_paths(text),
-        ["cpu/signal.rs", "export/gcp/", "README.md"]
+        ["cpu/signal.rs", "pipeline/gcp/", "README.md"]
     );
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agentprof::export::gcp::{GcpAgent, GcpConfig, GcpCredentials};
+use agentprof::gcp::{GcpAgent, GcpConfig, GcpCredentials};
 use agentprof::pprof::Profile;
 use agentprof::{profiled, Config, Profiler, Secret};
 use base64::Engine as _;

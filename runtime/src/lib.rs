@@ -53,6 +53,8 @@ pub use model::{
     WindowAgentRow, WindowFigures, WindowFunctionRow, INSTALL_HINT, SCHEMA_VERSION,
 };
 pub use pipeline::export::{self, CollectorStats, ShutdownSummary};
+#[cfg(feature = "gcp")]
+pub use pipeline::gcp;
 pub use pipeline::init;
 pub use report::{HeapSite, HtmlReport};
 

@@ -3,6 +3,10 @@
 //! exporters it feeds, and the key metrics.
 
 pub mod export;
+// The servers that ask for profiles, beside each other: both tap the
+// running sampler rather than receive the collector's windows.
+#[cfg(feature = "gcp")]
+pub mod gcp;
 
 #[cfg(feature = "enabled")]
 mod collector;

@@ -43,7 +43,7 @@ pub struct Profiler {
     config: Config,
     exporters: Vec<Box<dyn ProfileExporter>>,
     #[cfg(feature = "gcp")]
-    gcp: Option<super::export::GcpConfig>,
+    gcp: Option<super::gcp::GcpConfig>,
 }
 
 /// Builds a [`Profiler`] in code, starting from the defaults with profiling
@@ -53,7 +53,7 @@ pub struct ProfilerBuilder {
     exporters: Vec<Box<dyn ProfileExporter>>,
     file_exporter: bool,
     #[cfg(feature = "gcp")]
-    gcp: Option<super::export::GcpConfig>,
+    gcp: Option<super::gcp::GcpConfig>,
 }
 
 impl Profiler {
@@ -170,7 +170,7 @@ impl Profiler {
         // After the collector: its CPU profiles tap the collector's sampler.
         #[cfg(feature = "gcp")]
         if let Some(gcp) = self.gcp.take() {
-            running.gcp = Some(super::export::GcpAgent::start(gcp)?);
+            running.gcp = Some(super::gcp::GcpAgent::start(gcp)?);
         }
         Ok(running)
     }
@@ -241,7 +241,7 @@ impl ProfilerBuilder {
 
     /// Runs the Cloud Profiler agent with `config` (beside any exporters).
     #[cfg(feature = "gcp")]
-    pub fn gcp(mut self, config: super::export::GcpConfig) -> Self {
+    pub fn gcp(mut self, config: super::gcp::GcpConfig) -> Self {
         self.gcp = Some(config);
         self
     }
@@ -281,7 +281,7 @@ pub struct RunningProfiler {
     #[cfg(feature = "http")]
     http: Option<super::http::HttpServer>,
     #[cfg(feature = "gcp")]
-    gcp: Option<super::export::GcpAgent>,
+    gcp: Option<super::gcp::GcpAgent>,
 }
 
 impl RunningProfiler {
@@ -306,8 +306,8 @@ impl RunningProfiler {
 
     /// The Cloud Profiler agent's counters, when it runs.
     #[cfg(feature = "gcp")]
-    pub fn gcp_stats(&self) -> Option<super::export::GcpStats> {
-        self.gcp.as_ref().map(super::export::GcpAgent::stats)
+    pub fn gcp_stats(&self) -> Option<super::gcp::GcpStats> {
+        self.gcp.as_ref().map(super::gcp::GcpAgent::stats)
     }
 
     /// Flushes the last partial window and stops, within the configured
@@ -381,8 +381,8 @@ fn pyroscope_config(e: &crate::config::ProfileExporterConfig) -> super::export::
 }
 
 #[cfg(feature = "gcp")]
-fn gcp_config(config: &Config) -> super::export::GcpConfig {
-    use super::export::{GcpConfig, GcpCredentials};
+fn gcp_config(config: &Config) -> super::gcp::GcpConfig {
+    use super::gcp::{GcpConfig, GcpCredentials};
     let p = &config.telemetry.profiling;
     let e = &p.exporter;
     let service = e

@@ -8,14 +8,10 @@
 //! handles.
 
 mod file;
-#[cfg(feature = "gcp")]
-pub mod gcp;
 #[cfg(feature = "pyroscope")]
 pub mod pyroscope;
 
 pub use file::{FileExporter, FileRetention};
-#[cfg(feature = "gcp")]
-pub use gcp::{GcpAgent, GcpConfig, GcpCredentials, GcpStats};
 #[cfg(feature = "pyroscope")]
 pub use pyroscope::{PyroscopeAuth, PyroscopeConfig, PyroscopeExporter};
 
