@@ -233,6 +233,7 @@ impl StackUnwinder {
         })
     }
 
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     /// Unwinds from `regs` and hands the frames (leaf first, at most
     /// [`SCRATCH_FRAMES`]) to `f`, all in a scratch area rather than on the
     /// caller's stack: the signal handler's way. Async-signal-safe.
@@ -266,7 +267,9 @@ impl StackUnwinder {
         scratch.busy.store(false, Release);
         Some(result)
     }
+    // end of safe zone
 
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     /// Unwinds over a stack copy; also says whether it stopped for want of
     /// more copy (when `complete` is false, the copy ended at the mapping's
     /// end, and more would not help).
@@ -316,8 +319,10 @@ impl StackUnwinder {
         }
         (depth, ran_off)
     }
+    // end of safe zone
 }
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
 /// Copies the stack from `sp` up into `buffer`, page by page (the page
 /// list goes in `remote`), stopping at the first unreadable page.
 /// Async-signal-safe (one syscall).
@@ -361,6 +366,7 @@ fn copy_stack(sp: u64, buffer: &mut [u64], remote: &mut [libc::iovec]) -> usize 
         read as usize
     }
 }
+// end of safe zone
 
 /// Decodes `eh_frame_ptr` of an `.eh_frame_hdr` (the encodings linkers
 /// emit: pcrel or absolute, 4 or 8 bytes).

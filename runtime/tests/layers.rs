@@ -199,3 +199,179 @@ fn references_are_read_from_groups_and_paths() {
         Vec::<String>::new()
     );
 }
+
+/// Every file with code the SIGPROF handler or the allocator hook reaches.
+/// That code sits between `// safe zone:` and `// end of safe zone`
+/// markers; the handler may interrupt `malloc` or a lock holder, and the
+/// hook runs inside `malloc`, so there it may neither lock nor allocate.
+const SAFE_ZONE_FILES: &[&str] = &[
+    "cpu/signal.rs",
+    "cpu/buffer.rs",
+    "cpu/timer.rs",
+    "unwind.rs",
+    "thread/slot.rs",
+    "thread/clock/mod.rs",
+    "thread/memory.rs",
+    "memory/allocator.rs",
+    "memory/heap/mod.rs",
+    "memory/heap/table.rs",
+];
+
+/// What locks or allocates.
+const REFUSED_IN_SAFE_ZONE: &[&str] = &[
+    "Mutex",
+    "RwLock",
+    "Box::new",
+    "Vec",
+    "vec!",
+    "format!",
+    "String",
+    "println!",
+    "eprintln!",
+    "to_owned()",
+    "to_string()",
+    "collect",
+];
+
+/// The code lines inside safe zones, as (line number, text without its
+/// comment).
+fn safe_zone_lines(text: &str) -> Result<Vec<(usize, String)>, String> {
+    let mut inside = None;
+    let mut lines = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("// safe zone:") {
+            if inside.is_some() {
+                return Err(format!(
+                    "line {}: a safe zone opens inside another",
+                    number + 1
+                ));
+            }
+            inside = Some(number + 1);
+            continue;
+        }
+        if trimmed == "// end of safe zone" {
+            if inside.take().is_none() {
+                return Err(format!(
+                    "line {}: a safe zone ends that never opened",
+                    number + 1
+                ));
+            }
+            continue;
+        }
+        if inside.is_some() {
+            let code = line.split("//").next().unwrap_or("").to_owned();
+            lines.push((number + 1, code));
+        }
+    }
+    match inside {
+        Some(opened) => Err(format!("the safe zone opened at line {opened} never ends")),
+        None => Ok(lines),
+    }
+}
+
+fn refused_token(code: &str) -> Option<&'static str> {
+    REFUSED_IN_SAFE_ZONE.iter().copied().find(|token| {
+        code.match_indices(token).any(|(at, _)| {
+            let word = |c: char| c.is_alphanumeric() || c == '_';
+            let before = code[..at].chars().next_back().is_some_and(word);
+            let after = code[at + token.len()..].chars().next().is_some_and(word);
+            !before && (!after || token.ends_with(['!', ')', ':']))
+        })
+    })
+}
+
+#[test]
+fn the_signal_and_allocator_safe_zone_neither_locks_nor_allocates() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    let mut zone_lines = 0;
+    for file in &files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(file).unwrap();
+        let listed = SAFE_ZONE_FILES.contains(&relative.as_str());
+        let lines = match safe_zone_lines(&text) {
+            Ok(lines) => lines,
+            Err(e) => {
+                problems.push(format!("{relative}: {e}"));
+                continue;
+            }
+        };
+        if lines.is_empty() {
+            if listed {
+                problems.push(format!(
+                    "{relative}: listed in SAFE_ZONE_FILES but has no safe zone"
+                ));
+            }
+            continue;
+        }
+        if !listed {
+            problems.push(format!(
+                "{relative}: has a safe zone; add it to SAFE_ZONE_FILES"
+            ));
+        }
+        zone_lines += lines.len();
+        for (number, code) in lines {
+            if let Some(token) = refused_token(&code) {
+                problems.push(format!(
+                    "{relative}:{number}: `{token}` in the safe zone: {}",
+                    code.trim()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        zone_lines > 300,
+        "the safe zone covers the handler and the hook: {zone_lines} lines"
+    );
+}
+
+#[test]
+fn the_handler_and_the_hook_are_in_the_safe_zone() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let entries = [
+        ("cpu/signal.rs", "extern \"C\" fn on_sigprof("),
+        ("cpu/signal.rs", "fn sample(session: &Session"),
+        ("memory/allocator.rs", "GlobalAlloc for Allocator<A>"),
+        ("memory/allocator.rs", "fn allocation_countdown_expired("),
+        ("memory/heap/mod.rs", "pub(crate) fn record("),
+        ("memory/heap/mod.rs", "pub(crate) fn on_free("),
+        ("unwind.rs", "fn unwind_with<R>"),
+        ("cpu/buffer.rs", "pub(crate) fn push("),
+    ];
+    for (file, entry) in entries {
+        let text = std::fs::read_to_string(src.join(file)).unwrap();
+        let lines = safe_zone_lines(&text).unwrap();
+        assert!(
+            lines.iter().any(|(_, code)| code.contains(entry)),
+            "{file}: `{entry}` is not inside a safe zone"
+        );
+    }
+}
+
+#[test]
+fn refused_tokens_are_whole_words() {
+    assert_eq!(refused_token("let v: Vec<u8> = x;"), Some("Vec"));
+    assert_eq!(
+        refused_token("static M: Mutex<()> = Mutex::new(());"),
+        Some("Mutex")
+    );
+    assert_eq!(refused_token("let b = Box::new(1);"), Some("Box::new"));
+    assert_eq!(
+        refused_token("let s = name.to_owned();"),
+        Some("to_owned()")
+    );
+    assert_eq!(
+        refused_token("fn vectored(iov: &mut [libc::iovec]) {}"),
+        None
+    );
+    assert_eq!(refused_token("let n = MAX_VECS;"), None);
+    assert_eq!(refused_token("StringTable::new()"), None);
+}

@@ -160,3 +160,114 @@ pub(crate) fn drain_all() {
         batch.drain();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::row::RowList;
+    use crate::model::Outcome;
+
+    fn row(function: &'static str) -> &'static Row {
+        static LIST: RowList = RowList::new();
+        LIST.row_for(|| function, Some(function), file!(), line!())
+    }
+
+    /// A call whose CPU and wall are `n`, so that sums reveal a call lost
+    /// or drained twice.
+    fn call(row: &'static Row, n: u64) -> Call {
+        Call {
+            row,
+            id: n,
+            parent_id: 0,
+            agent_root: true,
+            labels: None,
+            outcome: Outcome::Ok,
+            end_ns: n,
+            wall_ns: n,
+            self_wall_ns: n,
+            cpu_ns: Some(n),
+            self_cpu_ns: Some(n),
+            polls: 1,
+            memory: None,
+        }
+    }
+
+    fn totals(row: &'static Row) -> (u64, u64, u64) {
+        let (stats, _) = row.merged();
+        (stats.calls, stats.cpu_ns, stats.wall_ns)
+    }
+
+    #[test]
+    fn a_reader_draining_while_the_owner_pushes_records_each_call_once() {
+        let row = row("batch::owner_and_reader");
+        let batch = Arc::new(Batch::new());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (batch, stop) = (batch.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut drains = 0u64;
+                while !stop.load(Acquire) {
+                    batch.drain();
+                    drains += 1;
+                }
+                drains
+            })
+        };
+        const CALLS: u64 = 20_000;
+        for n in 1..=CALLS {
+            batch.push(call(row, n));
+        }
+        stop.store(true, Release);
+        let drains = reader.join().unwrap();
+        batch.drain();
+        let sum = CALLS * (CALLS + 1) / 2;
+        assert_eq!(totals(row), (CALLS, sum, sum), "after {drains} drains");
+    }
+
+    #[test]
+    fn threads_pushing_and_a_reader_draining_all_lose_nothing() {
+        let row = row("batch::threads");
+        const THREADS: u64 = 4;
+        const CALLS: u64 = 5_000;
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for n in 1..=CALLS {
+                        push(call(row, t * CALLS + n));
+                    }
+                })
+            })
+            .collect();
+        while !workers.iter().all(|w| w.is_finished()) {
+            drain_all();
+        }
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        // Exited threads drained their own batches on the way out.
+        drain_all();
+        let all = THREADS * CALLS;
+        let sum = all * (all + 1) / 2;
+        assert_eq!(totals(row), (all, sum, sum));
+    }
+
+    #[test]
+    fn a_full_batch_drains_itself_and_a_dropped_one_drops_what_it_holds() {
+        let row = row("batch::full");
+        let batch = Batch::new();
+        let pushed = SLOTS as u64 + 6;
+        for n in 1..=pushed {
+            batch.push(call(row, n));
+        }
+        // The push that found the ring full drained the first SLOTS calls.
+        let first = SLOTS as u64;
+        assert_eq!(
+            totals(row),
+            (first, first * (first + 1) / 2, first * (first + 1) / 2)
+        );
+        assert_eq!(batch.head.load(Relaxed) - batch.tail.load(Relaxed), 6);
+        // The other six are dropped with the batch, never recorded.
+        drop(batch);
+        assert_eq!(totals(row).0, first);
+    }
+}

@@ -650,4 +650,59 @@ mod tests {
         );
         assert!(std::mem::size_of::<Stats>() + 7 * 31 * 1024 <= SHARD_BYTES);
     }
+
+    #[test]
+    fn threads_racing_to_create_a_callsite_row_share_one_per_agent() {
+        static LIST: RowList = RowList::new();
+        let agents: [Option<&'static str>; 3] = [Some("rowlist-a"), Some("rowlist-b"), None];
+        let start = std::sync::Barrier::new(8);
+        let rows: Vec<Vec<usize>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        agents
+                            .iter()
+                            .map(|agent| {
+                                let row =
+                                    LIST.row_for(|| "rowlist::race", *agent, file!(), line!());
+                                assert!(same_agent(row.owner.agent, *agent));
+                                row as *const Row as usize
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(rows.windows(2).all(|w| w[0] == w[1]), "{rows:?}");
+        assert_eq!(LIST.iter().count(), agents.len());
+    }
+
+    #[test]
+    fn an_agent_name_built_at_run_time_finds_the_row_of_the_same_name() {
+        static LIST: RowList = RowList::new();
+        let literal = LIST.row_for(|| "rowlist::names", Some("planner"), file!(), line!());
+        let built: &'static str = format!("plan{}", "ner").leak();
+        let again = LIST.row_for(|| "rowlist::names", Some(built), file!(), line!());
+        assert!(std::ptr::eq(literal, again));
+        assert_eq!(LIST.iter().count(), 1);
+    }
+
+    #[test]
+    fn agents_sharing_a_cache_slot_still_get_their_own_rows() {
+        static LIST: RowList = RowList::new();
+        // More agents than cache slots: some share one, and each lookup
+        // must still check the agent it found there.
+        let agents: Vec<&'static str> = (0..4 * CACHE_SLOTS)
+            .map(|i| &*format!("rowlist-agent-{i}").leak())
+            .collect();
+        for _ in 0..3 {
+            for agent in &agents {
+                let row = LIST.row_for(|| "rowlist::slots", Some(agent), file!(), line!());
+                assert_eq!(row.owner.agent, Some(*agent));
+            }
+        }
+        assert_eq!(LIST.iter().count(), agents.len());
+    }
 }

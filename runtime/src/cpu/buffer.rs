@@ -84,6 +84,7 @@ impl SampleBuffer {
         std::mem::size_of_val(&*self.slots)
     }
 
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     /// Async-signal-safe: atomics only.
     pub(crate) fn push(
         &self,
@@ -117,6 +118,7 @@ impl SampleBuffer {
         slot.state.store(READY, Release);
         true
     }
+    // end of safe zone
 
     /// Moves every published sample into `out`.
     pub(crate) fn drain(&self, out: &mut Vec<RawSample>) {

@@ -18,6 +18,7 @@ use crate::thread::clock;
 use crate::thread::slot;
 use crate::unwind::Registers;
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
 /// Per thread: the profiling session of the thread's last sample, and its
 /// CPU time then. Const-initialised, no destructor: readable in the handler.
 struct LastSample {
@@ -214,6 +215,7 @@ fn sample(session: &Session, registers: Registers) {
         LAST_SAMPLE.with(|last| last.carried_ns.set(weight));
     }
 }
+// end of safe zone
 
 /// The host's SIGPROF handler, which signals that are not ours go to; null
 /// when the host had none (or `SIG_DFL` / `SIG_IGN`: such signals are then

@@ -14,6 +14,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
+
 /// [`ThreadMemory::guard`]: the hook's cold path is running.
 pub(crate) const IN_HOOK: u8 = 1;
 /// [`ThreadMemory::guard`]: profiler work (`untracked`) is running.
@@ -201,3 +203,4 @@ impl Drop for Untracked {
         MEMORY.with(|m| m.guard.set(was));
     }
 }
+// end of safe zone

@@ -27,12 +27,14 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     /// The owner as one machine word (its address; 0 stands for none), for
     /// lock-free tables and sample buffers.
     #[inline]
     pub(crate) fn key(&'static self) -> usize {
         self as *const Owner as usize
     }
+    // end of safe zone
 
     /// The owner a key stands for.
     ///
@@ -127,12 +129,14 @@ pub(crate) fn next_invocation_id() -> u64 {
     })
 }
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
 /// The invocation running on this thread (null outside any). The pointee is
 /// live until this thread leaves it; see the module docs.
 #[inline]
 pub(crate) fn current() -> *const Active {
     SLOT.with(|s| s.current.get())
 }
+// end of safe zone
 
 /// What a transition found: the invocation that was current, and the
 /// thread CPU time it consumed since the previous transition (`None` when

@@ -544,6 +544,7 @@ pub(crate) fn growth() -> Vec<HeapGrowth> {
 
 // ---- the allocator's side --------------------------------------------------
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
 fn next_random(m: &ThreadMemory) -> u64 {
     let mut x = m.rng.get();
     if x == 0 {
@@ -663,7 +664,9 @@ pub(crate) fn after_resize(ptr: *mut u8, resizing: Resizing, succeeded: bool) {
         tables.insert_live(ptr as usize, taken.0, taken.1);
     }
 }
+// end of safe zone
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
 /// Return addresses of the calling stack, leaf first, into `frames`.
 #[cfg(unix)]
 fn capture_stack(frames: &mut [usize; MAX_DEPTH]) -> usize {
@@ -695,6 +698,7 @@ fn capture_stack(frames: &mut [usize; MAX_DEPTH]) -> usize {
     }
     depth
 }
+// end of safe zone
 
 #[cfg(not(unix))]
 fn capture_stack(_frames: &mut [usize; MAX_DEPTH]) -> usize {

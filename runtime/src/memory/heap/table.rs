@@ -132,6 +132,7 @@ impl Tables {
         }
     }
 
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     /// False when `ptr` was certainly never sampled (the common case).
     #[inline]
     pub(crate) fn maybe_live(&self, ptr: usize) -> bool {
@@ -146,6 +147,7 @@ impl Tables {
         let key = (ptr >> 4) ^ (ptr >> 20);
         &self.filter[key % FILTER_SLOTS]
     }
+    // end of safe zone
 
     /// Bytes these tables occupy, reserved once at start.
     pub(crate) fn reserved_bytes(&self) -> usize {
@@ -154,6 +156,7 @@ impl Tables {
             + std::mem::size_of::<Self>()
     }
 
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     /// The bucket of this stack and owner ([`Owner::key`], 0 for none),
     /// claimed if new.
     pub(crate) fn bucket(&self, frames: &[usize], owner: usize) -> Option<u32> {
@@ -270,6 +273,7 @@ impl Tables {
         }
         None
     }
+    // end of safe zone
 }
 
 #[cfg(test)]

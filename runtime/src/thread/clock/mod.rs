@@ -31,11 +31,13 @@ pub(crate) fn thread_cpu_ns() -> Option<u64> {
     }
 }
 
+// safe zone: no lock, no allocation (runtime/tests/layers.rs)
 /// The thread CPU clock through the kernel, always: async-signal-safe.
 #[inline]
 pub(crate) fn thread_cpu_ns_syscall() -> Option<u64> {
     imp::thread_cpu_ns()
 }
+// end of safe zone
 
 /// The clock new reads use in this process, and how many threads had to
 /// fall back to the system call while the fast clock was in use.
@@ -110,6 +112,7 @@ pub(crate) use imp::read as read_clock;
 
 #[cfg(unix)]
 mod imp {
+    // safe zone: no lock, no allocation (runtime/tests/layers.rs)
     #[inline]
     pub(crate) fn read(clock: libc::clockid_t) -> Option<u64> {
         let mut ts = libc::timespec {
@@ -124,6 +127,7 @@ mod imp {
         }
         Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
+    // end of safe zone
 
     #[inline]
     pub(super) fn thread_cpu_ns() -> Option<u64> {
