@@ -103,6 +103,38 @@
 /// Arguments, all optional: `agent = "name"`, `name = "label"`,
 /// `labels(key = expr, ..)`, `span = false`, `errors = false`. See the
 /// [crate docs](crate).
+///
+/// ```
+/// use agentprof::profiled;
+///
+/// struct Planner {
+///     steps: usize,
+/// }
+///
+/// impl Planner {
+///     // A method: its row is named `module::Planner::plan`.
+///     #[profiled(agent = "planner", labels(steps = self.steps))]
+///     fn plan(&self, goal: &str) -> Result<Vec<String>, String> {
+///         if goal.is_empty() {
+///             return Err("no goal".to_owned()); // counted as an error
+///         }
+///         Ok(goal.split(' ').take(self.steps).map(str::to_owned).collect())
+///     }
+/// }
+///
+/// let planner = Planner { steps: 2 };
+/// assert_eq!(planner.plan("book a flight").unwrap().len(), 2);
+/// assert!(planner.plan("").is_err());
+///
+/// let report = agentprof::report();
+/// let row = report
+///     .functions
+///     .iter()
+///     .find(|f| f.function.ends_with("Planner::plan"))
+///     .expect("a row for the method");
+/// assert_eq!((row.calls, row.errors), (2, 1));
+/// assert_eq!(row.agent.as_deref(), Some("planner"));
+/// ```
 pub use agentprof_macros::profiled;
 
 /// Profiles a future or async block: `profile!(agent = "x", async { .. })`.

@@ -1,5 +1,6 @@
 //! The `#[profiled]` attribute and `profile!` macro of
 //! [agentprof](https://docs.rs/agentprof). Use them through the facade crate.
+#![deny(missing_docs)]
 
 mod args;
 mod expand;

@@ -55,6 +55,31 @@ fn tables() -> Option<&'static Tables> {
 /// The process-wide sampled heap profiler: a handle from [`start`] or
 /// [`running`].
 ///
+/// ```
+/// use agentprof::{HeapProfiler, HeapProfilerConfig};
+///
+/// #[global_allocator]
+/// static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
+///
+/// fn main() -> Result<(), agentprof::Error> {
+///     let heap = HeapProfiler::start(HeapProfilerConfig {
+///         // Mean bytes between samples (the default is 512 KiB, as Go's).
+///         sample_interval: 4096,
+///         ..HeapProfilerConfig::default()
+///     })?;
+///     let kept: Vec<Vec<u8>> = (0..256).map(|_| vec![1u8; 16 * 1024]).collect();
+///     let profile = heap.snapshot();
+///     // Unbiased estimates from the samples: about 4 MiB still in use.
+///     let in_use: i64 = profile.stacks.iter().map(|s| s.inuse_estimate().1).sum();
+///     assert!(in_use > 2 << 20, "estimated {in_use} bytes in use");
+///     // For `go tool pprof -sample_index=inuse_space`.
+///     assert!(!profile.to_pprof_gzip().is_empty());
+///     heap.stop();
+///     drop(kept);
+///     Ok(())
+/// }
+/// ```
+///
 /// [`start`]: HeapProfiler::start
 /// [`running`]: HeapProfiler::running
 #[derive(Debug, Clone, Copy)]
