@@ -7,8 +7,10 @@
 //! a cold path folds the thread's counts into the process totals (every
 //! [`FOLD_BYTES`] allocated, and every [`FOLD_BYTES`] freed, on a second
 //! countdown), takes a heap sample when one is due, and re-arms. Only the
-//! cold path can allocate (registering the thread-exit flush, unwinding a
-//! sampled stack), so only it sets the thread's `in_hook` flag; an
+//! cold path can allocate, and only once per thread (registering the
+//! thread-exit flush; a sampled stack is unwound over tables prepared at
+//! start, which `tests/safe_zone.rs` checks under an allocation tripwire),
+//! so only it sets the thread's `in_hook` flag; an
 //! allocation made while the flag is set (by the cold path or by `untracked`
 //! profiler work) counts in the process totals only. The hook never blocks:
 //! no lock is taken. Invocations are charged from the same counters at
