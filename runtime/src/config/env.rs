@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::keys;
-use super::validate::invalid;
+use super::validate::{invalid, ExporterKeys};
 use super::Config;
 use crate::error::{Error, Result};
 
@@ -175,16 +175,22 @@ impl Config {
     /// Applies overrides from `lookup` (the environment, or a map in tests),
     /// then validates.
     pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let mut exporter_switched = false;
         for key in keys::ALL {
             let (Some(variable), Some(write)) = (key.env, key.write) else {
                 continue;
             };
             if let Some(value) = lookup(variable) {
+                exporter_switched |= key.path == keys::EXPORTER_TYPE.path;
                 write(self, &value).map_err(|message| {
                     invalid(key.path, format!("{message} (from ${variable})"))
                 })?;
             }
         }
-        self.validate()
+        self.validate_keys(if exporter_switched {
+            ExporterKeys::Unused
+        } else {
+            ExporterKeys::Refused
+        })
     }
 }

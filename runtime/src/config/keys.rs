@@ -46,6 +46,7 @@ pub(crate) enum Scope {
 
 pub(crate) type Read = fn(&Config) -> Option<u64>;
 pub(crate) type Write = fn(&mut Config, &str) -> Result<(), String>;
+pub(crate) type Given = fn(&Config) -> bool;
 
 /// One configuration key.
 // `scope`, `default_note` and `doc` are read by the reference's generator,
@@ -64,6 +65,9 @@ pub(crate) struct Key {
     pub(crate) read: Option<Read>,
     /// Sets the key from an environment variable's text.
     pub(crate) write: Option<Write>,
+    /// Whether an exporter-specific key without a default was given: one
+    /// given under another exporter is refused rather than ignored.
+    pub(crate) given: Option<Given>,
 }
 
 impl Key {
@@ -126,6 +130,7 @@ pub(crate) const TELEMETRY_ENABLED: &Key = &Key {
         c.telemetry.enabled = parse_bool(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const PROFILING_ENABLED: &Key = &Key {
     path: "telemetry.profiling.enabled",
@@ -139,6 +144,7 @@ pub(crate) const PROFILING_ENABLED: &Key = &Key {
         c.telemetry.profiling.enabled = parse_bool(v)?;
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const CPU_FREQUENCY: &Key = &Key {
@@ -158,6 +164,7 @@ pub(crate) const CPU_FREQUENCY: &Key = &Key {
         c.telemetry.profiling.cpu.frequency = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const CPU_DURATION: &Key = &Key {
     path: "telemetry.profiling.cpu.duration_seconds",
@@ -177,6 +184,7 @@ pub(crate) const CPU_DURATION: &Key = &Key {
         c.telemetry.profiling.cpu.duration = Duration::from_secs(parse_num(v)?);
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const CPU_CONTINUOUS: &Key = &Key {
     path: "telemetry.profiling.cpu.continuous",
@@ -190,6 +198,7 @@ pub(crate) const CPU_CONTINUOUS: &Key = &Key {
         c.telemetry.profiling.cpu.continuous = parse_bool(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const CPU_CLOCK: &Key = &Key {
     path: "telemetry.profiling.cpu.clock",
@@ -203,6 +212,7 @@ pub(crate) const CPU_CLOCK: &Key = &Key {
         c.telemetry.profiling.cpu.clock = v.parse()?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const CPU_LABELS: &Key = &Key {
     path: "telemetry.profiling.cpu.labels",
@@ -215,6 +225,7 @@ pub(crate) const CPU_LABELS: &Key = &Key {
     doc: "Labels the samples of local profiles carry (files, the live endpoint); `thread_id` adds the numeric thread id.",
     read: None,
     write: None,
+    given: None,
 };
 pub(crate) const CPU_SYMBOLIZE: &Key = &Key {
     path: "telemetry.profiling.cpu.symbolize",
@@ -228,6 +239,7 @@ pub(crate) const CPU_SYMBOLIZE: &Key = &Key {
         c.telemetry.profiling.cpu.symbolize = v.parse()?;
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const MEMORY_TRACK_ALLOCATIONS: &Key = &Key {
@@ -242,6 +254,7 @@ pub(crate) const MEMORY_TRACK_ALLOCATIONS: &Key = &Key {
         c.telemetry.profiling.memory.track_allocations = parse_bool(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MEMORY_SAMPLING_RATE: &Key = &Key {
     path: "telemetry.profiling.memory.sampling_rate",
@@ -260,6 +273,7 @@ pub(crate) const MEMORY_SAMPLING_RATE: &Key = &Key {
         c.telemetry.profiling.memory.sampling_rate = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MEMORY_HEAP_PROFILING: &Key = &Key {
     path: "telemetry.profiling.memory.heap_profiling",
@@ -273,6 +287,7 @@ pub(crate) const MEMORY_HEAP_PROFILING: &Key = &Key {
         c.telemetry.profiling.memory.heap_profiling = parse_bool(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MEMORY_SAMPLE_INTERVAL: &Key = &Key {
     path: "telemetry.profiling.memory.sample_interval_bytes",
@@ -291,6 +306,7 @@ pub(crate) const MEMORY_SAMPLE_INTERVAL: &Key = &Key {
         c.telemetry.profiling.memory.sample_interval_bytes = Some(parse_num(v)?);
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MEMORY_TIMELINE_INTERVAL: &Key = &Key {
     path: "telemetry.profiling.memory.timeline_interval_ms",
@@ -312,6 +328,7 @@ pub(crate) const MEMORY_TIMELINE_INTERVAL: &Key = &Key {
         c.telemetry.profiling.memory.timeline_interval_ms = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MEMORY_TIMELINE_CAPACITY: &Key = &Key {
     path: "telemetry.profiling.memory.timeline_capacity",
@@ -330,6 +347,7 @@ pub(crate) const MEMORY_TIMELINE_CAPACITY: &Key = &Key {
         c.telemetry.profiling.memory.timeline_capacity = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const EXPORTER_TYPE: &Key = &Key {
@@ -344,6 +362,7 @@ pub(crate) const EXPORTER_TYPE: &Key = &Key {
         c.telemetry.profiling.exporter.type_ = v.trim().parse()?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const APPLICATION_NAME: &Key = &Key {
     path: "telemetry.profiling.exporter.application_name",
@@ -354,6 +373,7 @@ pub(crate) const APPLICATION_NAME: &Key = &Key {
     doc: "The service's name: Pyroscope's `service_name`, Cloud Profiler's target when `gcp_service` is unset.",
     read: None,
     write: None,
+    given: None,
 };
 pub(crate) const TAGS: &Key = &Key {
     path: "telemetry.profiling.exporter.tags",
@@ -364,6 +384,7 @@ pub(crate) const TAGS: &Key = &Key {
     doc: "Static labels: Pyroscope's series labels, Cloud Profiler's deployment labels.",
     read: None,
     write: None,
+    given: None,
 };
 pub(crate) const EXPORTER_LABELS: &Key = &Key {
     path: "telemetry.profiling.exporter.labels",
@@ -376,6 +397,7 @@ pub(crate) const EXPORTER_LABELS: &Key = &Key {
     doc: "Per-sample labels of the profiles a backend receives; `invocation_id`, `trace_id` and `thread_id` are refused (a series per value).",
     read: None,
     write: None,
+    given: None,
 };
 pub(crate) const QUEUE_SIZE: &Key = &Key {
     path: "telemetry.profiling.exporter.queue_size",
@@ -394,6 +416,7 @@ pub(crate) const QUEUE_SIZE: &Key = &Key {
         c.telemetry.profiling.exporter.queue_size = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const SHUTDOWN_TIMEOUT_MS: &Key = &Key {
     path: "telemetry.profiling.exporter.shutdown_timeout_ms",
@@ -412,6 +435,7 @@ pub(crate) const SHUTDOWN_TIMEOUT_MS: &Key = &Key {
         c.telemetry.profiling.exporter.shutdown_timeout_ms = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const FILE_OUTPUT_DIR: &Key = &Key {
@@ -426,6 +450,7 @@ pub(crate) const FILE_OUTPUT_DIR: &Key = &Key {
         c.telemetry.profiling.exporter.file_output_dir = Some(v.to_owned());
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MAX_WINDOWS: &Key = &Key {
     path: "telemetry.profiling.exporter.max_windows",
@@ -444,6 +469,7 @@ pub(crate) const MAX_WINDOWS: &Key = &Key {
         c.telemetry.profiling.exporter.max_windows = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MAX_BYTES: &Key = &Key {
     path: "telemetry.profiling.exporter.max_bytes",
@@ -462,6 +488,7 @@ pub(crate) const MAX_BYTES: &Key = &Key {
         c.telemetry.profiling.exporter.max_bytes = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MIN_FREE_BYTES: &Key = &Key {
     path: "telemetry.profiling.exporter.min_free_bytes",
@@ -480,6 +507,7 @@ pub(crate) const MIN_FREE_BYTES: &Key = &Key {
         c.telemetry.profiling.exporter.min_free_bytes = Some(parse_num(v)?);
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const PYROSCOPE_ENDPOINT: &Key = &Key {
@@ -494,6 +522,10 @@ pub(crate) const PYROSCOPE_ENDPOINT: &Key = &Key {
         c.telemetry.profiling.exporter.pyroscope_endpoint = Some(v.to_owned());
         Ok(())
     }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.pyroscope_endpoint.is_some()
+    }),
 };
 pub(crate) const BASIC_AUTH_USER: &Key = &Key {
     path: "telemetry.profiling.exporter.basic_auth_user",
@@ -504,6 +536,10 @@ pub(crate) const BASIC_AUTH_USER: &Key = &Key {
     doc: "HTTP basic auth user, with `basic_auth_password`.",
     read: None,
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.basic_auth_user.is_some()
+    }),
 };
 pub(crate) const BASIC_AUTH_PASSWORD: &Key = &Key {
     path: "telemetry.profiling.exporter.basic_auth_password",
@@ -514,6 +550,10 @@ pub(crate) const BASIC_AUTH_PASSWORD: &Key = &Key {
     doc: "HTTP basic auth password.",
     read: None,
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.basic_auth_password.is_some()
+    }),
 };
 pub(crate) const TENANT_ID: &Key = &Key {
     path: "telemetry.profiling.exporter.tenant_id",
@@ -524,6 +564,10 @@ pub(crate) const TENANT_ID: &Key = &Key {
     doc: "The `X-Scope-OrgID` header of a multi-tenant server.",
     read: None,
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.tenant_id.is_some()
+    }),
 };
 pub(crate) const HEADERS: &Key = &Key {
     path: "telemetry.profiling.exporter.headers",
@@ -534,6 +578,10 @@ pub(crate) const HEADERS: &Key = &Key {
     doc: "More request headers; their values are secrets.",
     read: None,
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        !e.headers.is_empty()
+    }),
 };
 pub(crate) const BEARER_TOKEN: &Key = &Key {
     path: "telemetry.profiling.exporter.bearer_token",
@@ -544,6 +592,10 @@ pub(crate) const BEARER_TOKEN: &Key = &Key {
     doc: "A fixed bearer token (Cloud Profiler: instead of Google credentials, for proxies).",
     read: None,
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.bearer_token.is_some()
+    }),
 };
 pub(crate) const TIMEOUT_MS: &Key = &Key {
     path: "telemetry.profiling.exporter.timeout_ms",
@@ -562,6 +614,7 @@ pub(crate) const TIMEOUT_MS: &Key = &Key {
         c.telemetry.profiling.exporter.timeout_ms = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const MAX_RETRIES: &Key = &Key {
     path: "telemetry.profiling.exporter.max_retries",
@@ -580,6 +633,7 @@ pub(crate) const MAX_RETRIES: &Key = &Key {
         c.telemetry.profiling.exporter.max_retries = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const GCP_PROJECT_ID: &Key = &Key {
@@ -594,6 +648,10 @@ pub(crate) const GCP_PROJECT_ID: &Key = &Key {
         c.telemetry.profiling.exporter.gcp_project_id = text(v);
         Ok(())
     }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_project_id.is_some()
+    }),
 };
 pub(crate) const GCP_SERVICE: &Key = &Key {
     path: "telemetry.profiling.exporter.gcp_service",
@@ -606,6 +664,10 @@ pub(crate) const GCP_SERVICE: &Key = &Key {
     write: Some(|c, v| {
         c.telemetry.profiling.exporter.gcp_service = text(v);
         Ok(())
+    }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_service.is_some()
     }),
 };
 pub(crate) const GCP_SERVICE_VERSION: &Key = &Key {
@@ -620,6 +682,10 @@ pub(crate) const GCP_SERVICE_VERSION: &Key = &Key {
         c.telemetry.profiling.exporter.gcp_service_version = text(v);
         Ok(())
     }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_service_version.is_some()
+    }),
 };
 pub(crate) const GCP_ZONE: &Key = &Key {
     path: "telemetry.profiling.exporter.gcp_zone",
@@ -632,6 +698,10 @@ pub(crate) const GCP_ZONE: &Key = &Key {
     write: Some(|c, v| {
         c.telemetry.profiling.exporter.gcp_zone = text(v);
         Ok(())
+    }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_zone.is_some()
     }),
 };
 pub(crate) const GCP_ENDPOINT: &Key = &Key {
@@ -646,6 +716,10 @@ pub(crate) const GCP_ENDPOINT: &Key = &Key {
         c.telemetry.profiling.exporter.gcp_endpoint = text(v);
         Ok(())
     }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_endpoint.is_some()
+    }),
 };
 pub(crate) const GCP_CREDENTIALS_FILE: &Key = &Key {
     path: "telemetry.profiling.exporter.gcp_credentials_file",
@@ -658,6 +732,10 @@ pub(crate) const GCP_CREDENTIALS_FILE: &Key = &Key {
     write: Some(|c, v| {
         c.telemetry.profiling.exporter.gcp_credentials_file = Some(v.to_owned());
         Ok(())
+    }),
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_credentials_file.is_some()
     }),
 };
 pub(crate) const GCP_BACKOFF_INITIAL_MS: &Key = &Key {
@@ -674,6 +752,10 @@ pub(crate) const GCP_BACKOFF_INITIAL_MS: &Key = &Key {
     doc: "First wait after a failed request; it grows 1.3 times per failure, jittered.",
     read: Some(|c| c.telemetry.profiling.exporter.gcp_backoff_initial_ms),
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_backoff_initial_ms.is_some()
+    }),
 };
 pub(crate) const GCP_BACKOFF_MAX_MS: &Key = &Key {
     path: "telemetry.profiling.exporter.gcp_backoff_max_ms",
@@ -689,6 +771,10 @@ pub(crate) const GCP_BACKOFF_MAX_MS: &Key = &Key {
     doc: "Longest wait after failures; at least `gcp_backoff_initial_ms`.",
     read: Some(|c| c.telemetry.profiling.exporter.gcp_backoff_max_ms),
     write: None,
+    given: Some(|c| {
+        let e = &c.telemetry.profiling.exporter;
+        e.gcp_backoff_max_ms.is_some()
+    }),
 };
 
 pub(crate) const RECENT_INVOCATIONS: &Key = &Key {
@@ -708,6 +794,7 @@ pub(crate) const RECENT_INVOCATIONS: &Key = &Key {
         c.telemetry.profiling.attribution.recent_invocations = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const LABEL_VALUE_MAX_LEN: &Key = &Key {
     path: "telemetry.profiling.attribution.label_value_max_len",
@@ -726,6 +813,7 @@ pub(crate) const LABEL_VALUE_MAX_LEN: &Key = &Key {
         c.telemetry.profiling.attribution.label_value_max_len = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const LABEL_VALUES_PER_KEY: &Key = &Key {
     path: "telemetry.profiling.attribution.label_values_per_key",
@@ -744,6 +832,7 @@ pub(crate) const LABEL_VALUES_PER_KEY: &Key = &Key {
         c.telemetry.profiling.attribution.label_values_per_key = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 
 pub(crate) const HTTP_LISTEN: &Key = &Key {
@@ -758,6 +847,7 @@ pub(crate) const HTTP_LISTEN: &Key = &Key {
         c.telemetry.profiling.http.listen = text(v);
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const HTTP_TOKEN: &Key = &Key {
     path: "telemetry.profiling.http.token",
@@ -771,6 +861,7 @@ pub(crate) const HTTP_TOKEN: &Key = &Key {
         c.telemetry.profiling.http.token = Some(Secret::new(v));
         Ok(())
     }),
+    given: None,
 };
 pub(crate) const HTTP_MAX_SECONDS: &Key = &Key {
     path: "telemetry.profiling.http.max_seconds",
@@ -789,6 +880,7 @@ pub(crate) const HTTP_MAX_SECONDS: &Key = &Key {
         c.telemetry.profiling.http.max_seconds = parse_num(v)?;
         Ok(())
     }),
+    given: None,
 };
 
 /// Every key, in the order of the reference.

@@ -31,7 +31,9 @@ file (`Config::from_file`); `examples/config.toml` shows every section.
   Pyroscope exporter or `type = \"gcp\"` without its feature,
   `http.listen` without `http`) is refused by key name. An exporter's keys
   under another exporter (`gcp_zone` with `type = \"file\"`, `tenant_id`
-  with `type = \"gcp\"`) are refused, naming the key. Unknown keys inside
+  with `type = \"gcp\"`) are refused, naming the key, unless
+  `AGENTPROF_EXPORTER_TYPE` switched the exporter: the file's keys for the
+  one it named are then unused. Unknown keys inside
   `[telemetry.profiling]` are errors; `[telemetry]` is shared with your
   other telemetry, so unknown keys there are yours, except one that looks
   like a misspelling of ours (`[telemetry.proflling]`): \"did you mean\".
@@ -261,6 +263,87 @@ token = \"0123456789abcdef\"
                 assert!(e.contains(key.path), "{variable}={below}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn an_exporters_keys_under_another_are_refused_unless_the_environment_switched_it() {
+        let file = |exporter: &str, key: &str| {
+            Config::from_toml_str(&format!(
+                "[telemetry.profiling.exporter]\ntype = \"{exporter}\"\n{key}\n"
+            ))
+        };
+        let cases = [
+            (
+                "file",
+                "tenant_id = \"team-a\"",
+                "tenant_id",
+                "type = \"pyroscope\"",
+            ),
+            (
+                "file",
+                "pyroscope_endpoint = \"http://p:4040\"",
+                "pyroscope_endpoint",
+                "pyroscope",
+            ),
+            (
+                "file",
+                "bearer_token = \"t\"",
+                "bearer_token",
+                "\"pyroscope\" or",
+            ),
+            (
+                "file",
+                "headers = { x-key = \"v\" }",
+                "headers",
+                "pyroscope",
+            ),
+            ("file", "gcp_zone = \"z\"", "gcp_zone", "type = \"gcp\""),
+            (
+                "pyroscope",
+                "pyroscope_endpoint = \"http://p:4040\"\ngcp_service = \"s\"",
+                "gcp_service",
+                "type = \"gcp\"",
+            ),
+            (
+                "gcp",
+                "tenant_id = \"team-a\"",
+                "tenant_id",
+                "Google credentials",
+            ),
+        ];
+        for (exporter, line, key, hint) in cases {
+            let e = file(exporter, line).expect_err(line).to_string();
+            assert!(
+                e.contains(&format!("exporter.{key}")) && e.contains(hint),
+                "{exporter} with {line}: {e}"
+            );
+        }
+        // Keys of the chosen exporter, and shared ones, are accepted.
+        file(
+            "pyroscope",
+            "pyroscope_endpoint = \"http://p:4040\"\ntenant_id = \"a\"",
+        )
+        .unwrap();
+        file("file", "max_windows = 3\nqueue_size = 2").unwrap();
+        // An operator switching the exporter from the environment leaves
+        // the file's keys for the other one unused.
+        let mut config = file("pyroscope", "pyroscope_endpoint = \"http://p:4040\"").unwrap();
+        config
+            .apply_env(|name| (name == "AGENTPROF_EXPORTER_TYPE").then(|| "file".to_owned()))
+            .unwrap();
+        assert_eq!(
+            config.telemetry.profiling.exporter.type_,
+            crate::config::ExporterType::File
+        );
+        // Without the switch, the environment does not relax the check.
+        let mut config = file("file", "").unwrap();
+        let e = config
+            .apply_env(|name| {
+                (name == "AGENTPROF_EXPORTER_PYROSCOPE_ENDPOINT").then(|| "http://p".to_owned())
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pyroscope_endpoint"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Validation: every value checked against what it allows, with errors
 //! that name the key.
 
-use super::keys::{self, Key, Kind};
+use super::keys::{self, Key, Kind, Scope};
 use super::{Config, ExporterType, HttpConfig, ProfileExporterConfig, SampleLabel};
 use crate::error::{Error, Result};
 
@@ -130,50 +130,50 @@ pub(crate) fn cloud_profiler_labels<'a>(
     Ok(())
 }
 
-fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
-    let gcp_keys = [
-        (keys::GCP_PROJECT_ID.path, e.gcp_project_id.is_some()),
-        (keys::GCP_SERVICE.path, e.gcp_service.is_some()),
-        (
-            keys::GCP_SERVICE_VERSION.path,
-            e.gcp_service_version.is_some(),
-        ),
-        (keys::GCP_ZONE.path, e.gcp_zone.is_some()),
-        (keys::GCP_ENDPOINT.path, e.gcp_endpoint.is_some()),
-        (
-            keys::GCP_CREDENTIALS_FILE.path,
-            e.gcp_credentials_file.is_some(),
-        ),
-        (
-            keys::GCP_BACKOFF_INITIAL_MS.path,
-            e.gcp_backoff_initial_ms.is_some(),
-        ),
-        (
-            keys::GCP_BACKOFF_MAX_MS.path,
-            e.gcp_backoff_max_ms.is_some(),
-        ),
-    ];
-    if e.type_ != ExporterType::Gcp {
-        if let Some((key, _)) = gcp_keys.iter().find(|(_, set)| *set) {
-            return Err(invalid(key, "applies only to type = \"gcp\""));
+/// What validation does with keys of an exporter other than the one chosen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExporterKeys {
+    /// Refused, naming the key: a file that sets `type = "file"` and
+    /// `tenant_id` has a mistake in it.
+    Refused,
+    /// Left unused: the environment switched the exporter
+    /// (`AGENTPROF_EXPORTER_TYPE`), so the file's keys for the one it
+    /// named no longer apply.
+    Unused,
+}
+
+/// An exporter's keys given under another exporter are refused, naming the
+/// key, rather than silently ignored.
+fn check_exporter_scope(config: &Config) -> Result<()> {
+    let exporter = config.telemetry.profiling.exporter.type_;
+    for key in keys::ALL {
+        let belongs = match key.scope {
+            Scope::Any => true,
+            Scope::File => exporter == ExporterType::File,
+            Scope::Pyroscope => exporter == ExporterType::Pyroscope,
+            Scope::Gcp => exporter == ExporterType::Gcp,
+            Scope::Requests => exporter != ExporterType::File,
+        };
+        if belongs || !key.given.is_some_and(|given| given(config)) {
+            continue;
         }
-        return Ok(());
+        let message = match (key.scope, exporter) {
+            (Scope::Pyroscope, ExporterType::Gcp) => {
+                "applies only to type = \"pyroscope\"; Cloud Profiler authenticates with Google \
+                 credentials (gcp_credentials_file, or bearer_token for a fixed token)"
+            }
+            (Scope::Pyroscope, _) => "applies only to type = \"pyroscope\"",
+            (Scope::Gcp, _) => "applies only to type = \"gcp\"",
+            _ => "applies only to type = \"pyroscope\" or type = \"gcp\"",
+        };
+        return Err(invalid(key.path, message));
     }
-    let pyroscope_keys = [
-        (
-            keys::PYROSCOPE_ENDPOINT.path,
-            e.pyroscope_endpoint.is_some(),
-        ),
-        (keys::BASIC_AUTH_USER.path, e.basic_auth_user.is_some()),
-        (keys::TENANT_ID.path, e.tenant_id.is_some()),
-        (keys::HEADERS.path, !e.headers.is_empty()),
-    ];
-    if let Some((key, _)) = pyroscope_keys.iter().find(|(_, set)| *set) {
-        return Err(invalid(
-            key,
-            "applies only to type = \"pyroscope\"; Cloud Profiler authenticates with Google \
-             credentials (gcp_credentials_file, or bearer_token for a fixed token)",
-        ));
+    Ok(())
+}
+
+fn check_gcp(e: &ProfileExporterConfig) -> Result<()> {
+    if e.type_ != ExporterType::Gcp {
+        return Ok(());
     }
     if let Some(project) = &e.gcp_project_id {
         let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c);
@@ -365,6 +365,10 @@ pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Error {
 impl Config {
     /// Checks every value against what it allows.
     pub fn validate(&self) -> Result<()> {
+        self.validate_keys(ExporterKeys::Refused)
+    }
+
+    pub(super) fn validate_keys(&self, other_exporters: ExporterKeys) -> Result<()> {
         let p = &self.telemetry.profiling;
         check_ranges(self)?;
         // Sub-second windows come only from the builder; the key counts
@@ -411,6 +415,9 @@ impl Config {
                 keys::BEARER_TOKEN.path,
                 "choose basic auth or a bearer token, not both",
             ));
+        }
+        if other_exporters == ExporterKeys::Refused {
+            check_exporter_scope(self)?;
         }
         check_gcp(&p.exporter)?;
         check_request_parts(&p.exporter)?;
