@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::time::Duration;
 
-use agentprof::{HeapProfiler, HeapProfilerConfig};
+use agentprof::{heap::HeapProfiler, heap::HeapProfilerConfig};
 use criterion::Criterion;
 use mimalloc::MiMalloc;
 

@@ -61,7 +61,7 @@ fn main() {
 
     g.bench_function("off", |b| b.iter(workload));
     for hz in [100, 1000] {
-        let mut ours = agentprof::CpuProfiler::with_frequency(hz).unwrap();
+        let mut ours = agentprof::cpu::CpuProfiler::with_frequency(hz).unwrap();
         let before = process_cpu_ns();
         ours.start().unwrap();
         g.bench_function(format!("agentprof_{hz}hz"), |b| b.iter(workload));

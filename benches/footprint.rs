@@ -122,8 +122,8 @@ fn stage(name: &str) {
     if std::env::var_os("AGENTPROF_FOOTPRINT_STAGES").is_none() {
         return;
     }
-    let heap = agentprof::memory_stats().map_or(0, |m| m.current_usage >> 20);
-    let rss = agentprof::system_memory().map_or(0, |m| m.rss_bytes >> 20);
+    let heap = agentprof::memory::memory_stats().map_or(0, |m| m.current_usage >> 20);
+    let rss = agentprof::memory::system_memory().map_or(0, |m| m.rss_bytes >> 20);
     eprintln!("{name:>10}: heap {heap} MiB, rss {rss} MiB");
 }
 
@@ -173,7 +173,7 @@ fn child(mode: Mode, sessions: u64) {
     let report = agentprof::report();
     stage("reported");
     if let Ok(path) = std::env::var("AGENTPROF_FOOTPRINT_HEAP") {
-        if let Some(heap) = agentprof::HeapProfiler::running() {
+        if let Some(heap) = agentprof::heap::HeapProfiler::running() {
             std::fs::write(path, heap.snapshot().to_pprof_gzip()).unwrap();
         }
     }

@@ -116,7 +116,7 @@ fn parent(calls: u64) -> u64 {
 /// Self CPU per call the report gives the trivial leaf, ns.
 fn observed_leaf_cpu(fast: bool) -> f64 {
     agentprof::__test_hooks::set_fast_cpu_clock(fast);
-    agentprof::reset();
+    agentprof::report::reset();
     black_box(parent(200_000));
     let report = agentprof::report();
     let row = report

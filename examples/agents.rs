@@ -34,7 +34,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use agentprof::{profiled, Config, CpuProfiler, HeapProfiler, Profiler};
+use agentprof::{cpu::CpuProfiler, heap::HeapProfiler, profiled, Config, Profiler};
 use serde_json::Value;
 
 #[global_allocator]

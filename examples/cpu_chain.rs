@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| "profiles".to_owned()),
     );
     std::fs::create_dir_all(&out)?;
-    let mut profiler = agentprof::CpuProfiler::with_frequency(1000)?;
+    let mut profiler = agentprof::cpu::CpuProfiler::with_frequency(1000)?;
     profiler.start()?;
     let start = std::time::Instant::now();
     let mut x = 0;

@@ -25,9 +25,9 @@
 //! cancelled when a future is dropped first), its parent invocation, and
 //! self and total figures: self excludes the instrumented calls it made.
 //! Finished invocations go into per-(function, agent) aggregates with
-//! latency and CPU percentiles ([`report`]), a bounded ring of recent
-//! invocations ([`recent_invocations`]) and, unless `span = false`, the
-//! fields of a `tracing` span.
+//! latency and CPU percentiles ([`report()`]), a bounded ring of recent
+//! invocations ([`report::recent_invocations`]) and, unless `span = false`,
+//! the fields of a `tracing` span.
 //!
 //! # The attribute
 //!
@@ -73,9 +73,33 @@
 //! writes it, has that future wrapped. Per call there is no allocation, no
 //! hashing and no formatting unless `labels(...)` is used.
 //!
-//! Futures and async blocks: [`profile!`] and [`FutureExt::profiled`].
-//! Work handed to other tasks or threads: [`spawn`], [`spawn_blocking`],
-//! [`spawn_thread`], [`FutureExt::in_current_invocation`] and [`Context`].
+//! Futures and async blocks: [`profile!`] and
+//! [`propagation::FutureExt::profiled`]. Work handed to other tasks or
+//! threads: [`spawn`], [`spawn_blocking`], [`spawn_thread`],
+//! [`propagation::FutureExt::in_current_invocation`] and
+//! [`propagation::Context`].
+//!
+//! # Where things are
+//!
+//! The root holds what a service calls: the attribute, [`report()`],
+//! [`Profiler`] and its builder, [`init`] with a [`Config`], the
+//! [`Allocator`], the spawn helpers and the runtime switch
+//! ([`set_enabled`]). The rest is grouped by what it is for:
+//!
+//! | module | for |
+//! |---|---|
+//! | [`report`](mod@report) | the report's rows, recent and running invocations, HTML |
+//! | [`cpu`] | the CPU sampler on its own: `CpuProfiler`, `CpuReport` |
+//! | [`heap`] | the sampled heap profiler |
+//! | [`memory`] | allocation totals, system memory, the memory timeline |
+//! | [`attribution`] | explicit invocations with their usage read back |
+//! | [`propagation`] | `Context`, `FutureExt`, carrying an invocation across tasks |
+//! | [`export`] | the exporter trait, the file and Pyroscope exporters, metrics |
+//! | `live` | the live endpoint (`http` feature) |
+//! | `gcp` | the Cloud Profiler agent (`gcp` feature) |
+//! | [`config`] | the configuration file's sections and the environment overrides |
+//! | [`pprof`] | the profile.proto model, to read what agentprof writes |
+//! | [`prelude`] | the attribute, `profile!` and `FutureExt` |
 //!
 //! # Features
 //!
@@ -89,8 +113,8 @@
 //!   trace ids of their invocation's span; the span gets
 //!   `pyroscope.profile.id`.
 //! - `metrics`: the key metrics through the `metrics` facade
-//!   (`publish_metrics`, and on every collector window).
-//! - `http`: the live endpoint, [`HttpServer`] (`/debug/pprof/*` for
+//!   (`export::publish_metrics`, and on every collector window).
+//! - `http`: the live endpoint, `live::HttpServer` (`/debug/pprof/*` for
 //!   `go tool pprof`, `/debug/agentprof/*` for a browser), hyper on a
 //!   thread of its own.
 //! - `gcp`: the Cloud Profiler agent, `gcp::GcpAgent` (reqwest with
@@ -143,39 +167,13 @@ pub use agentprof_macros::profiled;
 /// Without `name` the function label is `module::{async@LINE}`.
 pub use agentprof_macros::profile;
 
-pub use agentprof_runtime::{
-    allocator_installed, memory_stats, Allocator, HeapGrowth, MemoryStats, MemoryTimelinePoint,
-    SystemMemoryInfo,
-};
-pub use agentprof_runtime::{
-    current_context, env_overrides, init, invocation, is_enabled, recent_invocations, report,
-    reset, set_enabled, spawn_thread, AgentResourceStats, AgentRow, AttributionConfig, Config,
-    Context, CpuClock, CpuClockConfig, CpuProfilingConfig, Dropped, Error, ExporterType,
-    FunctionRow, FutureExt, HttpConfig, InvocationRecord, MemoryProfilingConfig, Outcome,
-    ProfileExporterConfig, ProfilerCost, ProfilingConfig, Report, ResourceAttribution,
-    ResourceContext, ResourceUsage, Result, Running, RunningInvocation, SampleLabel, Secret,
-    SymbolizeConfig, TelemetryConfig, WindowAgentRow, WindowFigures, WindowFunctionRow,
-    SCHEMA_VERSION,
-};
-pub use agentprof_runtime::{
-    export, pprof, start_memory_timeline, stop_memory_timeline, system_memory, CollectorStats,
-    CpuProfiler, CpuReport, CpuSample, HeapDropped, HeapProfile, HeapProfiler, HeapProfilerConfig,
-    HeapStack, InInvocation, ProfiledFuture, Profiler, ProfilerBuilder, RunningProfiler,
-    ShutdownSummary, TimerMode, DEFAULT_SAMPLE_INTERVAL, INSTALL_HINT,
-};
-pub use agentprof_runtime::{running_invocations, HeapSite, HtmlReport};
+pub use agentprof_runtime::api::*;
 
-#[cfg(feature = "tokio")]
-pub use agentprof_runtime::{spawn, spawn_blocking};
-
-#[cfg(feature = "metrics")]
-pub use agentprof_runtime::publish_metrics;
-
-#[cfg(feature = "http")]
-pub use agentprof_runtime::{HttpServer, HttpStats};
-
-#[cfg(feature = "gcp")]
-pub use agentprof_runtime::gcp;
+/// What most code imports: `use agentprof::prelude::*;`.
+pub mod prelude {
+    pub use crate::propagation::FutureExt;
+    pub use crate::{profile, profiled};
+}
 
 /// The README's examples, compiled (and the runnable ones run) as doctests,
 /// so that what a user copies from it builds.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use agentprof::{profiled, Outcome};
+use agentprof::{profiled, report::Outcome};
 use common::*;
 
 static BUSY_ID: AtomicU64 = AtomicU64::new(0);
@@ -212,7 +212,7 @@ fn self_plus_children_is_total() {
     setup();
     parent(20_000_000, 15_000_000);
     let p = finished(PARENT_ID.load(Ordering::SeqCst));
-    let children: Vec<_> = agentprof::recent_invocations()
+    let children: Vec<_> = agentprof::report::recent_invocations()
         .into_iter()
         .filter(|r| r.parent_id == Some(p.id))
         .collect();
@@ -245,11 +245,11 @@ fn panics_inside() {
 #[test]
 fn panic_is_recorded_and_the_slot_restored() {
     setup();
-    assert!(agentprof::current_context().is_empty());
+    assert!(agentprof::propagation::current_context().is_empty());
     let caught = std::panic::catch_unwind(panics_inside);
     assert!(caught.is_err());
     assert!(
-        agentprof::current_context().is_empty(),
+        agentprof::propagation::current_context().is_empty(),
         "slot restored after unwinding"
     );
     assert_eq!(
@@ -280,7 +280,7 @@ async fn cancellation_and_async_panics_are_recorded() {
         finished(CANCEL_ID.load(Ordering::SeqCst)).outcome,
         Outcome::Cancelled
     );
-    assert!(agentprof::current_context().is_empty());
+    assert!(agentprof::propagation::current_context().is_empty());
 
     let joined = tokio::spawn(panics_in_poll()).await;
     assert!(joined.unwrap_err().is_panic());

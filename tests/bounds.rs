@@ -48,7 +48,7 @@ fn a_million_invocations_grow_memory_by_at_most_a_few_mib() {
         .function(Some("bounded"), &format!("{}::tiny", module_path!()))
         .unwrap();
     assert_eq!(row.calls, 1_010_000);
-    assert!(agentprof::recent_invocations().len() <= 1024);
+    assert!(agentprof::report::recent_invocations().len() <= 1024);
     assert!(report.dropped.recent_invocations_evicted >= 1_000_000);
 }
 
@@ -66,7 +66,7 @@ fn distinct_label_values_per_key_are_capped_and_counted() {
         "{:?}",
         report.dropped
     );
-    let overflowed = agentprof::recent_invocations()
+    let overflowed = agentprof::report::recent_invocations()
         .into_iter()
         .filter(|r| {
             r.labels

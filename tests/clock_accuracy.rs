@@ -163,9 +163,9 @@ fn the_clock_in_use_is_the_one_asked_for() {
     burns_then_sleeps_not();
     let clock = agentprof::report().cpu_clock;
     if std::env::var("AGENTPROF_CPU_CLOCK").is_ok_and(|v| v == "syscall") {
-        assert_eq!(clock, Some(agentprof::CpuClock::Syscall));
+        assert_eq!(clock, Some(agentprof::report::CpuClock::Syscall));
     } else if std::env::var_os("AGENTPROF_REQUIRE_PERF_CLOCK").is_some() {
-        assert_eq!(clock, Some(agentprof::CpuClock::PerfMmap));
+        assert_eq!(clock, Some(agentprof::report::CpuClock::PerfMmap));
     } else {
         assert!(clock.is_some(), "the report names the clock");
     }

@@ -34,11 +34,11 @@ fn lowest_free_descriptor() -> u64 {
 fn a_thread_out_of_descriptors_falls_back_and_is_counted() {
     setup();
     warm_up(); // decides the clock while descriptors are available
-    if agentprof::report().cpu_clock != Some(agentprof::CpuClock::PerfMmap) {
+    if agentprof::report().cpu_clock != Some(agentprof::report::CpuClock::PerfMmap) {
         // The system-call clock needs no descriptor: nothing to fall back from.
         assert_eq!(
             agentprof::report().cpu_clock,
-            Some(agentprof::CpuClock::Syscall)
+            Some(agentprof::report::CpuClock::Syscall)
         );
         return;
     }

@@ -193,7 +193,11 @@ fn a_directory_that_cannot_be_written_fails_at_start_naming_it() {
 struct Hanging(Arc<AtomicU64>);
 
 impl ProfileExporter for Hanging {
-    fn export_report(&mut self, _: &Window, _: &agentprof::Report) -> agentprof::Result<()> {
+    fn export_report(
+        &mut self,
+        _: &Window,
+        _: &agentprof::report::Report,
+    ) -> agentprof::Result<()> {
         self.0.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_secs(30));
         Ok(())

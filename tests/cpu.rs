@@ -6,7 +6,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use agentprof::{profiled, CpuProfiler};
+use agentprof::{cpu::CpuProfiler, profiled};
 use common::{burn_cpu_ns, rel_diff, setup, thread_cpu_ns};
 
 #[global_allocator]
@@ -41,7 +41,7 @@ fn busy_threads(threads: usize, each_ns: u64) -> u64 {
 fn total_matches_consumed(hz: u32) {
     let mut profiler = CpuProfiler::with_frequency(hz).unwrap();
     profiler.start().unwrap();
-    assert_eq!(profiler.mode(), Some(agentprof::TimerMode::PerThread));
+    assert_eq!(profiler.mode(), Some(agentprof::cpu::TimerMode::PerThread));
     let consumed = busy_threads(2, 600_000_000);
     let report = profiler.stop_and_collect().unwrap();
     let busy: u64 = report
@@ -201,7 +201,7 @@ fn samples_carry_the_agent_of_interleaved_async_tasks() {
     )
     .unwrap();
     assert!(svg.starts_with("<?xml") && svg.contains("beta_step") && !svg.contains("alpha_step"));
-    let diff = agentprof::CpuReport::differential_flamegraph(
+    let diff = agentprof::cpu::CpuReport::differential_flamegraph(
         &report.filter_label("agent", "beta"),
         &report,
     )

@@ -56,7 +56,7 @@ fn hundreds_of_threads_leave_the_application_its_descriptors() {
     );
     // An eighth of the limit at most; the rest read through the system call.
     assert!(clock_fds <= 32, "{clock_fds} clock descriptors");
-    if report.cpu_clock == Some(agentprof::CpuClock::PerfMmap) {
+    if report.cpu_clock == Some(agentprof::report::CpuClock::PerfMmap) {
         assert!(
             report.dropped.cpu_clock_fallback_threads >= (THREADS - 32) as u64,
             "{:?}",

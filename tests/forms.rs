@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
-use agentprof::{profile, profiled, FutureExt};
+use agentprof::{profile, profiled, propagation::FutureExt};
 use common::setup;
 
 fn calls(suffix: &str) -> u64 {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentprof::gcp::{GcpAgent, GcpConfig, GcpCredentials};
 use agentprof::pprof::Profile;
-use agentprof::{profiled, Config, Profiler, Secret};
+use agentprof::{config::Secret, profiled, Config, Profiler};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
@@ -1148,7 +1148,7 @@ fn the_example_configurations_gcp_block_is_valid_as_written() {
     ))
     .unwrap();
     let e = &config.telemetry.profiling.exporter;
-    assert_eq!(e.type_, agentprof::ExporterType::Gcp);
+    assert_eq!(e.type_, agentprof::config::ExporterType::Gcp);
     assert_eq!(e.gcp_project_id.as_deref(), Some("my-project"));
     assert_eq!(e.gcp_service.as_deref(), Some("agents"));
     assert_eq!(e.tags.get("team").map(String::as_str), Some("agents"));
@@ -1177,7 +1177,7 @@ fn heap_profiles_for_the_server_leave_the_reports_growth_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     install_subscriber();
     agentprof::set_enabled(true);
-    let heap = agentprof::HeapProfiler::start(agentprof::HeapProfilerConfig {
+    let heap = agentprof::heap::HeapProfiler::start(agentprof::heap::HeapProfilerConfig {
         sample_interval: 4096,
         ..Default::default()
     })
@@ -1188,7 +1188,7 @@ fn heap_profiles_for_the_server_leave_the_reports_growth_alone() {
     let mut kept = Vec::new();
     leak_a_little(&mut kept);
     heap.snapshot();
-    let grown = |growth: &[agentprof::HeapGrowth]| {
+    let grown = |growth: &[agentprof::heap::HeapGrowth]| {
         growth
             .iter()
             .find(|g| g.agent.as_deref() == Some("leaker"))

@@ -9,7 +9,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use agentprof::{profiled, CpuProfiler, HeapProfiler, HeapProfilerConfig, HtmlReport};
+use agentprof::{
+    cpu::CpuProfiler, heap::HeapProfiler, heap::HeapProfilerConfig, profiled, report::HtmlReport,
+};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -29,7 +31,7 @@ fn read_sources() -> u64 {
 #[test]
 fn the_html_report_renders_tables_flamegraphs_and_the_memory_chart_offline() {
     common::setup();
-    agentprof::start_memory_timeline(Duration::from_millis(10), 1000).unwrap();
+    agentprof::memory::start_memory_timeline(Duration::from_millis(10), 1000).unwrap();
     let heap = HeapProfiler::start(HeapProfilerConfig {
         sample_interval: 4096,
         ..HeapProfilerConfig::default()

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use agentprof::pprof::Profile;
-use agentprof::{profiled, HttpConfig, HttpServer, Secret};
+use agentprof::{config::HttpConfig, config::Secret, live::HttpServer, profiled};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -354,7 +354,7 @@ fn the_index_reports_and_filtered_flamegraphs() {
     assert_eq!(json.status, 200);
     assert_eq!(json.header("content-type"), Some("application/json"));
     let report: serde_json::Value = serde_json::from_slice(&json.body).expect("JSON");
-    assert_eq!(report["schema_version"], agentprof::SCHEMA_VERSION);
+    assert_eq!(report["schema_version"], agentprof::report::SCHEMA_VERSION);
     let planner = report["agents"]
         .as_array()
         .unwrap()

@@ -32,7 +32,7 @@ fn the_environment_turns_profiling_off_for_a_service_built_in_code() {
     agentprof::set_enabled(true);
     plan("again");
     assert!(!agentprof::is_enabled());
-    assert!(!agentprof::HeapProfiler::is_running());
+    assert!(!agentprof::heap::HeapProfiler::is_running());
     let report = agentprof::report();
     assert!(report.functions.is_empty() && report.agents.is_empty());
     assert!(!report.recording);

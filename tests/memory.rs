@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use agentprof::{profiled, HeapProfiler, HeapProfilerConfig};
+use agentprof::{heap::HeapProfiler, heap::HeapProfilerConfig, profiled};
 use common::{current_id, finished, rel_diff, setup};
 
 #[global_allocator]
@@ -353,14 +353,14 @@ fn heap_three_parts_leak(out: &mut Vec<Vec<u8>>) {
 #[test]
 fn system_memory_and_the_timeline_are_read() {
     setup();
-    let info = agentprof::system_memory().expect("Linux procfs");
+    let info = agentprof::memory::system_memory().expect("Linux procfs");
     assert!(
         info.rss_bytes > 1 << 20 && info.virtual_bytes >= info.rss_bytes,
         "{info:?}"
     );
-    agentprof::start_memory_timeline(std::time::Duration::from_millis(5), 4).unwrap();
+    agentprof::memory::start_memory_timeline(std::time::Duration::from_millis(5), 4).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
-    agentprof::stop_memory_timeline();
+    agentprof::memory::stop_memory_timeline();
     let timeline = agentprof::report().memory_timeline;
     assert_eq!(timeline.len(), 4, "the ring keeps the last 4 readings");
     assert!(timeline.windows(2).all(|w| w[0].unix_ms <= w[1].unix_ms));

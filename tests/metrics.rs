@@ -81,7 +81,7 @@ fn key_metrics_render_as_prometheus_text_with_names_and_labels() {
     for session in ["s-1", "s-2", "s-1"] {
         metered(session);
     }
-    agentprof::publish_metrics();
+    agentprof::export::publish_metrics();
     let text = handle.render();
     let samples = parse(&text);
     let find = |name: &str, label: Option<(&str, &str)>| {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use agentprof::{profiled, CpuProfiler};
+use agentprof::{cpu::CpuProfiler, profiled};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt;

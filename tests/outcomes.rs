@@ -7,7 +7,7 @@ mod common;
 use agentprof::profiled;
 use common::setup;
 
-fn row(suffix: &str) -> agentprof::FunctionRow {
+fn row(suffix: &str) -> agentprof::report::FunctionRow {
     agentprof::report()
         .functions_named(suffix)
         .next()

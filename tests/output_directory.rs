@@ -110,7 +110,7 @@ fn retention_deletes_and_counts_only_what_the_exporter_wrote() {
     };
     let mut exporter = FileExporter::new(&dir.0, retention);
     exporter.start().unwrap();
-    let report = agentprof::Report::default();
+    let report = agentprof::report::Report::default();
     for sequence in 1..=5 {
         exporter.export_report(&window(sequence), &report).unwrap();
         exporter
@@ -196,7 +196,7 @@ fn symlinks_planted_at_our_names_are_never_followed() {
     let mut exporter = FileExporter::new(&dir.0, FileRetention::default());
     exporter.start().unwrap();
     exporter
-        .export_report(&w, &agentprof::Report::default())
+        .export_report(&w, &agentprof::report::Report::default())
         .unwrap();
     exporter.finish_window(&w).unwrap();
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");

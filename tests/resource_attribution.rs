@@ -3,7 +3,7 @@
 
 mod common;
 
-use agentprof::{ResourceAttribution, ResourceContext};
+use agentprof::{attribution::ResourceAttribution, attribution::ResourceContext};
 
 #[tokio::test(flavor = "current_thread")]
 async fn explicit_invocations_report_usage_and_agent_totals() {
@@ -22,7 +22,7 @@ async fn explicit_invocations_report_usage_and_agent_totals() {
         used / 1000
     );
     assert_eq!(attribution.get_usage(usage.invocation_id), Some(usage));
-    let record = agentprof::invocation(usage.invocation_id).unwrap();
+    let record = agentprof::report::invocation(usage.invocation_id).unwrap();
     assert_eq!(
         record.labels,
         vec![("session".to_owned(), "session-7".to_owned())]

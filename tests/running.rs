@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentprof::export::{ProfileExporter, Window};
-use agentprof::{profiled, Profiler, Report};
+use agentprof::{profiled, report::Report, Profiler};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -130,7 +130,7 @@ fn a_never_ending_async_loop_shows_what_it_consumed_so_far() {
     };
     assert!(position("::endless_loop") < position("::async_step"));
 
-    let listed = agentprof::running_invocations();
+    let listed = agentprof::report::running_invocations();
     let me = listed
         .iter()
         .find(|r| r.function.ends_with("::endless_loop"))
@@ -163,7 +163,7 @@ fn a_never_ending_async_loop_shows_what_it_consumed_so_far() {
     assert_eq!((row.calls, row.cancelled, row.active), (1, 1, 0));
     assert_eq!(row.running.invocations, 0);
     assert!(row.cpu_ns.unwrap() >= running_cpu);
-    assert!(!agentprof::running_invocations()
+    assert!(!agentprof::report::running_invocations()
         .iter()
         .any(|r| r.function.ends_with("::endless_loop")));
 }

@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 
-use agentprof::{HeapProfiler, HeapProfilerConfig};
+use agentprof::{heap::HeapProfiler, heap::HeapProfilerConfig};
 
 struct Tripwire(agentprof::Allocator);
 
@@ -125,7 +125,7 @@ fn the_allocator_hook_allocates_nothing_even_when_it_samples_every_allocation() 
 
 #[test]
 fn a_thread_sampled_by_sigprof_allocates_nothing_in_between() {
-    let mut profiler = agentprof::CpuProfiler::with_frequency(1000).unwrap();
+    let mut profiler = agentprof::cpu::CpuProfiler::with_frequency(1000).unwrap();
     profiler.start().unwrap();
     let samples_seen = std::thread::spawn(|| {
         let sampled = agentprof::__test_hooks::this_thread_sampled_cpu_ns;

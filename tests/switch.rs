@@ -10,7 +10,7 @@ fn recording_off_costs_no_invocation() {
     common::setup();
     #[profiled(agent = "switched")]
     fn switched() -> bool {
-        agentprof::current_context().is_empty()
+        agentprof::propagation::current_context().is_empty()
     }
     // Other tests run concurrently; only this thread's view is asserted on.
     agentprof::set_enabled(false);

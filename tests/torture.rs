@@ -10,7 +10,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use agentprof::{CpuProfiler, TimerMode};
+use agentprof::{cpu::CpuProfiler, cpu::TimerMode};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -645,7 +645,7 @@ mod libraries {
     use std::ffi::{c_void, CString};
     use std::path::{Path, PathBuf};
 
-    use agentprof::CpuProfiler;
+    use agentprof::cpu::CpuProfiler;
 
     use super::common::TempDir;
 
@@ -751,7 +751,7 @@ mod fork {
 
     use std::time::{Duration, Instant};
 
-    use agentprof::{profiled, CpuProfiler, Profiler};
+    use agentprof::{cpu::CpuProfiler, profiled, Profiler};
 
     #[profiled(agent = "forked")]
     fn child_work() -> u64 {
@@ -873,7 +873,7 @@ mod bounded_growth {
 
     use std::sync::Arc;
 
-    use agentprof::{profiled, ResourceAttribution, ResourceContext};
+    use agentprof::{attribution::ResourceAttribution, attribution::ResourceContext, profiled};
 
     macro_rules! chain {
         ($($name:ident => $next:ident),*) => {
@@ -944,7 +944,7 @@ mod bounded_growth {
     );
 
     fn rss_bytes() -> u64 {
-        agentprof::system_memory().unwrap().rss_bytes
+        agentprof::memory::system_memory().unwrap().rss_bytes
     }
 
     const AGENTS: usize = 1024;
@@ -1019,10 +1019,10 @@ mod threads {
 
     use std::sync::mpsc;
 
-    use agentprof::{profiled, CpuProfiler, HeapProfiler, HeapProfilerConfig};
+    use agentprof::{cpu::CpuProfiler, heap::HeapProfiler, heap::HeapProfilerConfig, profiled};
 
     /// Estimated bytes in use that the churn allocated.
-    fn churn_inuse(profile: &agentprof::HeapProfile) -> i64 {
+    fn churn_inuse(profile: &agentprof::heap::HeapProfile) -> i64 {
         profile
             .stacks
             .iter()
@@ -1057,7 +1057,7 @@ mod threads {
         })
         .unwrap();
         let inuse_before = churn_inuse(&heap.snapshot());
-        let before = agentprof::memory_stats().unwrap();
+        let before = agentprof::memory::memory_stats().unwrap();
         let mut cpu = CpuProfiler::with_frequency(1000).unwrap();
         cpu.start().unwrap();
         let (sender, receiver) = mpsc::channel::<Vec<u8>>();
@@ -1081,7 +1081,7 @@ mod threads {
         // before comparing.
         let samples = cpu.stop_and_collect().unwrap().sample_count();
         assert!(samples > 0);
-        let after = agentprof::memory_stats().unwrap();
+        let after = agentprof::memory::memory_stats().unwrap();
         let grown = after.current_usage as i64 - before.current_usage as i64;
         // Every thread's counts reached the totals when it exited: what is
         // left over is a few of the process's own structures, not the
@@ -1110,7 +1110,7 @@ mod limits {
     //! Starting with no file descriptor to spare: a clear error or a
     //! degraded mode that the report names, never a silent failure.
 
-    use agentprof::{profiled, CpuProfiler, Profiler};
+    use agentprof::{cpu::CpuProfiler, profiled, Profiler};
 
     #[profiled(agent = "limited")]
     fn limited_work() -> u64 {
@@ -1182,7 +1182,7 @@ mod limits {
         let report = agentprof::report();
         let row = report.agent(Some("limited")).unwrap();
         assert!(row.cpu_ns.unwrap() >= 5_000_000, "CPU still measured");
-        if report.cpu_clock == Some(agentprof::CpuClock::PerfMmap) {
+        if report.cpu_clock == Some(agentprof::report::CpuClock::PerfMmap) {
             assert!(
                 report.dropped.cpu_clock_fallback_threads > 0,
                 "the fallback is reported"

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use agentprof_runtime::Report;
+use agentprof_runtime::api::report::Report;
 
 use crate::figures::{Figures, Metric, RowKey};
 use crate::threshold::Threshold;
@@ -161,7 +161,7 @@ pub fn compare(before: &Report, after: &Report, options: &Options) -> Comparison
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentprof_runtime::FunctionRow;
+    use agentprof_runtime::api::report::FunctionRow;
 
     fn report(cpu_p50: u64, calls: u64) -> Report {
         Report {

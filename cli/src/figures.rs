@@ -1,7 +1,7 @@
 //! What is compared: a few figures per agent and per function, each a
 //! per-call quantity, so that two runs of different lengths compare.
 
-use agentprof_runtime::{AgentRow, FunctionRow};
+use agentprof_runtime::api::{report::AgentRow, report::FunctionRow};
 
 /// A figure of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ mod threshold;
 
 use std::process::ExitCode;
 
-use agentprof_runtime::{Report, SCHEMA_VERSION};
+use agentprof_runtime::api::{report::Report, report::SCHEMA_VERSION};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
 use crate::compare::Options;

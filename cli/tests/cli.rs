@@ -53,7 +53,7 @@ fn search_documents(ns: u64) -> u64 {
 /// One run of the workload, its report as JSON; the planner's step costs
 /// `planner_ns` of CPU.
 fn run(planner_ns: u64) -> String {
-    agentprof::reset();
+    agentprof::report::reset();
     for _ in 0..150 {
         plan_route(planner_ns);
         search_documents(400_000);
@@ -146,7 +146,7 @@ fn show_prints_a_saved_report_and_bad_input_is_named() {
     );
 
     let newer = report.replacen(
-        &format!("\"schema_version\": {}", agentprof::SCHEMA_VERSION),
+        &format!("\"schema_version\": {}", agentprof::report::SCHEMA_VERSION),
         "\"schema_version\": 99",
         1,
     );
@@ -155,7 +155,8 @@ fn show_prints_a_saved_report_and_bad_input_is_named() {
     let (code, _, err) = cli(&["diff", "report.json", "newer.json"], &dir.0);
     assert_eq!(code, 2);
     assert!(
-        err.contains("schema_version 99") && err.contains(&agentprof::SCHEMA_VERSION.to_string()),
+        err.contains("schema_version 99")
+            && err.contains(&agentprof::report::SCHEMA_VERSION.to_string()),
         "{err}"
     );
 
@@ -190,7 +191,7 @@ fn two_cpu_profiles_make_a_differential_flamegraph() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("profiles");
     for (name, ns) in [("before.pb.gz", 100_000_000), ("after.pb.gz", 150_000_000)] {
-        let mut profiler = agentprof::CpuProfiler::with_frequency(250).unwrap();
+        let mut profiler = agentprof::cpu::CpuProfiler::with_frequency(250).unwrap();
         profiler.start().unwrap();
         let start = thread_cpu_ns();
         plan_route(ns);

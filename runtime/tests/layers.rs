@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first. A module may import modules of its own layer or below; the
 /// whole graph must also be free of cycles.
 const LAYERS: &[&[&str]] = &[
-    &["error", "model", "config", "fork"],
+    &["error", "built_in", "model", "config", "fork"],
     &["thread", "profiler_cost"],
     &["aggregate"],
     &["invocation"],
@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["memory", "cpu"],
     &["report"],
     &["pipeline"],
-    &["noop", "lib"],
+    &["api", "lib"],
 ];
 
 fn layer_of(module: &str) -> usize {

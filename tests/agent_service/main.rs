@@ -242,7 +242,7 @@ fn a_service_written_from_the_readme_reads_true_at_first_sight() {
         "agentprof is not one of the application's agents"
     );
     assert!(table.contains("agentprof itself: heap"), "{table}");
-    let heap = agentprof::HeapProfiler::running().unwrap().snapshot();
+    let heap = agentprof::heap::HeapProfiler::running().unwrap().snapshot();
     let heap_sites: HashSet<String> = heap.stacks.iter().map(|s| s.site()).collect();
     // The profiler's own allocations are its own.
     assert!(

@@ -40,13 +40,13 @@ pub fn setup() {
 }
 
 /// The finished invocation `id`.
-pub fn finished(id: u64) -> agentprof::InvocationRecord {
-    agentprof::invocation(id).unwrap_or_else(|| panic!("invocation {id} not in the ring"))
+pub fn finished(id: u64) -> agentprof::report::InvocationRecord {
+    agentprof::report::invocation(id).unwrap_or_else(|| panic!("invocation {id} not in the ring"))
 }
 
 /// Id of the invocation running now.
 pub fn current_id() -> u64 {
-    agentprof::current_context()
+    agentprof::propagation::current_context()
         .invocation_id()
         .expect("inside an invocation")
 }

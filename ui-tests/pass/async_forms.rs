@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use agentprof::{profile, profiled, FutureExt};
+use agentprof::{profile, profiled, propagation::FutureExt};
 
 #[profiled(agent = "writer")]
 async fn free_async(x: u8) -> u8 {

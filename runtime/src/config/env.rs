@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 /// or `AGENTPROF_TELEMETRY_ENABLED` set to a false value. A value that is not
 /// a boolean counts as off (the safe side; loading a configuration reports
 /// it as an error naming the variable).
-#[cfg(feature = "enabled")]
 pub(crate) fn env_turns_recording_off() -> bool {
     [keys::PROFILING_ENABLED, keys::TELEMETRY_ENABLED]
         .iter()
@@ -161,7 +160,7 @@ impl Config {
     }
 
     /// This configuration with the environment's overrides applied, then
-    /// validated: what every path that starts profiling ([`init`](crate::init),
+    /// validated: what every path that starts profiling ([`init`](crate::api::init),
     /// `Profiler::from_config`, `Profiler::builder`) uses. The environment
     /// wins over the file and over code, so an operator can always turn
     /// profiling off (`AGENTPROF_PROFILING_ENABLED=false`) or change a key

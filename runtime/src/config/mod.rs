@@ -55,10 +55,8 @@ mod secret;
 mod validate;
 
 pub use env::env_overrides;
-#[cfg(feature = "enabled")]
 pub(crate) use env::env_turns_recording_off;
 pub use secret::{redact_url, Secret};
-#[cfg(feature = "enabled")]
 pub(crate) use validate::check_frequency;
 #[cfg(feature = "gcp")]
 pub(crate) use validate::{cloud_profiler_labels, cloud_profiler_name};

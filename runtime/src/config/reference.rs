@@ -22,7 +22,7 @@ file (`Config::from_file`); `examples/config.toml` shows every section.
 - **Precedence**: environment over code over file over defaults. Each
   variable below applies on every path that starts profiling:
   `agentprof::init`, `Profiler::from_config`, `Profiler::builder().build()`,
-  `Config::from_file`; `agentprof::env_overrides()` lists them.
+  `Config::from_file`; `agentprof::config::env_overrides()` lists them.
 - **Errors name the key.** Every integer key has the range below, checked
   when the file or the environment is read. A value that does not parse is
   reported by line, column and key, never by quoting the line (it may hold
@@ -38,7 +38,7 @@ file (`Config::from_file`); `examples/config.toml` shows every section.
   other telemetry, so unknown keys there are yours, except one that looks
   like a misspelling of ours (`[telemetry.proflling]`): \"did you mean\".
 - **Secrets** (`basic_auth_password`, `bearer_token`, header values,
-  `http.token`) are `agentprof::Secret`s, and endpoints lose their
+  `http.token`) are `agentprof::config::Secret`s, and endpoints lose their
   user-info and query in every `Debug`, `Serialize`, error and log line.
 - **What stays local**: `cpu.labels` are what files and the live endpoint
   carry (`invocation_id`, `trace_id`, to find one invocation's samples);

@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 
 /// Checks a CPU sampling rate (the config key, `CpuProfiler::new` and the
 /// live endpoint's `hz`).
-#[cfg(feature = "enabled")]
 pub(crate) fn check_frequency(hz: u32) -> Result<()> {
     check_key(keys::CPU_FREQUENCY, hz.into())
 }
@@ -38,6 +37,16 @@ fn check_ranges(config: &Config) -> Result<()> {
 
 /// Shortest token accepted: guessable tokens guard nothing.
 const MIN_TOKEN_LEN: usize = 16;
+
+impl HttpConfig {
+    /// Checks the live endpoint's section on its own (what
+    /// [`Config::validate`] checks of it), for a server started from code
+    /// with only this section.
+    pub fn validate(&self) -> Result<()> {
+        check_http(self)?;
+        check_key(keys::HTTP_MAX_SECONDS, self.max_seconds)
+    }
+}
 
 fn check_http(http: &HttpConfig) -> Result<()> {
     if let Some(listen) = &http.listen {
@@ -434,7 +443,7 @@ impl Config {
     }
 
     /// Keys that turn on capabilities this build does not have. Each is
-    /// refused by [`crate::init`] rather than accepted and ignored.
+    /// refused by [`init`](crate::api::init) rather than accepted and ignored.
     pub fn unsupported(&self) -> Option<Error> {
         let p = &self.telemetry.profiling;
         if !self.recording() {

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::built_in::Recording;
 use crate::config::CpuProfilingConfig;
 use crate::error::{Error, Result};
 use crate::fork::{self, StartedIn};
@@ -171,7 +172,7 @@ struct Running {
 /// [`CpuReport`]. One profiler samples at a time per process.
 ///
 /// ```
-/// use agentprof::{profiled, CpuProfiler};
+/// use agentprof::{profiled, cpu::CpuProfiler};
 ///
 /// #[profiled(agent = "planner")]
 /// fn plan(steps: u64) -> u64 {
@@ -191,6 +192,7 @@ struct Running {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct CpuProfiler {
+    _recording: Recording,
     frequency: u32,
     running: Option<Running>,
 }
@@ -200,8 +202,10 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 impl CpuProfiler {
     /// A profiler sampling at `config.frequency` Hz of CPU time per thread.
     pub fn new(config: CpuProfilingConfig) -> Result<Self> {
+        let recording = Recording::get("the CPU profiler")?;
         crate::config::check_frequency(config.frequency)?;
         Ok(Self {
+            _recording: recording,
             frequency: config.frequency,
             running: None,
         })

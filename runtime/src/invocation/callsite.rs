@@ -157,7 +157,7 @@ pub(crate) fn explicit_callsite(agent: &'static str) -> &'static Callsite {
         .entry(agent)
         .or_insert_with(|| {
             Box::leak(Box::new(Callsite::new(
-                "agentprof::invocation",
+                "agentprof::report::invocation",
                 Some(agent),
                 file!(),
                 line!(),

@@ -26,6 +26,9 @@ pub fn set_enabled(enabled: bool) {
 /// Whether new invocations are recorded.
 #[inline]
 pub fn is_enabled() -> bool {
+    if !crate::built_in::RECORDING {
+        return false;
+    }
     match STATE.load(Ordering::Relaxed) {
         ON => true,
         OFF => false,

@@ -20,6 +20,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::heap;
+use crate::built_in::RECORDING;
 use crate::model::MemoryStats;
 use crate::thread::memory::{self, ThreadMemory, IN_HOOK, UNTRACKED};
 
@@ -214,7 +215,7 @@ fn on_realloc(old_size: usize, new: *mut u8, new_size: usize) {
 ///
 /// ```
 /// #[global_allocator]
-/// static ALLOC: agentprof_runtime::Allocator = agentprof_runtime::Allocator::system();
+/// static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
 /// ```
 ///
 /// or `Allocator::new(tikv_jemallocator::Jemalloc)`.
@@ -246,7 +247,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees about `layout`.
         let ptr = unsafe { self.inner.alloc(layout) };
-        if !ptr.is_null() {
+        if RECORDING && !ptr.is_null() {
             on_alloc(ptr, layout.size());
         }
         ptr
@@ -256,7 +257,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees about `layout`.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        if !ptr.is_null() {
+        if RECORDING && !ptr.is_null() {
             on_alloc(ptr, layout.size());
         }
         ptr
@@ -264,7 +265,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        on_free(ptr, layout.size());
+        if RECORDING {
+            on_free(ptr, layout.size());
+        }
         // SAFETY: forwarded; the caller guarantees `ptr` came from this
         // allocator with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -272,6 +275,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !RECORDING {
+            // SAFETY: forwarded with the caller's guarantees.
+            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+        }
         let resizing = heap::before_resize(ptr);
         // SAFETY: forwarded with the caller's guarantees.
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };

@@ -15,6 +15,9 @@ use crate::model::{MemoryTimelinePoint, SystemMemoryInfo};
 /// Linux reads `/proc/self/statm`; macOS asks `task_info`; other platforms
 /// get [`Error::Unsupported`].
 pub fn system_memory() -> Result<SystemMemoryInfo> {
+    if !crate::built_in::RECORDING {
+        return Err(crate::built_in::compiled_out("system memory readings"));
+    }
     imp::system_memory()
 }
 
@@ -125,6 +128,9 @@ fn reading() -> MemoryTimelinePoint {
 /// Starts sampling RSS and allocator figures every `interval` into a ring
 /// of `capacity` readings (replacing a timeline already running).
 pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> {
+    if !crate::built_in::RECORDING {
+        return Err(crate::built_in::compiled_out("the memory timeline"));
+    }
     if interval.is_zero() {
         return Err(Error::InvalidConfig {
             key: crate::config::keys::MEMORY_TIMELINE_INTERVAL

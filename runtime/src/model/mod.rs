@@ -1,7 +1,6 @@
-//! The public data types, shared by the recording and the opt-out builds:
-//! reports and their rows, invocation records, memory figures, resource
-//! usage. Plain data (serde derives, lookups, JSON): no behaviour, so user
-//! code that handles them compiles the same against both builds.
+//! The public data types: reports and their rows, invocation records,
+//! memory figures, resource usage. Plain data (serde derives, lookups,
+//! JSON): no behaviour.
 
 mod json;
 mod report;

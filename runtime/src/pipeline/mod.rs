@@ -8,24 +8,19 @@ pub mod export;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 
-#[cfg(feature = "enabled")]
 mod collector;
-#[cfg(feature = "enabled")]
 mod history;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "metrics")]
 mod metrics;
-#[cfg(feature = "enabled")]
 mod page;
-#[cfg(feature = "enabled")]
 mod profiler;
 
 #[cfg(feature = "http")]
 pub use http::{HttpServer, HttpStats};
 #[cfg(feature = "metrics")]
 pub use metrics::publish_metrics;
-#[cfg(feature = "enabled")]
 pub use profiler::{Profiler, ProfilerBuilder, RunningProfiler};
 
 use crate::config::Config;
@@ -46,8 +41,7 @@ pub fn init(config: &Config) -> Result<()> {
     if let Some(unsupported) = config.unsupported() {
         return Err(unsupported);
     }
-    #[cfg(feature = "enabled")]
-    {
+    if crate::built_in::RECORDING {
         use crate::config::HeapProfilerConfig;
         use crate::memory::{start_memory_timeline, HeapProfiler};
 

@@ -141,7 +141,7 @@ impl Profiler {
             #[cfg(feature = "gcp")]
             gcp: None,
         };
-        if !self.config.recording() {
+        if !self.config.recording() || !crate::built_in::RECORDING {
             return Ok(running);
         }
         #[cfg(feature = "http")]

@@ -1,21 +1,15 @@
 //! The pprof profile model (profile.proto) with gzip encoding and
-//! decoding, shared by both builds; with recording compiled in, also the
-//! symbolizer and a builder that interns strings, functions and locations.
+//! decoding, the symbolizer, and a builder that interns strings, functions
+//! and locations.
 //!
 //! `go tool pprof` is the reference reader of everything written here.
 
-#[cfg(feature = "enabled")]
 mod builder;
-#[cfg(feature = "enabled")]
 mod symbolize;
-#[cfg(feature = "enabled")]
 mod symbols;
 
-#[cfg(feature = "enabled")]
 pub(crate) use builder::ProfileBuilder;
-#[cfg(feature = "enabled")]
 pub(crate) use symbolize::{set_source as set_symbol_source, symbolize};
-#[cfg(feature = "enabled")]
 pub(crate) use symbols::index_bytes as symbol_index_bytes;
 
 use std::collections::HashMap;

@@ -836,7 +836,6 @@ impl<'a> HtmlReport<'a> {
     }
 }
 
-#[cfg(feature = "enabled")]
 impl HtmlReport<'_> {
     /// Adds what the profilers hold: the CPU flamegraph of every sample,
     /// then of each of the five agents with the most sampled CPU, and the

@@ -19,7 +19,7 @@ use crate::model::{AgentResourceStats, ResourceContext, ResourceUsage};
 /// explicitly from run-time names.
 ///
 /// ```
-/// use agentprof::{ResourceAttribution, ResourceContext};
+/// use agentprof::{attribution::ResourceAttribution, attribution::ResourceContext};
 ///
 /// let attribution = ResourceAttribution::new();
 /// // An agent named at run time, e.g. from a request.
@@ -65,6 +65,9 @@ impl ResourceAttribution {
         ctx: &ResourceContext,
         f: impl FnOnce() -> R,
     ) -> (R, Option<ResourceUsage>) {
+        if !crate::built_in::RECORDING {
+            return (f(), None);
+        }
         let (callsite, labels) = Self::frame_parts(ctx);
         let mut slot = SyncSlot::new();
         let guard = slot.enter(callsite, || labels, |_| tracing::Span::none());
@@ -80,6 +83,9 @@ impl ResourceAttribution {
         ctx: &ResourceContext,
         future: F,
     ) -> (F::Output, Option<ResourceUsage>) {
+        if !crate::built_in::RECORDING {
+            return (future.await, None);
+        }
         let (callsite, labels) = Self::frame_parts(ctx);
         let tracked = async move {
             let id = current_context().invocation_id();

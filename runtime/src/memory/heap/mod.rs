@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::built_in::Recording;
 use crate::config::{HeapProfilerConfig, DEFAULT_SAMPLE_INTERVAL};
 use crate::error::{Error, Result};
 use crate::model::{HeapDropped, HeapGrowth, INSTALL_HINT};
@@ -56,7 +57,7 @@ fn tables() -> Option<&'static Tables> {
 /// [`running`].
 ///
 /// ```
-/// use agentprof::{HeapProfiler, HeapProfilerConfig};
+/// use agentprof::{heap::HeapProfiler, heap::HeapProfilerConfig};
 ///
 /// #[global_allocator]
 /// static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -84,13 +85,14 @@ fn tables() -> Option<&'static Tables> {
 /// [`running`]: HeapProfiler::running
 #[derive(Debug, Clone, Copy)]
 pub struct HeapProfiler {
-    _private: (),
+    _recording: Recording,
 }
 
 impl HeapProfiler {
     /// Reserves the tables (once per process; later starts keep the first
     /// sizes) and starts sampling.
     pub fn start(config: HeapProfilerConfig) -> Result<HeapProfiler> {
+        let recording = Recording::get("the heap profiler")?;
         if config.sample_interval == 0 {
             return Err(Error::InvalidConfig {
                 key: crate::config::keys::MEMORY_SAMPLE_INTERVAL.path.to_owned(),
@@ -122,7 +124,9 @@ impl HeapProfiler {
         untracked(|| UNWINDER.get_or_init(|| StackUnwinder::new(CONCURRENT_UNWINDS)));
         INTERVAL.store(config.sample_interval, Relaxed);
         ACTIVE.store(true, Release);
-        Ok(HeapProfiler { _private: () })
+        Ok(HeapProfiler {
+            _recording: recording,
+        })
     }
 
     /// Stops sampling; frees of already-sampled pointers are still matched.
@@ -138,7 +142,10 @@ impl HeapProfiler {
     /// A handle on the heap profiler if it is sampling (started by
     /// [`HeapProfiler::start`] or by configuration).
     pub fn running() -> Option<HeapProfiler> {
-        Self::is_running().then_some(HeapProfiler { _private: () })
+        let recording = Recording::get("the heap profiler").ok()?;
+        Self::is_running().then_some(HeapProfiler {
+            _recording: recording,
+        })
     }
 
     /// Bytes the tables reserve (0 before the first start).

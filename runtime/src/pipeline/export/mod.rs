@@ -178,7 +178,6 @@ impl<E: ProfileExporter> ProfileExporter for Vec<E> {
 
 /// The service's name for labels and page titles: the executable's file
 /// name.
-#[cfg(feature = "enabled")]
 pub(crate) fn service_name() -> String {
     std::env::current_exe()
         .ok()

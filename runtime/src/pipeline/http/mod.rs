@@ -104,9 +104,7 @@ impl HttpServer {
     /// set, or when it cannot be bound.
     pub fn start(config: &HttpConfig, default_hz: u32) -> Result<HttpServer> {
         crate::config::check_frequency(default_hz)?;
-        let mut probe = crate::config::Config::default();
-        probe.telemetry.profiling.http = config.clone();
-        probe.validate()?;
+        config.validate()?;
         let addresses = access::listen_addresses(config)?;
         let listener =
             std::net::TcpListener::bind(&addresses[..]).map_err(|e| Error::Resource {

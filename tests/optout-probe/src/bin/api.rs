@@ -7,17 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use agentprof::export::ProfileExporter;
-use agentprof::{
-    AgentResourceStats, AgentRow, AttributionConfig, CollectorStats, Config, Context, CpuProfiler,
-    CpuProfilingConfig, CpuReport, CpuSample, Dropped, Error, ExporterType, FunctionRow, FutureExt,
-    HeapDropped, HeapGrowth, HttpConfig, HeapProfile, HeapProfiler, HeapProfilerConfig, HeapSite, HeapStack,
-    HtmlReport, InInvocation, InvocationRecord, MemoryProfilingConfig, MemoryStats,
-    MemoryTimelinePoint, Outcome, ProfileExporterConfig, ProfiledFuture, Profiler, ProfilerBuilder,
-    ProfilingConfig, Report, ResourceAttribution, ResourceContext, ResourceUsage, Running,
-    RunningInvocation, RunningProfiler, ShutdownSummary, SystemMemoryInfo, TelemetryConfig,
-    TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, DEFAULT_SAMPLE_INTERVAL,
-    INSTALL_HINT, SCHEMA_VERSION,
-};
+use agentprof::{attribution::AgentResourceStats, report::AgentRow, config::AttributionConfig, export::CollectorStats, Config, propagation::Context, cpu::CpuProfiler, config::CpuProfilingConfig, cpu::CpuReport, cpu::CpuSample, report::Dropped, Error, config::ExporterType, report::FunctionRow, propagation::FutureExt, heap::HeapDropped, heap::HeapGrowth, config::HttpConfig, heap::HeapProfile, heap::HeapProfiler, heap::HeapProfilerConfig, report::HeapSite, heap::HeapStack, report::HtmlReport, propagation::InInvocation, report::InvocationRecord, config::MemoryProfilingConfig, memory::MemoryStats, memory::MemoryTimelinePoint, report::Outcome, config::ProfileExporterConfig, propagation::ProfiledFuture, Profiler, ProfilerBuilder, config::ProfilingConfig, report::Report, attribution::ResourceAttribution, attribution::ResourceContext, attribution::ResourceUsage, report::Running, report::RunningInvocation, RunningProfiler, export::ShutdownSummary, memory::SystemMemoryInfo, config::TelemetryConfig, cpu::TimerMode, report::WindowAgentRow, report::WindowFigures, report::WindowFunctionRow, heap::DEFAULT_SAMPLE_INTERVAL, memory::INSTALL_HINT, report::SCHEMA_VERSION};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -130,7 +120,7 @@ fn main() {
     gcp.gcp_backoff_max_ms = Some(2000);
     assert_eq!(gcp.gcp_backoff(), (1000, 2000));
     let _ = Config::from_toml_str("[telemetry]\n").map(|c| c.recording());
-    let overrides = agentprof::env_overrides().count();
+    let overrides = agentprof::config::env_overrides().count();
     agentprof::init(&config).expect("a valid configuration");
 
     let builder: ProfilerBuilder = Profiler::builder()
@@ -166,14 +156,14 @@ fn main() {
         read_heap(&heap.snapshot());
         heap.stop();
     }
-    let _ = agentprof::start_memory_timeline(Duration::from_millis(10), 16);
-    agentprof::stop_memory_timeline();
-    let _: Option<SystemMemoryInfo> = agentprof::system_memory().ok();
-    let _: Option<MemoryStats> = agentprof::memory_stats();
-    let _ = (agentprof::allocator_installed(), INSTALL_HINT);
+    let _ = agentprof::memory::start_memory_timeline(Duration::from_millis(10), 16);
+    agentprof::memory::stop_memory_timeline();
+    let _: Option<SystemMemoryInfo> = agentprof::memory::system_memory().ok();
+    let _: Option<MemoryStats> = agentprof::memory::memory_stats();
+    let _ = (agentprof::memory::allocator_installed(), INSTALL_HINT);
 
     let sum = work(10).expect("sum");
-    let context: Context = agentprof::current_context();
+    let context: Context = agentprof::propagation::current_context();
     let _ = (context.is_empty(), context.invocation_id(), context.agent());
     let spawned = agentprof::spawn_thread(|| 7).join().unwrap() + context.in_scope(|| 1);
     let scoped: InInvocation<_> = context.scope(async { 1 });
@@ -211,10 +201,10 @@ fn main() {
         .flamegraph("all", b"<svg/>")
         .heap_sites(vec![HeapSite::default()])
         .render();
-    let recent: Vec<InvocationRecord> = agentprof::recent_invocations();
+    let recent: Vec<InvocationRecord> = agentprof::report::recent_invocations();
     let outcome = recent.first().map(|r| r.outcome == Outcome::Ok);
-    let _ = agentprof::invocation(0);
-    let running_now: Vec<RunningInvocation> = agentprof::running_invocations();
+    let _ = agentprof::report::invocation(0);
+    let running_now: Vec<RunningInvocation> = agentprof::report::running_invocations();
     let _: Option<(u64, Option<u64>)> = running_now.first().map(|r| (r.wall_ns, r.cpu_ns));
     let _: &Running = &report
         .functions
@@ -230,7 +220,7 @@ fn main() {
     let error: Option<Error> = decoded.err();
     let was = agentprof::is_enabled();
     agentprof::set_enabled(was);
-    agentprof::reset();
+    agentprof::report::reset();
     let summary: ShutdownSummary = running.shutdown().expect("nothing to time out");
     println!(
         "enabled={was} cpu_refused={cpu_refused} sum={sum} spawned={spawned} polled={polled} \
