@@ -16,7 +16,7 @@
 //! was.
 
 mod buffer;
-mod report;
+mod samples;
 mod signal;
 // Its consumers (the live endpoint, the Cloud Profiler agent) are
 // optional features.
@@ -26,8 +26,8 @@ mod thread_names;
 mod timer;
 
 pub use crate::model::TimerMode;
-pub(crate) use report::set_local_labels;
-pub use report::{CpuReport, CpuSample};
+pub(crate) use samples::set_local_labels;
+pub use samples::{CpuReport, CpuSample};
 pub use signal::this_thread_sampled_cpu_ns;
 #[cfg(any(feature = "http", feature = "gcp"))]
 pub(crate) use tap::CpuTap;
@@ -385,7 +385,7 @@ impl CpuProfiler {
             std::mem::take(&mut *running.aggregate.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(CpuReport::new(
             aggregate.samples,
-            report::Meta {
+            samples::Meta {
                 requested_hz: self.frequency,
                 period_ns: 1_000_000_000 / self.frequency as u64,
                 started_at: running.started_at,
@@ -413,7 +413,7 @@ impl CpuProfiler {
         let (dropped_full, dropped_busy, modules) = session_counters();
         let report = CpuReport::new(
             aggregate.samples,
-            report::Meta {
+            samples::Meta {
                 requested_hz: self.frequency,
                 period_ns: 1_000_000_000 / self.frequency as u64,
                 started_at: running.started_at,

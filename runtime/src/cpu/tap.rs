@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use super::buffer::RawSample;
-use super::report::{CpuReport, Meta};
+use super::samples::{CpuReport, Meta};
 use super::{session_counters, Aggregate, CpuProfiler, TimerMode};
 use crate::error::{Error, Result};
 use crate::fork::StartedIn;

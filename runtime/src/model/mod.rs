@@ -4,16 +4,16 @@
 
 mod json;
 mod report;
-mod resource;
 mod sample_label;
+mod usage;
 
 pub use report::{
     AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
     MemoryStats, MemoryTimelinePoint, Outcome, ProfilerCost, Report, Running, RunningInvocation,
     SystemMemoryInfo, TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
 };
-pub use resource::{AgentResourceStats, ResourceContext, ResourceUsage};
 pub use sample_label::SampleLabel;
+pub use usage::{AgentResourceStats, ResourceContext, ResourceUsage};
 
 /// How to get memory figures, for reports made without the allocator.
 pub const INSTALL_HINT: &str =

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-pub use super::running::running_invocations;
-use super::running::RunningTotals;
+pub use super::running_rows::running_invocations;
+use super::running_rows::RunningTotals;
 use crate::aggregate::{self, quantile, Stats};
 use crate::cpu;
 use crate::invocation;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::table::{Bytes, Nanos};
+use super::text::{Bytes, Nanos};
 use crate::model::{MemoryTimelinePoint, Report, WindowFigures};
 
 /// A heap allocation site for the page's heap table.
@@ -557,7 +557,7 @@ impl<'a> HtmlReport<'a> {
             }
         }
         if let Some(p) = &r.profiler {
-            let line = super::table::ProfilerLine(p).to_string();
+            let line = super::text::ProfilerLine(p).to_string();
             let cost = line.trim_start_matches("agentprof itself: ").to_owned();
             facts.push(("agentprof itself".to_owned(), cost));
         }

@@ -4,14 +4,14 @@
 //! live in the model.
 
 mod assemble;
+mod attribution;
 mod html;
-mod resource;
-mod running;
-mod table;
+mod running_rows;
+mod text;
 mod window;
 
 pub(crate) use assemble::report_with_heap;
 pub use assemble::{report, reset, running_invocations};
+pub use attribution::ResourceAttribution;
 pub use html::{HeapSite, HtmlReport};
-pub use resource::ResourceAttribution;
 pub(crate) use window::WindowMeter;
