@@ -22,6 +22,8 @@ struct CapturedSpan {
     name: String,
     fields: BTreeMap<String, String>,
     events: Vec<String>,
+    /// `on_record` calls the span got.
+    records: usize,
     closed: bool,
 }
 
@@ -62,6 +64,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         let mut spans = self.0.lock().unwrap();
         if let Some(captured) = spans.iter_mut().rev().find(|s| s.name == name && !s.closed) {
             values.record(&mut Fields(&mut captured.fields));
+            captured.records += 1;
         }
     }
 
@@ -188,4 +191,10 @@ fn spans_carry_agent_invocation_and_resource_fields() {
         failure.fields.get("outcome").map(String::as_str),
         Some("error")
     );
+
+    // The figures reach the subscriber in one dispatch at the end, not one
+    // per field (and the label in one at the start).
+    assert_eq!(failure.records, 1, "{failure:?}");
+    assert!(failure.fields.contains_key("resource.wall.micros"));
+    assert_eq!(step.records, 2, "the label, then the figures: {step:?}");
 }

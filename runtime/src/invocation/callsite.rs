@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock, RwLock};
 
+use super::span::FinishFields;
 use crate::aggregate::{Row, RowList};
 use crate::thread::memory::untracked;
 
@@ -25,6 +26,9 @@ pub struct Callsite {
     file: &'static str,
     line: u32,
     rows: RowList,
+    /// The span fields recorded at the end of each invocation, looked up by
+    /// name once.
+    pub(crate) finish_fields: OnceLock<FinishFields>,
 }
 
 impl Callsite {
@@ -43,6 +47,7 @@ impl Callsite {
             file,
             line,
             rows: RowList::new(),
+            finish_fields: OnceLock::new(),
         }
     }
 

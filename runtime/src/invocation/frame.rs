@@ -364,7 +364,7 @@ impl Frame {
             }
         });
         let _untracked = memory::Untracked::enter();
-        span::record_finish(&self.span, &call);
+        span::record_finish(&self.span, &call, &self.callsite.finish_fields);
         let _registry = running::deregister(self);
         aggregate::finish(call);
     }

@@ -5,7 +5,10 @@
 //! here we only record values. With no subscriber the span is disabled and
 //! every `record` returns at its first check.
 
-use tracing::Span;
+use std::sync::OnceLock;
+
+use tracing::field::{Field, Value};
+use tracing::{Metadata, Span};
 
 use crate::aggregate::{Call, Labels};
 
@@ -15,10 +18,88 @@ pub(crate) fn record_labels(span: &Span, labels: &Labels) {
     }
 }
 
-pub(crate) fn record_finish(span: &Span, finished: &Call) {
+/// The names of the fields an invocation records when it ends, in the order
+/// of [`FinishFields::fields`].
+const FINISH_FIELDS: [&str; 7] = [
+    "resource.cpu.micros",
+    "resource.wall.micros",
+    "resource.polls",
+    "resource.memory.bytes",
+    "resource.memory.peak",
+    "resource.memory.allocations",
+    "outcome",
+];
+
+/// A span callsite's handles to [`FINISH_FIELDS`], so that ending an
+/// invocation records them in one dispatch to the subscriber without
+/// looking each name up in the field set.
+#[derive(Debug)]
+pub(crate) struct FinishFields {
+    metadata: &'static Metadata<'static>,
+    /// `None` when the span lacks one of them (a span built elsewhere):
+    /// then each field it has is recorded by name.
+    fields: Option<[Field; 7]>,
+}
+
+impl FinishFields {
+    fn of(metadata: &'static Metadata<'static>) -> Self {
+        let set = metadata.fields();
+        let found: Vec<Field> = FINISH_FIELDS.iter().filter_map(|n| set.field(*n)).collect();
+        Self {
+            metadata,
+            fields: found.try_into().ok(),
+        }
+    }
+}
+
+/// Records what the invocation cost on its span: one `record` carrying
+/// every field, through handles `cache` keeps for the span's callsite.
+pub(crate) fn record_finish(span: &Span, finished: &Call, cache: &OnceLock<FinishFields>) {
     if span.is_disabled() {
         return;
     }
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let cached = cache.get_or_init(|| FinishFields::of(metadata));
+    match &cached.fields {
+        Some(fields) if std::ptr::eq(cached.metadata, metadata) => {
+            record_finish_at_once(span, metadata, fields, finished)
+        }
+        _ => record_finish_by_name(span, finished),
+    }
+}
+
+fn record_finish_at_once(
+    span: &Span,
+    metadata: &'static Metadata<'static>,
+    [cpu, wall, polls, bytes, peak, allocations, outcome]: &[Field; 7],
+    finished: &Call,
+) {
+    let cpu_micros = finished.cpu_ns.map(|ns| ns / 1_000);
+    let wall_micros = finished.wall_ns / 1_000;
+    let memory = finished.memory.as_ref();
+    let memory_bytes = memory.map(|m| m.alloc_bytes);
+    let memory_peak = memory.map(|m| m.peak_bytes);
+    let memory_allocations = memory.map(|m| m.allocs);
+    let outcome_name = finished.outcome.as_str();
+    let values = [
+        (cpu, present(&cpu_micros)),
+        (wall, Some(&wall_micros as &dyn Value)),
+        (polls, Some(&finished.polls as &dyn Value)),
+        (bytes, present(&memory_bytes)),
+        (peak, present(&memory_peak)),
+        (allocations, present(&memory_allocations)),
+        (outcome, Some(&outcome_name as &dyn Value)),
+    ];
+    span.record_all(&metadata.fields().value_set(&values));
+}
+
+fn present(value: &Option<u64>) -> Option<&dyn Value> {
+    value.as_ref().map(|v| v as &dyn Value)
+}
+
+fn record_finish_by_name(span: &Span, finished: &Call) {
     if let Some(cpu) = finished.cpu_ns {
         span.record("resource.cpu.micros", cpu / 1_000);
     }
