@@ -113,9 +113,11 @@ pub(super) fn push_locked(ring: &mut Ring, call: Call) {
         ring.resize(capacity.div_ceil(SHARDS));
     }
     let next = ring.next;
-    if ring.slots[next].replace(call).is_some() {
-        ring.evicted += 1;
-    }
+    // Assigned in place (the evicted call dropped where it lies), not
+    // swapped out through a copy: this runs once per finished call.
+    let slot = &mut ring.slots[next];
+    ring.evicted += u64::from(slot.is_some());
+    *slot = Some(call);
     ring.next = if next + 1 == ring.slots.len() {
         0
     } else {

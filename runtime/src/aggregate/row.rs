@@ -19,9 +19,7 @@ use std::sync::atomic::{
 };
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use hdrhistogram::Histogram;
-
-use super::histogram::{self, SignedHistogram};
+use super::histogram::{self, Histogram, SignedHistogram};
 use super::labels::Labels;
 use crate::model::Outcome;
 use crate::thread::slot::{self, Owner};
@@ -148,18 +146,18 @@ pub(crate) struct Stats {
 /// both pairs; an agent's use the roots only.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Histograms {
-    pub(crate) nested_wall: Option<Histogram<u64>>,
-    pub(crate) nested_cpu: Option<Histogram<u64>>,
-    pub(crate) root_wall: Option<Histogram<u64>>,
-    pub(crate) root_cpu: Option<Histogram<u64>>,
-    pub(crate) alloc_per_call: Option<Histogram<u64>>,
+    pub(crate) nested_wall: Option<Histogram>,
+    pub(crate) nested_cpu: Option<Histogram>,
+    pub(crate) root_wall: Option<Histogram>,
+    pub(crate) root_cpu: Option<Histogram>,
+    pub(crate) alloc_per_call: Option<Histogram>,
     /// Net memory change per call: of nested calls, and of agent roots.
     pub(crate) nested_net: SignedHistogram,
     pub(crate) root_net: SignedHistogram,
 }
 
 impl Histograms {
-    fn each(&mut self) -> [&mut Option<Histogram<u64>>; 5] {
+    fn each(&mut self) -> [&mut Option<Histogram>; 5] {
         [
             &mut self.nested_wall,
             &mut self.nested_cpu,
