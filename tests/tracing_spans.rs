@@ -198,3 +198,60 @@ fn spans_carry_agent_invocation_and_resource_fields() {
     assert!(failure.fields.contains_key("resource.wall.micros"));
     assert_eq!(step.records, 2, "the label, then the figures: {step:?}");
 }
+
+#[profiled(agent = "reentrant")]
+fn audited(n: u64) -> u64 {
+    n * 2
+}
+
+#[profiled(agent = "reentrant", name = "reentrant::audit")]
+fn audit(n: u64) -> u64 {
+    n + 1
+}
+
+/// Runs instrumented code from inside the subscriber while agentprof is
+/// recording a span's figures.
+struct Auditing;
+
+impl<S: Subscriber> Layer<S> for Auditing {
+    fn on_record(&self, _: &Id, values: &Record<'_>, _: Context<'_, S>) {
+        let mut fields = BTreeMap::new();
+        values.record(&mut Fields(&mut fields));
+        thread_local!(static AUDITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if fields.contains_key("resource.wall.micros") && !AUDITING.with(|a| a.replace(true)) {
+            std::hint::black_box(audit(1));
+            AUDITING.with(|a| a.set(false));
+        }
+    }
+}
+
+#[test]
+fn a_subscriber_may_run_instrumented_code_while_a_call_finishes() {
+    common::setup();
+    let subscriber = tracing_subscriber::registry().with(Auditing);
+    let calls = 300;
+    tracing::subscriber::with_default(subscriber, || {
+        for n in 0..calls {
+            assert_eq!(audited(n), n * 2);
+        }
+    });
+    let report = agentprof::report();
+    let row = |name: &str| {
+        report
+            .functions
+            .iter()
+            .find(|f| f.function.ends_with(name))
+            .unwrap_or_else(|| panic!("a row for {name}: {report}"))
+            .calls
+    };
+    assert_eq!(row("::audited"), calls);
+    // Every finish of `audited` ran one `audit` (whose own finish, nested,
+    // does not run another).
+    assert_eq!(row("reentrant::audit"), calls);
+    let recent = agentprof::report::recent_invocations();
+    assert!(recent
+        .iter()
+        .filter(|r| r.function.ends_with("::audited"))
+        .all(|r| r.agent.as_deref() == Some("reentrant")
+            && r.outcome == agentprof::report::Outcome::Ok));
+}

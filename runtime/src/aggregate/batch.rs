@@ -55,9 +55,10 @@ impl Batch {
         }
     }
 
-    /// Owner only.
+    /// Owner only. The call is built in its slot: no copy of it on the way
+    /// in. `make` runs no user code (it would find the slot claimed).
     #[inline(always)]
-    fn push(&self, call: Call) {
+    fn push_with(&self, make: impl FnOnce() -> Call) {
         let head = self.head.load(Relaxed);
         if head - self.tail.load(Acquire) == SLOTS {
             self.drain();
@@ -65,7 +66,7 @@ impl Batch {
         // SAFETY: only the owner writes slots, and this slot is free: the
         // ring holds fewer than SLOTS undrained calls (checked above, and
         // drainers only ever free slots).
-        unsafe { (*self.slots[head % SLOTS].get()).write(call) };
+        unsafe { (*self.slots[head % SLOTS].get()).write(make()) };
         self.head.store(head + 1, Release);
     }
 
@@ -137,19 +138,33 @@ thread_local! {
     static LOCAL: Local = Local::new();
 }
 
-/// Hands a finished call to this thread's batch (to the shared stores
-/// directly while the thread is tearing down).
+/// Hands the call `make` builds to this thread's batch (to the shared
+/// stores directly while the thread is tearing down).
 #[inline(always)]
-pub(super) fn push(call: Call) {
+pub(super) fn push_with(make: impl FnOnce() -> Call) {
     match LOCAL.try_with(|local| Arc::as_ptr(&local.0)) {
         // SAFETY: the batch is owned by this thread's `LOCAL`, which lives
-        // until this thread exits, and this thread is running; `push` is
-        // called only by the owner (this thread).
-        Ok(batch) => unsafe { (*batch).push(call) },
+        // until this thread exits, and this thread is running; `push_with`
+        // is called only by the owner (this thread).
+        Ok(batch) => unsafe { (*batch).push_with(make) },
         Err(_) => {
+            let call = make();
             call.row.record(&call);
             recent::push(call);
         }
+    }
+}
+
+/// Hands a finished call to this thread's batch.
+#[cfg(test)]
+pub(super) fn push(call: Call) {
+    push_with(|| call);
+}
+
+#[cfg(test)]
+impl Batch {
+    fn push(&self, call: Call) {
+        self.push_with(|| call);
     }
 }
 

@@ -25,9 +25,10 @@ pub(crate) use row::{
 
 pub(crate) use batch::drain_all;
 
-/// Records a finished invocation: into this thread's batch, from which it
-/// reaches its row and the recent ring.
+/// Records the finished invocation `make` builds: into this thread's
+/// batch, where it is built in place and from which it reaches its row and
+/// the recent ring.
 #[inline(always)]
-pub(crate) fn finish(call: Call) {
-    batch::push(call);
+pub(crate) fn finish_with(make: impl FnOnce() -> Call) {
+    batch::push_with(make);
 }

@@ -112,11 +112,56 @@ impl SpanMeta {
 }
 
 impl Frame {
+    /// Begins an invocation of `callsite` in `slot`, where it stays until
+    /// it ends: built there, not moved in (a frame is a few hundred bytes
+    /// and this runs at every call).
+    #[inline]
+    pub(crate) fn begin_in<'a>(
+        slot: &'a mut Option<Frame>,
+        callsite: &'static Callsite,
+        labels: Option<Labels>,
+        make_span: impl FnOnce(&SpanMeta) -> Span,
+    ) -> &'a Frame {
+        let (active, parent_id, agent_root, row, span) =
+            Self::begin_parts(callsite, labels.as_ref(), make_span);
+        slot.insert(Self::with_parts(
+            active,
+            callsite,
+            parent_id,
+            agent_root,
+            row,
+            FrameKind::Invocation,
+            labels,
+            span,
+        ))
+    }
+
     pub(crate) fn begin(
         callsite: &'static Callsite,
         labels: Option<Labels>,
         make_span: impl FnOnce(&SpanMeta) -> Span,
     ) -> Self {
+        let (active, parent_id, agent_root, row, span) =
+            Self::begin_parts(callsite, labels.as_ref(), make_span);
+        Self::with_parts(
+            active,
+            callsite,
+            parent_id,
+            agent_root,
+            row,
+            FrameKind::Invocation,
+            labels,
+            span,
+        )
+    }
+
+    /// What a new invocation takes from its caller: its id, parent, agent,
+    /// row and span.
+    fn begin_parts(
+        callsite: &'static Callsite,
+        labels: Option<&Labels>,
+        make_span: impl FnOnce(&SpanMeta) -> Span,
+    ) -> (Active, u64, bool, &'static Row, Span) {
         let (parent_id, parent_agent) =
             with_current(|parent| parent.map_or((0, None), |p| (p.active.id, p.agent())));
         let agent = callsite.agent().or(parent_agent);
@@ -128,27 +173,19 @@ impl Frame {
         // caller's.
         let (span, (trace_id, span_id)) = memory::untracked(|| {
             let span = make_span(&SpanMeta { id, agent });
-            if let Some(labels) = &labels {
+            if let Some(labels) = labels {
                 span::record_labels(&span, labels);
             }
             let ids = span::otel_ids(&span);
             (span, ids)
         });
-        Self::with_parts(
-            Active {
-                id,
-                owner: &row.owner,
-                span_id,
-                trace_id,
-            },
-            callsite,
-            parent_id,
-            agent_root,
-            row,
-            FrameKind::Invocation,
-            labels,
-            span,
-        )
+        let active = Active {
+            id,
+            owner: &row.owner,
+            span_id,
+            trace_id,
+        };
+        (active, parent_id, agent_root, row, span)
     }
 
     pub(crate) fn propagated(shared: Arc<Shared>) -> Self {
@@ -171,6 +208,7 @@ impl Frame {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn with_parts(
         active: Active,
         callsite: &'static Callsite,
@@ -333,7 +371,45 @@ impl Frame {
         }
         let measured = !self.cpu_unmeasured.load(Relaxed);
         let cpu_ns = measured.then_some(self_cpu + children_cpu);
-        let call = Call {
+        let memory = self.memory_usage();
+        let polls = self.polls.load(Relaxed);
+        // From here on it is the profiler's work (a subscriber's recording,
+        // a registry entry, a batch drain), not the caller's.
+        let _untracked = memory::Untracked::enter();
+        // The subscriber's recording comes before the batch: it may run
+        // instrumented code of its own, which must find the batch as it was.
+        span::record_finish(
+            &self.span,
+            &span::Finished {
+                cpu_ns,
+                wall_ns,
+                polls,
+                memory: memory.as_ref(),
+                outcome,
+            },
+            &self.callsite.finish_fields,
+        );
+        // The slot is already restored: the frame now current is the one
+        // this invocation ran inside, which owns its cost as a child's.
+        with_current(|enclosing| {
+            if let Some(enclosing) = enclosing {
+                enclosing.add_child(cpu_ns, wall_ns, memory.as_ref(), self.parent_id);
+                // A caller that has run this long may run for good: let
+                // reports see it while it does.
+                if matches!(enclosing.kind, FrameKind::Invocation)
+                    && end_ns.saturating_sub(enclosing.start_ns) >= running::LONG_RUNNING_NS
+                    && enclosing.registration.load(Relaxed) == 0
+                {
+                    running::register(enclosing);
+                }
+            }
+        });
+        // Held until the call is in the batch, so that a report sees it
+        // either running or finished, never neither.
+        let _registry = running::deregister(self);
+        // Built in its batch slot, not moved there (the call is ~170 bytes
+        // and this runs once per invocation).
+        aggregate::finish_with(|| Call {
             row: self.row,
             id: self.active.id,
             parent_id: self.parent_id,
@@ -345,40 +421,27 @@ impl Frame {
             self_wall_ns: wall_ns.saturating_sub(self.children_wall_ns.load(Relaxed)),
             cpu_ns,
             self_cpu_ns: measured.then_some(self_cpu),
-            polls: self.polls.load(Relaxed),
-            memory: self.memory_usage(),
-        };
-        // The slot is already restored: the frame now current is the one
-        // this invocation ran inside, which owns its cost as a child's.
-        with_current(|enclosing| {
-            if let Some(enclosing) = enclosing {
-                enclosing.add_child(&call, self.parent_id);
-                // A caller that has run this long may run for good: let
-                // reports see it while it does.
-                if matches!(enclosing.kind, FrameKind::Invocation)
-                    && end_ns.saturating_sub(enclosing.start_ns) >= running::LONG_RUNNING_NS
-                    && enclosing.registration.load(Relaxed) == 0
-                {
-                    running::register(enclosing);
-                }
-            }
+            polls,
+            memory,
         });
-        let _untracked = memory::Untracked::enter();
-        span::record_finish(&self.span, &call, &self.callsite.finish_fields);
-        let _registry = running::deregister(self);
-        aggregate::finish(call);
     }
 
     /// Takes a finished callee's cost as a child's.
-    fn add_child(&self, call: &Call, callee_parent: u64) {
-        match call.cpu_ns {
+    fn add_child(
+        &self,
+        cpu_ns: Option<u64>,
+        wall_ns: u64,
+        memory: Option<&MemoryUsage>,
+        callee_parent: u64,
+    ) {
+        match cpu_ns {
             Some(cpu) => bump(&self.children_cpu_ns, cpu),
             None => self.cpu_unmeasured.store(true, Relaxed),
         }
         if self.active.id == callee_parent {
-            bump(&self.children_wall_ns, call.wall_ns);
+            bump(&self.children_wall_ns, wall_ns);
         }
-        if let Some(mem) = &call.memory {
+        if let Some(mem) = memory {
             let m = &self.memory;
             // The callee's peak sat on top of what the caller held.
             let peak = m.live.load(Relaxed) + mem.peak_bytes as i64;

@@ -10,12 +10,22 @@ use std::sync::OnceLock;
 use tracing::field::{Field, Value};
 use tracing::{Metadata, Span};
 
-use crate::aggregate::{Call, Labels};
+use crate::aggregate::{Labels, MemoryUsage};
+use crate::model::Outcome;
 
 pub(crate) fn record_labels(span: &Span, labels: &Labels) {
     for (key, value) in labels.iter() {
         span.record(key, value);
     }
+}
+
+/// What an invocation cost, as its span reports it.
+pub(crate) struct Finished<'a> {
+    pub(crate) cpu_ns: Option<u64>,
+    pub(crate) wall_ns: u64,
+    pub(crate) polls: u64,
+    pub(crate) memory: Option<&'a MemoryUsage>,
+    pub(crate) outcome: Outcome,
 }
 
 /// The names of the fields an invocation records when it ends, in the order
@@ -54,7 +64,7 @@ impl FinishFields {
 
 /// Records what the invocation cost on its span: one `record` carrying
 /// every field, through handles `cache` keeps for the span's callsite.
-pub(crate) fn record_finish(span: &Span, finished: &Call, cache: &OnceLock<FinishFields>) {
+pub(crate) fn record_finish(span: &Span, finished: &Finished<'_>, cache: &OnceLock<FinishFields>) {
     if span.is_disabled() {
         return;
     }
@@ -74,11 +84,11 @@ fn record_finish_at_once(
     span: &Span,
     metadata: &'static Metadata<'static>,
     [cpu, wall, polls, bytes, peak, allocations, outcome]: &[Field; 7],
-    finished: &Call,
+    finished: &Finished<'_>,
 ) {
     let cpu_micros = finished.cpu_ns.map(|ns| ns / 1_000);
     let wall_micros = finished.wall_ns / 1_000;
-    let memory = finished.memory.as_ref();
+    let memory = finished.memory;
     let memory_bytes = memory.map(|m| m.alloc_bytes);
     let memory_peak = memory.map(|m| m.peak_bytes);
     let memory_allocations = memory.map(|m| m.allocs);
@@ -99,13 +109,13 @@ fn present(value: &Option<u64>) -> Option<&dyn Value> {
     value.as_ref().map(|v| v as &dyn Value)
 }
 
-fn record_finish_by_name(span: &Span, finished: &Call) {
+fn record_finish_by_name(span: &Span, finished: &Finished<'_>) {
     if let Some(cpu) = finished.cpu_ns {
         span.record("resource.cpu.micros", cpu / 1_000);
     }
     span.record("resource.wall.micros", finished.wall_ns / 1_000);
     span.record("resource.polls", finished.polls);
-    if let Some(memory) = &finished.memory {
+    if let Some(memory) = finished.memory {
         span.record("resource.memory.bytes", memory.alloc_bytes);
         span.record("resource.memory.peak", memory.peak_bytes);
         span.record("resource.memory.allocations", memory.allocs);

@@ -36,7 +36,7 @@ impl SyncSlot {
                 failed: false,
             };
         }
-        let frame: &'a Frame = self.0.insert(Frame::begin(callsite, labels(), make_span));
+        let frame: &'a Frame = Frame::begin_in(&mut self.0, callsite, labels(), make_span);
         let entered = frame.span.enter();
         bump(&frame.polls, 1);
         SyncGuard {
