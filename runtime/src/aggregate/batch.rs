@@ -82,23 +82,34 @@ impl Batch {
             return;
         }
         let mut ring = recent::lock_ring();
-        let mut held: Option<(&'static Row, MutexGuard<'static, Stats>)> = None;
+        // The row whose shard is locked, and how many of its calls this run
+        // recorded (they stop counting as running together, at the run's
+        // end, before the shard is released).
+        let mut held: Option<(&'static Row, MutexGuard<'static, Stats>, usize)> = None;
+        let release = |held: Option<(&'static Row, MutexGuard<'static, Stats>, usize)>| {
+            if let Some((row, stats, calls)) = held {
+                row.finished(calls);
+                drop(stats);
+            }
+        };
         for index in tail..head {
             // SAFETY: slots in `tail..head` were published by the owner and
             // are read once: `tail` moves past them under this lock.
             let call = unsafe { (*self.slots[index % SLOTS].get()).assume_init_read() };
             let row = call.row;
-            if !held.as_ref().is_some_and(|(r, _)| std::ptr::eq(*r, row)) {
+            if !held.as_ref().is_some_and(|(r, _, _)| std::ptr::eq(*r, row)) {
                 // Release the previous row before taking the next: two
                 // drains never hold two rows, so they cannot deadlock.
-                drop(held.take());
-                held = Some((row, row.lock_stats()));
+                release(held.take());
+                held = Some((row, row.lock_stats(), 0));
             }
-            if let Some((_, stats)) = held.as_mut() {
+            if let Some((_, stats, calls)) = held.as_mut() {
                 row.record_locked(stats, &call);
+                *calls += 1;
             }
             recent::push_locked(&mut ring, call);
         }
+        release(held);
         self.tail.store(head, Release);
     }
 }
