@@ -4,11 +4,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentprof::export::{ProfileExporter, Window};
+use agentprof::export::{Payloads, ProfileExporter, Window};
 use agentprof::{profiled, Profiler};
 
 #[global_allocator]
@@ -279,4 +280,95 @@ fn export_errors_are_counted_and_do_not_stop_the_collector() {
     assert_eq!(summary.stats.errors, attempts.load(Ordering::SeqCst));
     assert_eq!(summary.stats.errors, summary.stats.windows);
     assert_eq!(summary.stats.exported, 0);
+}
+
+/// Counts the payloads it is handed, taking only those `takes` names.
+struct Counting {
+    takes: Payloads,
+    calls: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+}
+
+impl Counting {
+    fn count(&self, payload: &'static str) -> agentprof::Result<()> {
+        *self.calls.lock().unwrap().entry(payload).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl ProfileExporter for Counting {
+    fn payloads(&self) -> Payloads {
+        self.takes
+    }
+    fn export_cpu_profile(&mut self, _: &Window, _: &[u8]) -> agentprof::Result<()> {
+        self.count("cpu_profile")
+    }
+    fn export_memory_profile(&mut self, _: &Window, _: &[u8]) -> agentprof::Result<()> {
+        self.count("memory_profile")
+    }
+    fn export_flamegraph(&mut self, _: &Window, _: &[u8]) -> agentprof::Result<()> {
+        self.count("flamegraph")
+    }
+    fn export_report(
+        &mut self,
+        _: &Window,
+        _: &agentprof::report::Report,
+    ) -> agentprof::Result<()> {
+        self.count("report")
+    }
+    fn export_html_report(&mut self, _: &Window, _: &str) -> agentprof::Result<()> {
+        self.count("html_report")
+    }
+    fn finish_window(&mut self, _: &Window) -> agentprof::Result<()> {
+        self.count("finish_window")
+    }
+}
+
+#[test]
+fn exporters_get_only_the_payloads_they_take() {
+    let _serial = serial();
+    let only_profiles = Arc::new(Mutex::new(BTreeMap::new()));
+    let everything = Arc::new(Mutex::new(BTreeMap::new()));
+    let profiles = Payloads {
+        cpu_profile: true,
+        memory_profile: true,
+        ..Payloads::NONE
+    };
+    let profiler = Profiler::builder()
+        .window(Duration::from_millis(100))
+        .exporter(Counting {
+            takes: profiles,
+            calls: only_profiles.clone(),
+        })
+        .exporter(Counting {
+            takes: Payloads::ALL,
+            calls: everything.clone(),
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while profiler.stats().windows < 3 && Instant::now() < give_up {
+        run_for(Duration::from_millis(50));
+    }
+    let windows = profiler.shutdown().unwrap().stats.windows;
+    assert!(windows >= 3, "{windows} windows");
+    let only_profiles = only_profiles.lock().unwrap().clone();
+    let everything = everything.lock().unwrap().clone();
+    for payload in ["flamegraph", "report", "html_report"] {
+        assert_eq!(only_profiles.get(payload), None, "{only_profiles:?}");
+    }
+    // Every window ends for both; the CPU profile is there each window.
+    assert_eq!(only_profiles.get("finish_window"), Some(&windows));
+    assert_eq!(only_profiles.get("cpu_profile"), Some(&windows));
+    for payload in ["cpu_profile", "report", "html_report", "finish_window"] {
+        assert_eq!(
+            everything.get(payload),
+            Some(&windows),
+            "{payload}: {everything:?}"
+        );
+    }
+    // A window without samples has no flamegraph to draw.
+    let flamegraphs = everything.get("flamegraph").copied().unwrap_or(0);
+    assert!((1..=windows).contains(&flamegraphs), "{everything:?}");
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::export::{CollectorStats, ProfileExporter, ShutdownSummary, Window};
+use super::export::{CollectorStats, Payloads, ProfileExporter, ShutdownSummary, Window};
 use crate::cpu::CpuProfiler;
 use crate::fork::{self, StartedIn};
 use crate::memory::HeapProfiler;
@@ -19,12 +19,14 @@ use crate::model::Report;
 use crate::profiler_cost;
 use crate::report::WindowMeter;
 
+/// A window's payloads, each rendered only when an exporter takes it.
 struct Payload {
     window: Window,
-    cpu: Option<(Vec<u8>, Vec<u8>)>,
+    cpu_profile: Option<Vec<u8>>,
+    flamegraph: Option<Vec<u8>>,
     heap: Option<Vec<u8>>,
-    report: Report,
-    html: String,
+    report: Option<Report>,
+    html: Option<String>,
 }
 
 #[derive(Default)]
@@ -100,6 +102,7 @@ impl Collector {
         mut cpu: Option<CpuProfiler>,
         mut exporter: Box<dyn ProfileExporter>,
     ) -> std::io::Result<Collector> {
+        let wants = exporter.payloads();
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::with_capacity(config.queue_size)),
             changed: Condvar::new(),
@@ -155,7 +158,7 @@ impl Collector {
                         };
                         let cut_started = profiler_cost::this_thread_cpu_ns();
                         let payload = fork::background_section(|| {
-                            cut(window, &mut cpu, &mut meter, stopping)
+                            cut(window, &mut cpu, &mut meter, stopping, wants)
                         });
                         profiler_cost::window_cut(
                             profiler_cost::this_thread_cpu_ns().saturating_sub(cut_started),
@@ -225,13 +228,14 @@ impl Collector {
     }
 }
 
-/// Takes one window's profiles. On the last window the CPU profiler is
-/// stopped rather than cut.
+/// Takes one window's profiles and renders what `wants` asks for. On the
+/// last window the CPU profiler is stopped rather than cut.
 fn cut(
     window: Window,
     cpu: &mut Option<CpuProfiler>,
     meter: &mut WindowMeter,
     last: bool,
+    wants: Payloads,
 ) -> Payload {
     let cpu_report = cpu.as_mut().and_then(|p| {
         if last {
@@ -253,47 +257,61 @@ fn cut(
     report.window = Some(figures);
     #[cfg(feature = "metrics")]
     super::metrics::publish(&report);
-    let html = super::page::render(
-        &report,
-        cpu_report.as_deref(),
-        heap_snapshot.as_ref(),
-        vec![(
-            "window".to_owned(),
-            format!(
-                "{} to {} UTC",
-                super::page::readable(window.start),
-                super::page::readable(window.end)
-            ),
-        )],
-    );
-    let cpu = cpu_report.map(|r| {
-        let svg = r.flamegraph_svg().unwrap_or_default();
-        (r.pprof_gzip(), svg)
+    let html = wants.html_report.then(|| {
+        super::page::render(
+            &report,
+            cpu_report.as_deref(),
+            heap_snapshot.as_ref(),
+            vec![(
+                "window".to_owned(),
+                format!(
+                    "{} to {} UTC",
+                    super::page::readable(window.start),
+                    super::page::readable(window.end)
+                ),
+            )],
+        )
     });
-    let heap = heap_snapshot.map(|h| h.to_pprof_gzip());
+    let cpu_profile = cpu_report
+        .as_ref()
+        .filter(|_| wants.cpu_profile)
+        .map(|r| r.pprof_gzip());
+    let flamegraph = cpu_report
+        .as_ref()
+        .filter(|_| wants.flamegraph)
+        .and_then(|r| r.flamegraph_svg().ok())
+        .filter(|svg| !svg.is_empty());
+    let heap = heap_snapshot
+        .filter(|_| wants.memory_profile)
+        .map(|h| h.to_pprof_gzip());
     Payload {
         window,
-        cpu,
+        cpu_profile,
+        flamegraph,
         heap,
-        report,
+        report: wants.report.then_some(report),
         html,
     }
 }
 
 fn export(exporter: &mut dyn ProfileExporter, payload: &Payload, counters: &Counters) {
     let w = &payload.window;
-    let mut results = Vec::with_capacity(4);
-    if let Some((profile, svg)) = &payload.cpu {
+    let mut results = Vec::with_capacity(6);
+    if let Some(profile) = &payload.cpu_profile {
         results.push(exporter.export_cpu_profile(w, profile));
-        if !svg.is_empty() {
-            results.push(exporter.export_flamegraph(w, svg));
-        }
+    }
+    if let Some(svg) = &payload.flamegraph {
+        results.push(exporter.export_flamegraph(w, svg));
     }
     if let Some(heap) = &payload.heap {
         results.push(exporter.export_memory_profile(w, heap));
     }
-    results.push(exporter.export_report(w, &payload.report));
-    results.push(exporter.export_html_report(w, &payload.html));
+    if let Some(report) = &payload.report {
+        results.push(exporter.export_report(w, report));
+    }
+    if let Some(html) = &payload.html {
+        results.push(exporter.export_html_report(w, html));
+    }
     results.push(exporter.finish_window(w));
     let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     if errors.is_empty() {

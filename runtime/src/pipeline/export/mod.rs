@@ -54,9 +54,62 @@ pub struct ShutdownSummary {
     pub export_timed_out: bool,
 }
 
+/// Which of a window's payloads an exporter takes. The collector renders
+/// only what at least one exporter takes: a flamegraph or an HTML page that
+/// nobody writes is not drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payloads {
+    /// `export_cpu_profile`.
+    pub cpu_profile: bool,
+    /// `export_memory_profile`.
+    pub memory_profile: bool,
+    /// `export_flamegraph`.
+    pub flamegraph: bool,
+    /// `export_report`.
+    pub report: bool,
+    /// `export_html_report`.
+    pub html_report: bool,
+}
+
+impl Payloads {
+    /// Every payload.
+    pub const ALL: Payloads = Payloads {
+        cpu_profile: true,
+        memory_profile: true,
+        flamegraph: true,
+        report: true,
+        html_report: true,
+    };
+    /// None: the exporter is told only of windows' ends.
+    pub const NONE: Payloads = Payloads {
+        cpu_profile: false,
+        memory_profile: false,
+        flamegraph: false,
+        report: false,
+        html_report: false,
+    };
+
+    /// What either takes.
+    pub fn union(self, other: Payloads) -> Payloads {
+        Payloads {
+            cpu_profile: self.cpu_profile || other.cpu_profile,
+            memory_profile: self.memory_profile || other.memory_profile,
+            flamegraph: self.flamegraph || other.flamegraph,
+            report: self.report || other.report,
+            html_report: self.html_report || other.html_report,
+        }
+    }
+}
+
 /// Receives each window's profiles: CPU and heap pprof, flamegraph,
 /// report, with a check at start.
 pub trait ProfileExporter: Send {
+    /// The payloads this exporter takes (all unless it says otherwise);
+    /// asked once, at the collector's start. A payload left out is never
+    /// passed to it.
+    fn payloads(&self) -> Payloads {
+        Payloads::ALL
+    }
     /// Called once before the first window; an error refuses the start
     /// (e.g. a directory that cannot be written).
     fn start(&mut self) -> Result<()> {
@@ -92,6 +145,9 @@ pub trait ProfileExporter: Send {
 }
 
 impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
+    fn payloads(&self) -> Payloads {
+        (**self).payloads()
+    }
     fn start(&mut self) -> Result<()> {
         (**self).start()
     }
@@ -116,6 +172,9 @@ impl<E: ProfileExporter + ?Sized> ProfileExporter for Box<E> {
 }
 
 impl<E: ProfileExporter> ProfileExporter for Option<E> {
+    fn payloads(&self) -> Payloads {
+        self.as_ref().map_or(Payloads::NONE, E::payloads)
+    }
     fn start(&mut self) -> Result<()> {
         self.as_mut().map_or(Ok(()), E::start)
     }
@@ -144,32 +203,51 @@ impl<E: ProfileExporter> ProfileExporter for Option<E> {
     }
 }
 
-/// Every exporter gets every payload; the first error is returned after
-/// all have been tried.
+/// Every exporter gets the payloads it takes; the first error is returned
+/// after all have been tried.
 impl<E: ProfileExporter> ProfileExporter for Vec<E> {
+    fn payloads(&self) -> Payloads {
+        self.iter()
+            .map(E::payloads)
+            .fold(Payloads::NONE, Payloads::union)
+    }
     fn start(&mut self) -> Result<()> {
         self.iter_mut().try_for_each(E::start)
     }
     fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
         first_error(
             self.iter_mut()
+                .filter(|e| e.payloads().cpu_profile)
                 .map(|e| e.export_cpu_profile(window, profile)),
         )
     }
     fn export_memory_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
         first_error(
             self.iter_mut()
+                .filter(|e| e.payloads().memory_profile)
                 .map(|e| e.export_memory_profile(window, profile)),
         )
     }
     fn export_flamegraph(&mut self, window: &Window, svg: &[u8]) -> Result<()> {
-        first_error(self.iter_mut().map(|e| e.export_flamegraph(window, svg)))
+        first_error(
+            self.iter_mut()
+                .filter(|e| e.payloads().flamegraph)
+                .map(|e| e.export_flamegraph(window, svg)),
+        )
     }
     fn export_report(&mut self, window: &Window, report: &Report) -> Result<()> {
-        first_error(self.iter_mut().map(|e| e.export_report(window, report)))
+        first_error(
+            self.iter_mut()
+                .filter(|e| e.payloads().report)
+                .map(|e| e.export_report(window, report)),
+        )
     }
     fn export_html_report(&mut self, window: &Window, html: &str) -> Result<()> {
-        first_error(self.iter_mut().map(|e| e.export_html_report(window, html)))
+        first_error(
+            self.iter_mut()
+                .filter(|e| e.payloads().html_report)
+                .map(|e| e.export_html_report(window, html)),
+        )
     }
     fn finish_window(&mut self, window: &Window) -> Result<()> {
         first_error(self.iter_mut().map(|e| e.finish_window(window)))

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{ProfileExporter, Window};
+use super::{Payloads, ProfileExporter, Window};
 use crate::config::{redact_url, SampleLabel, Secret};
 use crate::error::{Error, Result};
 use crate::pprof::Profile;
@@ -276,6 +276,15 @@ impl PyroscopeExporter {
 }
 
 impl ProfileExporter for PyroscopeExporter {
+    /// The backend ingests profiles; it draws its own flamegraphs.
+    fn payloads(&self) -> Payloads {
+        Payloads {
+            cpu_profile: true,
+            memory_profile: true,
+            ..Payloads::NONE
+        }
+    }
+
     fn export_cpu_profile(&mut self, window: &Window, profile: &[u8]) -> Result<()> {
         // Windows carry the local labels (invocation ids among them); the
         // backend gets only its own.

@@ -6,8 +6,23 @@
 use std::future::Future;
 use std::time::Duration;
 
-use agentprof::export::ProfileExporter;
-use agentprof::{attribution::AgentResourceStats, report::AgentRow, config::AttributionConfig, export::CollectorStats, Config, propagation::Context, cpu::CpuProfiler, config::CpuProfilingConfig, cpu::CpuReport, cpu::CpuSample, report::Dropped, Error, config::ExporterType, report::FunctionRow, propagation::FutureExt, heap::HeapDropped, heap::HeapGrowth, config::HttpConfig, heap::HeapProfile, heap::HeapProfiler, heap::HeapProfilerConfig, report::HeapSite, heap::HeapStack, report::HtmlReport, propagation::InInvocation, report::InvocationRecord, config::MemoryProfilingConfig, memory::MemoryStats, memory::MemoryTimelinePoint, report::Outcome, config::ProfileExporterConfig, propagation::ProfiledFuture, Profiler, ProfilerBuilder, config::ProfilingConfig, report::Report, attribution::ResourceAttribution, attribution::ResourceContext, attribution::ResourceUsage, report::Running, report::RunningInvocation, RunningProfiler, export::ShutdownSummary, memory::SystemMemoryInfo, config::TelemetryConfig, cpu::TimerMode, report::WindowAgentRow, report::WindowFigures, report::WindowFunctionRow, heap::DEFAULT_SAMPLE_INTERVAL, memory::INSTALL_HINT, report::SCHEMA_VERSION};
+use agentprof::export::{Payloads, ProfileExporter};
+use agentprof::{
+    attribution::AgentResourceStats, attribution::ResourceAttribution,
+    attribution::ResourceContext, attribution::ResourceUsage, config::AttributionConfig,
+    config::CpuProfilingConfig, config::ExporterType, config::HttpConfig,
+    config::MemoryProfilingConfig, config::ProfileExporterConfig, config::ProfilingConfig,
+    config::TelemetryConfig, cpu::CpuProfiler, cpu::CpuReport, cpu::CpuSample, cpu::TimerMode,
+    export::CollectorStats, export::ShutdownSummary, heap::HeapDropped, heap::HeapGrowth,
+    heap::HeapProfile, heap::HeapProfiler, heap::HeapProfilerConfig, heap::HeapStack,
+    heap::DEFAULT_SAMPLE_INTERVAL, memory::MemoryStats, memory::MemoryTimelinePoint,
+    memory::SystemMemoryInfo, memory::INSTALL_HINT, propagation::Context, propagation::FutureExt,
+    propagation::InInvocation, propagation::ProfiledFuture, report::AgentRow, report::Dropped,
+    report::FunctionRow, report::HeapSite, report::HtmlReport, report::InvocationRecord,
+    report::Outcome, report::Report, report::Running, report::RunningInvocation,
+    report::WindowAgentRow, report::WindowFigures, report::WindowFunctionRow,
+    report::SCHEMA_VERSION, Config, Error, Profiler, ProfilerBuilder, RunningProfiler,
+};
 
 #[global_allocator]
 static ALLOC: agentprof::Allocator = agentprof::Allocator::system();
@@ -123,6 +138,7 @@ fn main() {
     let overrides = agentprof::config::env_overrides().count();
     agentprof::init(&config).expect("a valid configuration");
 
+    let _: Payloads = Sink.payloads().union(Payloads::ALL);
     let builder: ProfilerBuilder = Profiler::builder()
         .window(Duration::from_secs(60))
         .cpu_frequency(99)
