@@ -122,9 +122,29 @@ impl Frame {
         labels: Option<Labels>,
         make_span: impl FnOnce(&SpanMeta) -> Span,
     ) -> &'a Frame {
+        Self::begin_then(callsite, labels, make_span, |frame| slot.insert(frame))
+    }
+
+    pub(crate) fn begin(
+        callsite: &'static Callsite,
+        labels: Option<Labels>,
+        make_span: impl FnOnce(&SpanMeta) -> Span,
+    ) -> Self {
+        Self::begin_then(callsite, labels, make_span, |frame| frame)
+    }
+
+    /// The new frame, handed to `place` as it is built so that it can be
+    /// built where it stays.
+    #[inline(always)]
+    fn begin_then<R>(
+        callsite: &'static Callsite,
+        labels: Option<Labels>,
+        make_span: impl FnOnce(&SpanMeta) -> Span,
+        place: impl FnOnce(Frame) -> R,
+    ) -> R {
         let (active, parent_id, agent_root, row, span) =
             Self::begin_parts(callsite, labels.as_ref(), make_span);
-        slot.insert(Self::with_parts(
+        place(Self::with_parts(
             active,
             callsite,
             parent_id,
@@ -134,25 +154,6 @@ impl Frame {
             labels,
             span,
         ))
-    }
-
-    pub(crate) fn begin(
-        callsite: &'static Callsite,
-        labels: Option<Labels>,
-        make_span: impl FnOnce(&SpanMeta) -> Span,
-    ) -> Self {
-        let (active, parent_id, agent_root, row, span) =
-            Self::begin_parts(callsite, labels.as_ref(), make_span);
-        Self::with_parts(
-            active,
-            callsite,
-            parent_id,
-            agent_root,
-            row,
-            FrameKind::Invocation,
-            labels,
-            span,
-        )
     }
 
     /// What a new invocation takes from its caller: its id, parent, agent,

@@ -101,8 +101,14 @@ pub(crate) struct Deregistered(#[allow(dead_code)] MutexGuard<'static, Shard>);
 pub(crate) fn deregister(frame: &Frame) -> Option<Deregistered> {
     let place = frame.registration.load(Relaxed);
     if place == 0 || place == UNTRACKED {
+        // Every short call: never registered.
         return None;
     }
+    deregister_at(frame, place)
+}
+
+#[cold]
+fn deregister_at(frame: &Frame, place: u64) -> Option<Deregistered> {
     let (shard_index, index) = (
         (place - 1) as usize / PER_SHARD,
         (place - 1) as usize % PER_SHARD,
