@@ -296,3 +296,33 @@ fn soak_sampling_at_1000_hz_through_allocation_panics_and_backtraces() {
     );
     assert!(rounds > 0 && report.sample_count() > 100);
 }
+
+/// Values passed in code are named as the caller passed them, not as a
+/// configuration key the program never wrote; a configuration's keys are
+/// named where the file is read.
+#[test]
+fn errors_name_what_the_caller_passed() {
+    let cpu = agentprof::cpu::CpuProfiler::with_frequency(0)
+        .err()
+        .expect("0 Hz is refused")
+        .to_string();
+    assert!(cpu.contains("the CPU profiler's frequency"), "{cpu}");
+    assert!(cpu.contains("1 to 10000"), "{cpu}");
+    assert!(!cpu.contains("telemetry."), "{cpu}");
+    let timeline =
+        agentprof::memory::start_memory_timeline(std::time::Duration::from_millis(10), 0)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        timeline.contains("start_memory_timeline's capacity"),
+        "{timeline}"
+    );
+    assert!(!timeline.contains("telemetry."), "{timeline}");
+    let config = agentprof::Config::from_toml_str("[telemetry.profiling.cpu]\nfrequency = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        config.contains("telemetry.profiling.cpu.frequency"),
+        "{config}"
+    );
+}

@@ -57,7 +57,7 @@ mod validate;
 pub use env::env_overrides;
 pub(crate) use env::env_turns_recording_off;
 pub use secret::{redact_url, Secret};
-pub(crate) use validate::check_frequency;
+pub(crate) use validate::check_parameter;
 #[cfg(feature = "gcp")]
 pub(crate) use validate::{cloud_profiler_labels, cloud_profiler_name};
 

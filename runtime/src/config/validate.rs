@@ -5,10 +5,17 @@ use super::keys::{self, Key, Kind, Scope};
 use super::{Config, ExporterType, HttpConfig, ProfileExporterConfig, SampleLabel};
 use crate::error::{Error, Result};
 
-/// Checks a CPU sampling rate (the config key, `CpuProfiler::new` and the
-/// live endpoint's `hz`).
-pub(crate) fn check_frequency(hz: u32) -> Result<()> {
-    check_key(keys::CPU_FREQUENCY, hz.into())
+/// Checks a value given in code (not read from a configuration) against
+/// `key`'s range, naming `parameter`, what the caller passed it as: a
+/// program that never wrote the key should not be told about it.
+pub(crate) fn check_parameter(key: &Key, value: u64, parameter: &str) -> Result<()> {
+    check_key(key, value).map_err(|e| match e {
+        Error::InvalidConfig { message, .. } => Error::InvalidConfig {
+            key: parameter.to_owned(),
+            message,
+        },
+        other => other,
+    })
 }
 
 /// Checks an integer key's value against the table's range.

@@ -203,7 +203,11 @@ impl CpuProfiler {
     /// A profiler sampling at `config.frequency` Hz of CPU time per thread.
     pub fn new(config: CpuProfilingConfig) -> Result<Self> {
         let recording = Recording::get("the CPU profiler")?;
-        crate::config::check_frequency(config.frequency)?;
+        crate::config::check_parameter(
+            crate::config::keys::CPU_FREQUENCY,
+            config.frequency.into(),
+            "the CPU profiler's frequency",
+        )?;
         Ok(Self {
             _recording: recording,
             frequency: config.frequency,

@@ -109,9 +109,6 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Timeline>> {
     TIMELINE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The most readings a timeline keeps (the configuration's bound).
-pub(crate) const MAX_TIMELINE_CAPACITY: usize = 1_000_000;
-
 /// Takes one reading now.
 fn reading() -> MemoryTimelinePoint {
     let stats = super::allocator::memory_stats();
@@ -131,24 +128,19 @@ pub fn start_memory_timeline(interval: Duration, capacity: usize) -> Result<()> 
     if !crate::built_in::RECORDING {
         return Err(crate::built_in::compiled_out("the memory timeline"));
     }
+    // The configuration's keys were checked where they were read; these
+    // name the arguments.
     if interval.is_zero() {
         return Err(Error::InvalidConfig {
-            key: crate::config::keys::MEMORY_TIMELINE_INTERVAL
-                .path
-                .to_owned(),
+            key: "start_memory_timeline's interval".to_owned(),
             message: "the timeline needs an interval of at least 1 ms".to_owned(),
         });
     }
-    if !(1..=MAX_TIMELINE_CAPACITY).contains(&capacity) {
-        return Err(Error::InvalidConfig {
-            key: crate::config::keys::MEMORY_TIMELINE_CAPACITY
-                .path
-                .to_owned(),
-            message: format!(
-                "{capacity} is out of range; allowed: 1 to {MAX_TIMELINE_CAPACITY} readings"
-            ),
-        });
-    }
+    crate::config::check_parameter(
+        crate::config::keys::MEMORY_TIMELINE_CAPACITY,
+        capacity as u64,
+        "start_memory_timeline's capacity",
+    )?;
     stop_memory_timeline();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();

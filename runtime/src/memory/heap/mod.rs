@@ -94,8 +94,10 @@ impl HeapProfiler {
     pub fn start(config: HeapProfilerConfig) -> Result<HeapProfiler> {
         let recording = Recording::get("the heap profiler")?;
         if config.sample_interval == 0 {
+            // A configuration's `sample_interval_bytes` was checked where
+            // it was read; this names the field the caller set.
             return Err(Error::InvalidConfig {
-                key: crate::config::keys::MEMORY_SAMPLE_INTERVAL.path.to_owned(),
+                key: "HeapProfilerConfig::sample_interval".to_owned(),
                 message: "must be at least 1 byte".to_owned(),
             });
         }

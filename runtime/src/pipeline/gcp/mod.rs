@@ -219,7 +219,11 @@ impl GcpAgent {
                 ),
             });
         }
-        crate::config::check_frequency(config.cpu_hz)?;
+        crate::config::check_parameter(
+            keys::CPU_FREQUENCY,
+            config.cpu_hz.into(),
+            "GcpConfig::cpu_hz",
+        )?;
         let labels = config
             .labels
             .iter()

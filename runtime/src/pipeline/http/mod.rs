@@ -103,7 +103,11 @@ impl HttpServer {
     /// naming the key, when the address is not loopback and no token is
     /// set, or when it cannot be bound.
     pub fn start(config: &HttpConfig, default_hz: u32) -> Result<HttpServer> {
-        crate::config::check_frequency(default_hz)?;
+        crate::config::check_parameter(
+            crate::config::keys::CPU_FREQUENCY,
+            default_hz.into(),
+            "HttpServer::start's default_hz",
+        )?;
         config.validate()?;
         let addresses = access::listen_addresses(config)?;
         let listener =

@@ -204,7 +204,8 @@ impl Query {
             .trim()
             .parse::<u32>()
             .map_err(|_| bad("not a whole number".to_owned()))?;
-        crate::config::check_frequency(hz).map_err(|e| bad(e.to_string()))?;
+        crate::config::check_parameter(crate::config::keys::CPU_FREQUENCY, hz.into(), "hz")
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Some(hz))
     }
 }
