@@ -31,7 +31,7 @@ pub mod report {
     pub use crate::aggregate::{invocation, recent_invocations};
     pub use crate::model::{
         AgentRow, CpuClock, Dropped, FunctionRow, InvocationRecord, Outcome, ProfilerCost, Report,
-        Running, RunningInvocation, WindowAgentRow, WindowFigures, WindowFunctionRow,
+        RunningFigures, RunningInvocation, WindowAgentRow, WindowFigures, WindowFunctionRow,
         SCHEMA_VERSION,
     };
     pub use crate::report::{report, reset, running_invocations, HeapSite, HtmlReport};

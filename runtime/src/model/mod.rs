@@ -9,8 +9,9 @@ mod usage;
 
 pub use report::{
     AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
-    MemoryStats, MemoryTimelinePoint, Outcome, ProfilerCost, Report, Running, RunningInvocation,
-    SystemMemoryInfo, TimerMode, WindowAgentRow, WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
+    MemoryStats, MemoryTimelinePoint, Outcome, ProfilerCost, Report, RunningFigures,
+    RunningInvocation, SystemMemoryInfo, TimerMode, WindowAgentRow, WindowFigures,
+    WindowFunctionRow, SCHEMA_VERSION,
 };
 pub use sample_label::SampleLabel;
 pub use usage::{AgentResourceStats, ResourceContext, ResourceUsage};

@@ -188,7 +188,7 @@ fn recording_default() -> bool {
 /// transition (a poll or a callee's return); finished callees are included,
 /// running ones are in their own rows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Running {
+pub struct RunningFigures {
     /// Running invocations these figures cover.
     pub invocations: u64,
     /// CPU so far, finished callees included, ns.
@@ -413,7 +413,7 @@ pub struct FunctionRow {
     /// What the invocations running now consumed so far (not in the
     /// figures above, which are about finished calls).
     #[serde(default)]
-    pub running: Running,
+    pub running: RunningFigures,
 }
 
 /// One agent's figures.
@@ -483,7 +483,7 @@ pub struct AgentRow {
     /// What the agent's running invocations consumed so far: own CPU and
     /// allocations of each, wall time of the running root invocations.
     #[serde(default)]
-    pub running: Running,
+    pub running: RunningFigures,
 }
 
 /// Counters of what bounded stores cut.

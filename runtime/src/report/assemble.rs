@@ -10,7 +10,8 @@ use crate::cpu;
 use crate::invocation;
 use crate::memory;
 use crate::model::{
-    AgentRow, Dropped, FunctionRow, ProfilerCost, Report, Running, INSTALL_HINT, SCHEMA_VERSION,
+    AgentRow, Dropped, FunctionRow, ProfilerCost, Report, RunningFigures, INSTALL_HINT,
+    SCHEMA_VERSION,
 };
 use crate::thread::clock;
 
@@ -134,7 +135,7 @@ pub(crate) fn report_with_heap(heap: Option<&memory::HeapProfile>) -> Report {
     }
     // A function that has run all along sorts by what it has spent.
     let spent =
-        |cpu: Option<u64>, running: &Running| cpu.unwrap_or(0) + running.cpu_ns.unwrap_or(0);
+        |cpu: Option<u64>, running: &RunningFigures| cpu.unwrap_or(0) + running.cpu_ns.unwrap_or(0);
     functions.sort_by(|a, b| {
         spent(b.cpu_ns, &b.running)
             .cmp(&spent(a.cpu_ns, &a.running))

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use crate::aggregate::{self, MemoryUsage};
 use crate::invocation::{self, RunningCall};
-use crate::model::{Running, RunningInvocation};
+use crate::model::{RunningFigures, RunningInvocation};
 
 /// Figures of running invocations, by row (its owner's key) and by agent.
 #[derive(Default)]
 pub(super) struct RunningTotals {
-    pub(super) by_row: HashMap<usize, Running>,
-    pub(super) by_agent: HashMap<Option<&'static str>, Running>,
+    pub(super) by_row: HashMap<usize, RunningFigures>,
+    pub(super) by_agent: HashMap<Option<&'static str>, RunningFigures>,
 }
 
 fn add_cpu(total: &mut Option<u64>, value: Option<u64>, first: bool) {
@@ -23,7 +23,7 @@ fn add_cpu(total: &mut Option<u64>, value: Option<u64>, first: bool) {
     };
 }
 
-fn add_memory(r: &mut Running, m: Option<&MemoryUsage>, own_only: bool, retained: bool) {
+fn add_memory(r: &mut RunningFigures, m: Option<&MemoryUsage>, own_only: bool, retained: bool) {
     let Some(m) = m else { return };
     let (bytes, count) = if own_only {
         (m.self_alloc_bytes, m.self_allocs)
@@ -71,7 +71,7 @@ impl RunningTotals {
     }
 }
 
-/// The invocations running now that reports can see (see [`Running`] for
+/// The invocations running now that reports can see (see [`RunningFigures`] for
 /// which), longest-running first.
 pub fn running_invocations() -> Vec<RunningInvocation> {
     let calls = invocation::with_running(|calls| calls);

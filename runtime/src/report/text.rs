@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::model::{ProfilerCost, Report, Running};
+use crate::model::{ProfilerCost, Report, RunningFigures};
 
 /// A duration in the unit that keeps 3–4 significant digits.
 pub(crate) struct Nanos(pub(crate) Option<u64>);
@@ -52,7 +52,7 @@ const INUSE_LEGEND: &str = "in use = heap allocated by these invocations and not
      (the heap profiler's estimate)";
 
 /// CPU that running invocations have spent so far; blank when none runs.
-struct RunningCpu<'a>(&'a Running);
+struct RunningCpu<'a>(&'a RunningFigures);
 
 impl fmt::Display for RunningCpu<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

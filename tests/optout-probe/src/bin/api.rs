@@ -222,7 +222,7 @@ fn main() {
     let _ = agentprof::report::invocation(0);
     let running_now: Vec<RunningInvocation> = agentprof::report::running_invocations();
     let _: Option<(u64, Option<u64>)> = running_now.first().map(|r| (r.wall_ns, r.cpu_ns));
-    let _: &Running = &report
+    let _: &RunningFigures = &report
         .functions
         .first()
         .map(|f| f.running.clone())
