@@ -19,7 +19,7 @@ use agentprof::{
     memory::SystemMemoryInfo, memory::INSTALL_HINT, propagation::Context, propagation::FutureExt,
     propagation::InInvocation, propagation::ProfiledFuture, report::AgentRow, report::Dropped,
     report::FunctionRow, report::HeapSite, report::HtmlReport, report::InvocationRecord,
-    report::Outcome, report::Report, report::Running, report::RunningInvocation,
+    report::Outcome, report::Report, report::RunningFigures, report::RunningInvocation,
     report::WindowAgentRow, report::WindowFigures, report::WindowFunctionRow,
     report::SCHEMA_VERSION, Config, Error, Profiler, ProfilerBuilder, RunningProfiler,
 };
