@@ -95,6 +95,7 @@ fn parts(
                 resource.memory.bytes = ::agentprof::__private::tracing::field::Empty,
                 resource.memory.peak = ::agentprof::__private::tracing::field::Empty,
                 resource.memory.allocations = ::agentprof::__private::tracing::field::Empty,
+                agentprof.exemplar = ::agentprof::__private::tracing::field::Empty,
                 #(#label_fields,)*
             )
         }

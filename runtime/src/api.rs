@@ -11,7 +11,7 @@ pub use crate::invocation::{is_enabled, set_enabled, spawn_thread};
 pub use crate::invocation::{spawn, spawn_blocking};
 pub use crate::memory::Allocator;
 pub use crate::pipeline::{init, Profiler, ProfilerBuilder, RunningProfiler};
-pub use crate::report::report;
+pub use crate::report::{invocation_detail, report};
 
 /// The configuration file's model, section by section, and the
 /// environment's `AGENTPROF_*` overrides. Every key, its range and its
@@ -30,11 +30,13 @@ pub mod config {
 pub mod report {
     pub use crate::aggregate::{invocation, recent_invocations};
     pub use crate::model::{
-        AgentRow, CpuClock, Dropped, FunctionRow, InvocationRecord, Outcome, ProfilerCost, Report,
-        RunningFigures, RunningInvocation, WindowAgentRow, WindowFigures, WindowFunctionRow,
-        SCHEMA_VERSION,
+        AgentRow, CalleeNode, CpuClock, Dropped, Exemplar, FunctionRow, InvocationRecord, Outcome,
+        ProfilerCost, Report, RunningFigures, RunningInvocation, SlowestBy, WindowAgentRow,
+        WindowFigures, WindowFunctionRow, SCHEMA_VERSION,
     };
-    pub use crate::report::{report, reset, running_invocations, HeapSite, HtmlReport};
+    pub use crate::report::{
+        report, reset, running_invocations, HeapSite, HtmlReport, InvocationDetail,
+    };
 }
 
 /// The CPU sampler: per-thread CPU-time sampling with each sample labelled

@@ -124,6 +124,15 @@ pub enum Error {
         /// What the platform lacks or said.
         message: String,
     },
+    /// An invocation asked for by id is not kept (never was, or was
+    /// evicted): the message says which, and why.
+    #[error("invocation {id} {why}")]
+    InvocationNotKept {
+        /// The id asked for.
+        id: u64,
+        /// What became of it.
+        why: String,
+    },
     /// Serializing a report failed.
     #[error("cannot serialize report: {message}")]
     Serialize {

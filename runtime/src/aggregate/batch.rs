@@ -16,8 +16,8 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::recent;
 use super::row::{lock, Call, Row, Stats};
+use super::{exemplars, recent};
 
 /// Calls a thread keeps before it drains them itself.
 const SLOTS: usize = 64;
@@ -82,6 +82,7 @@ impl Batch {
             return;
         }
         let mut ring = recent::lock_ring();
+        let mut exemplars = exemplars::batch();
         // The row whose shard is locked, and how many of its calls this run
         // recorded (they stop counting as running together, at the run's
         // end, before the shard is released).
@@ -107,9 +108,11 @@ impl Batch {
                 row.record_locked(stats, &call);
                 *calls += 1;
             }
+            exemplars.offer(&call);
             recent::push_locked(&mut ring, call);
         }
         release(held);
+        drop(exemplars);
         self.tail.store(head, Release);
     }
 }
@@ -215,6 +218,8 @@ mod tests {
             self_cpu_ns: Some(n),
             polls: 1,
             memory: None,
+            exemplar: None,
+            had_callees: false,
         }
     }
 

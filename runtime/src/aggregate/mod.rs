@@ -9,6 +9,8 @@
 //! and count per key, the ring by its capacity.
 
 mod batch;
+mod callee_tree;
+pub(crate) mod exemplars;
 mod histogram;
 mod labels;
 mod recent;
@@ -20,7 +22,8 @@ pub(crate) use labels::{agent_name, configure_labels, label_counters, reset_labe
 pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};
 pub use recent::{invocation, recent_invocations};
 pub(crate) use row::{
-    owner_keys, rows, rows_overflowed, Call, Lifetime, MemoryUsage, Row, RowList, Stats,
+    owner_keys, rows, rows_overflowed, Call, ExemplarIds, Lifetime, MemoryUsage, Row, RowList,
+    Stats,
 };
 
 pub(crate) use batch::drain_all;

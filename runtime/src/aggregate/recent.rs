@@ -14,7 +14,7 @@ use crate::model::InvocationRecord;
 const DEFAULT_RECENT: usize = 1024;
 
 /// A finished call as the ring keeps it.
-fn to_record(call: &Call) -> InvocationRecord {
+pub(super) fn to_record(call: &Call) -> InvocationRecord {
     InvocationRecord {
         id: call.id,
         parent_id: (call.parent_id != 0).then_some(call.parent_id),

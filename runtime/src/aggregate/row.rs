@@ -69,6 +69,20 @@ pub(crate) struct Call {
     pub(crate) self_cpu_ns: Option<u64>,
     pub(crate) polls: u64,
     pub(crate) memory: Option<MemoryUsage>,
+    /// Set when the call was among its row's slowest of the window when it
+    /// finished (see [`Row::is_exemplar`]): what the store needs of it
+    /// beyond its figures.
+    pub(crate) exemplar: Option<Box<ExemplarIds>>,
+    /// Whether calls ran inside it (directly or through propagation), so
+    /// that its callee tree is looked for.
+    pub(crate) had_callees: bool,
+}
+
+/// The trace ids an exemplar keeps (boxed: most calls are not exemplars).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ExemplarIds {
+    pub(crate) span_id: u64,
+    pub(crate) trace_id: u128,
 }
 
 #[repr(align(128))]
@@ -259,6 +273,10 @@ pub(crate) struct Row {
     pub(crate) line: u32,
     next: Option<&'static Row>,
     active: [ActiveShard; ACTIVE_SHARDS],
+    /// The CPU and wall a call must exceed to be one of the row's
+    /// exemplars this window (the K-th slowest kept so far; 0 until K are
+    /// kept; `u64::MAX` when exemplars are off). Raised as calls drain.
+    exemplar_floor: [AtomicU64; 2],
     first: Mutex<Stats>,
     extra: [OnceLock<Box<Mutex<Stats>>>; SHARDS - 1],
 }
@@ -280,6 +298,10 @@ impl Row {
             line,
             next,
             active: Default::default(),
+            exemplar_floor: [
+                AtomicU64::new(super::exemplars::initial_floor()),
+                AtomicU64::new(super::exemplars::initial_floor()),
+            ],
             first: Mutex::default(),
             extra: Default::default(),
         }
@@ -290,6 +312,20 @@ impl Row {
         self.active[my_shard() % ACTIVE_SHARDS]
             .0
             .fetch_add(1, Relaxed);
+    }
+
+    /// Whether a call that took `cpu_ns` and `wall_ns` is among this row's
+    /// slowest of the window so far: two loads, on every finish.
+    #[inline]
+    pub(crate) fn is_exemplar(&self, cpu_ns: Option<u64>, wall_ns: u64) -> bool {
+        wall_ns > self.exemplar_floor[1].load(Relaxed)
+            || cpu_ns.is_some_and(|cpu| cpu > self.exemplar_floor[0].load(Relaxed))
+    }
+
+    /// Sets the CPU and wall a call must exceed to be an exemplar.
+    pub(super) fn set_exemplar_floor(&self, cpu_ns: u64, wall_ns: u64) {
+        self.exemplar_floor[0].store(cpu_ns, Relaxed);
+        self.exemplar_floor[1].store(wall_ns, Relaxed);
     }
 
     /// This thread's shard of the row's figures: created on first use
@@ -638,6 +674,44 @@ fn same_agent(a: Option<&'static str>, b: Option<&'static str>) -> bool {
         (None, None) => true,
         (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
         _ => false,
+    }
+}
+
+/// A row of its own, for unit tests of the stores.
+#[cfg(test)]
+pub(crate) fn test_row(function: &'static str) -> &'static Row {
+    Box::leak(Box::new(Row::new(
+        Owner {
+            function,
+            agent: Some("test"),
+        },
+        file!(),
+        line!(),
+        None,
+    )))
+}
+
+#[cfg(test)]
+impl Call {
+    /// A finished call of `row` that took `cpu_ns` (and as much wall).
+    pub(crate) fn test(row: &'static Row, id: u64, cpu_ns: u64) -> Call {
+        Call {
+            row,
+            id,
+            parent_id: 0,
+            agent_root: true,
+            labels: None,
+            outcome: Outcome::Ok,
+            end_ns: id * 1_000_000,
+            wall_ns: cpu_ns,
+            self_wall_ns: cpu_ns,
+            cpu_ns: Some(cpu_ns),
+            self_cpu_ns: Some(cpu_ns),
+            polls: 0,
+            memory: None,
+            exemplar: None,
+            had_callees: false,
+        }
     }
 }
 

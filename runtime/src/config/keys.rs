@@ -796,6 +796,44 @@ pub(crate) const RECENT_INVOCATIONS: &Key = &Key {
     }),
     given: None,
 };
+pub(crate) const EXEMPLARS_PER_FUNCTION: &Key = &Key {
+    path: "telemetry.profiling.attribution.exemplars_per_function",
+    env: Some("AGENTPROF_EXEMPLARS_PER_FUNCTION"),
+    kind: Kind::Integer {
+        default: Some(4),
+        min: 0,
+        max: 64,
+        unit: "invocations",
+    },
+    scope: Scope::Any,
+    default_note: None,
+    doc: "Slowest invocations kept per function, window and ranking (CPU, wall), with their callee tree and CPU samples; 0 keeps none.",
+    read: Some(|c| Some(c.telemetry.profiling.attribution.exemplars_per_function as u64)),
+    write: Some(|c, v| {
+        c.telemetry.profiling.attribution.exemplars_per_function = parse_num(v)?;
+        Ok(())
+    }),
+    given: None,
+};
+pub(crate) const EXEMPLAR_WINDOWS: &Key = &Key {
+    path: "telemetry.profiling.attribution.exemplar_windows",
+    env: Some("AGENTPROF_EXEMPLAR_WINDOWS"),
+    kind: Kind::Integer {
+        default: Some(3),
+        min: 1,
+        max: 60,
+        unit: "windows",
+    },
+    scope: Scope::Any,
+    default_note: None,
+    doc: "Continuous windows whose exemplars are kept, the current one included.",
+    read: Some(|c| Some(c.telemetry.profiling.attribution.exemplar_windows as u64)),
+    write: Some(|c, v| {
+        c.telemetry.profiling.attribution.exemplar_windows = parse_num(v)?;
+        Ok(())
+    }),
+    given: None,
+};
 pub(crate) const LABEL_VALUE_MAX_LEN: &Key = &Key {
     path: "telemetry.profiling.attribution.label_value_max_len",
     env: Some("AGENTPROF_LABEL_VALUE_MAX_LEN"),
@@ -926,6 +964,8 @@ pub(crate) const ALL: &[&Key] = &[
     GCP_BACKOFF_INITIAL_MS,
     GCP_BACKOFF_MAX_MS,
     RECENT_INVOCATIONS,
+    EXEMPLARS_PER_FUNCTION,
+    EXEMPLAR_WINDOWS,
     LABEL_VALUE_MAX_LEN,
     LABEL_VALUES_PER_KEY,
     HTTP_LISTEN,

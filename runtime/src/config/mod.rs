@@ -609,6 +609,15 @@ pub struct AttributionConfig {
     /// 1,000,000; 0 keeps none).
     #[serde(default = "default_recent")]
     pub recent_invocations: usize,
+    /// Slowest invocations kept per function, window and ranking (CPU,
+    /// wall), with their callee tree and CPU samples (default 4, at most
+    /// 64; 0 keeps none).
+    #[serde(default = "default_exemplars")]
+    pub exemplars_per_function: usize,
+    /// Continuous windows whose exemplars are kept, the current one
+    /// included (default 3).
+    #[serde(default = "default_exemplar_windows")]
+    pub exemplar_windows: usize,
     /// Longest label value in bytes; longer ones are cut (default 128).
     #[serde(default = "default_label_len")]
     pub label_value_max_len: usize,
@@ -621,6 +630,12 @@ pub struct AttributionConfig {
 fn default_recent() -> usize {
     keys::RECENT_INVOCATIONS.integer_default() as usize
 }
+fn default_exemplars() -> usize {
+    keys::EXEMPLARS_PER_FUNCTION.integer_default() as usize
+}
+fn default_exemplar_windows() -> usize {
+    keys::EXEMPLAR_WINDOWS.integer_default() as usize
+}
 fn default_label_len() -> usize {
     keys::LABEL_VALUE_MAX_LEN.integer_default() as usize
 }
@@ -632,6 +647,8 @@ impl Default for AttributionConfig {
     fn default() -> Self {
         Self {
             recent_invocations: default_recent(),
+            exemplars_per_function: default_exemplars(),
+            exemplar_windows: default_exemplar_windows(),
             label_value_max_len: default_label_len(),
             label_values_per_key: default_label_values(),
         }

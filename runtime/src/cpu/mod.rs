@@ -16,6 +16,7 @@
 //! was.
 
 mod buffer;
+pub(crate) mod exemplar_samples;
 mod samples;
 mod signal;
 // Its consumers (the live endpoint, the Cloud Profiler agent) are
@@ -116,6 +117,11 @@ struct Aggregate {
 
 impl Aggregate {
     fn add<'a>(&mut self, raw: impl IntoIterator<Item = &'a RawSample>) {
+        self.add_bounded(raw, MAX_KEYS);
+    }
+
+    /// Adds `raw`, keeping at most `max_keys` distinct keys.
+    fn add_bounded<'a>(&mut self, raw: impl IntoIterator<Item = &'a RawSample>, max_keys: usize) {
         for s in raw {
             let key = SampleKey {
                 frames: s.frames.clone(),
@@ -125,7 +131,7 @@ impl Aggregate {
                 span_id: s.span_id,
                 trace_id: s.trace_id,
             };
-            if self.samples.len() >= MAX_KEYS && !self.samples.contains_key(&key) {
+            if self.samples.len() >= max_keys && !self.samples.contains_key(&key) {
                 self.dropped_keys += 1;
                 continue;
             }
@@ -151,6 +157,7 @@ fn deliver(aggregate: &Mutex<Aggregate>, raw: &mut Vec<RawSample>) {
     }
     thread_names::remember(raw.iter().map(|s| s.tid));
     tap::deliver(raw);
+    exemplar_samples::deliver(raw);
     aggregate
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -53,6 +53,11 @@ pub(super) fn sampler_stopped() {
     consumers().sampler = None;
 }
 
+/// The running sampler, if one runs in this process.
+pub(super) fn sampler() -> Option<Sampler> {
+    consumers().sampler.filter(|s| s.started_in.is_current())
+}
+
 fn sampler_running() -> bool {
     consumers()
         .sampler

@@ -19,7 +19,7 @@ use super::callsite::Callsite;
 use super::propagation::{MemoryShare, Shared};
 use super::running::{self, Registration, RunningCall};
 use super::span;
-use crate::aggregate::{self, Call, Labels, MemoryUsage, Row};
+use crate::aggregate::{self, Call, ExemplarIds, Labels, MemoryUsage, Row};
 use crate::model::Outcome;
 use crate::thread::clock;
 use crate::thread::memory::{self, MemoryDelta};
@@ -374,6 +374,7 @@ impl Frame {
         let cpu_ns = measured.then_some(self_cpu + children_cpu);
         let memory = self.memory_usage();
         let polls = self.polls.load(Relaxed);
+        let exemplar = self.row.is_exemplar(cpu_ns, wall_ns);
         // From here on it is the profiler's work (a subscriber's recording,
         // a registry entry, a batch drain), not the caller's.
         let _untracked = memory::Untracked::enter();
@@ -387,6 +388,7 @@ impl Frame {
                 polls,
                 memory: memory.as_ref(),
                 outcome,
+                exemplar,
             },
             &self.callsite.finish_fields,
         );
@@ -424,6 +426,15 @@ impl Frame {
             self_cpu_ns: measured.then_some(self_cpu),
             polls,
             memory,
+            exemplar: exemplar.then(|| {
+                Box::new(ExemplarIds {
+                    span_id: self.active.span_id,
+                    trace_id: self.active.trace_id,
+                })
+            }),
+            had_callees: self.children_wall_ns.load(Relaxed) != 0
+                || children_cpu != 0
+                || self.shared.get().is_some(),
         });
     }
 

@@ -26,11 +26,13 @@ pub(crate) struct Finished<'a> {
     pub(crate) polls: u64,
     pub(crate) memory: Option<&'a MemoryUsage>,
     pub(crate) outcome: Outcome,
+    /// Kept as one of its function's slowest invocations of the window.
+    pub(crate) exemplar: bool,
 }
 
 /// The names of the fields an invocation records when it ends, in the order
 /// of [`FinishFields::fields`].
-const FINISH_FIELDS: [&str; 7] = [
+const FINISH_FIELDS: [&str; 8] = [
     "resource.cpu.micros",
     "resource.wall.micros",
     "resource.polls",
@@ -38,6 +40,7 @@ const FINISH_FIELDS: [&str; 7] = [
     "resource.memory.peak",
     "resource.memory.allocations",
     "outcome",
+    "agentprof.exemplar",
 ];
 
 /// A span callsite's handles to [`FINISH_FIELDS`], so that ending an
@@ -48,7 +51,7 @@ pub(crate) struct FinishFields {
     metadata: &'static Metadata<'static>,
     /// `None` when the span lacks one of them (a span built elsewhere):
     /// then each field it has is recorded by name.
-    fields: Option<[Field; 7]>,
+    fields: Option<[Field; 8]>,
 }
 
 impl FinishFields {
@@ -83,7 +86,7 @@ pub(crate) fn record_finish(span: &Span, finished: &Finished<'_>, cache: &OnceLo
 fn record_finish_at_once(
     span: &Span,
     metadata: &'static Metadata<'static>,
-    [cpu, wall, polls, bytes, peak, allocations, outcome]: &[Field; 7],
+    [cpu, wall, polls, bytes, peak, allocations, outcome, exemplar]: &[Field; 8],
     finished: &Finished<'_>,
 ) {
     let cpu_micros = finished.cpu_ns.map(|ns| ns / 1_000);
@@ -101,6 +104,7 @@ fn record_finish_at_once(
         (peak, present(&memory_peak)),
         (allocations, present(&memory_allocations)),
         (outcome, Some(&outcome_name as &dyn Value)),
+        (exemplar, finished.exemplar.then_some(&true as &dyn Value)),
     ];
     span.record_all(&metadata.fields().value_set(&values));
 }
@@ -121,6 +125,9 @@ fn record_finish_by_name(span: &Span, finished: &Finished<'_>) {
         span.record("resource.memory.allocations", memory.allocs);
     }
     span.record("outcome", finished.outcome.as_str());
+    if finished.exemplar {
+        span.record("agentprof.exemplar", true);
+    }
 }
 
 /// The OpenTelemetry (trace id, span id) of an invocation's span, when

@@ -2,11 +2,14 @@
 //! memory figures, resource usage. Plain data (serde derives, lookups,
 //! JSON): no behaviour.
 
+mod exemplar;
 mod json;
 mod report;
 mod sample_label;
 mod usage;
 
+pub use exemplar::{CalleeNode, Exemplar, SlowestBy};
+pub(crate) use json::to_string as to_json;
 pub use report::{
     AgentRow, CpuClock, Dropped, FunctionRow, HeapDropped, HeapGrowth, InvocationRecord,
     MemoryStats, MemoryTimelinePoint, Outcome, ProfilerCost, Report, RunningFigures,

@@ -414,6 +414,11 @@ pub struct FunctionRow {
     /// figures above, which are about finished calls).
     #[serde(default)]
     pub running: RunningFigures,
+    /// The slowest invocations of the windows kept (by CPU and by wall),
+    /// slowest first: their ids lead to
+    /// [`invocation_detail`](crate::api::invocation_detail).
+    #[serde(default)]
+    pub exemplars: Vec<super::Exemplar>,
 }
 
 /// One agent's figures.
@@ -512,6 +517,15 @@ pub struct Dropped {
     /// calls are in the agent's `__overflow__` row.
     #[serde(default)]
     pub rows_overflowed: u64,
+    /// Exemplars no longer kept: replaced by slower calls, aged out with
+    /// their window, or pushed out of the full store.
+    #[serde(default)]
+    pub exemplars_evicted: u64,
+    /// Calls left out of callee trees because the store of unfinished
+    /// calls' subtrees was full (parents that ran long, never finished, or
+    /// finished before these calls were drained).
+    #[serde(default)]
+    pub exemplar_callees_dropped: u64,
 }
 
 /// One finished invocation, from the ring of recent invocations.

@@ -61,6 +61,10 @@ pub fn init(config: &Config) -> Result<()> {
             }
         }
         crate::aggregate::set_recent_capacity(p.attribution.recent_invocations);
+        crate::aggregate::exemplars::configure(
+            p.attribution.exemplars_per_function,
+            p.attribution.exemplar_windows,
+        );
         crate::aggregate::configure_labels(
             p.attribution.label_value_max_len,
             p.attribution.label_values_per_key,

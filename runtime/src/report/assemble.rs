@@ -121,6 +121,7 @@ pub(crate) fn report_with_heap(heap: Option<&memory::HeapProfile>) -> Report {
             net_bytes_max: s.net_bytes_max,
             inuse_bytes: row_inuse,
             running: row_running,
+            exemplars: aggregate::exemplars::of_row(row),
         });
         let slot = agents.entry(owner.agent).or_default();
         slot.0.add_counters(&s);
@@ -190,6 +191,7 @@ pub(crate) fn report_with_heap(heap: Option<&memory::HeapProfile>) -> Report {
     let memory = memory::memory_stats();
     let (label_values_truncated, label_values_overflowed) = aggregate::label_counters();
     let (cpu_clock, cpu_clock_fallback_threads) = clock::cpu_clock();
+    let exemplar_counters = aggregate::exemplars::counters();
     Report {
         schema_version: SCHEMA_VERSION,
         functions,
@@ -209,6 +211,8 @@ pub(crate) fn report_with_heap(heap: Option<&memory::HeapProfile>) -> Report {
             cpu_clock_fallback_threads,
             running_untracked: invocation::running_untracked(),
             rows_overflowed: aggregate::rows_overflowed(),
+            exemplars_evicted: exemplar_counters.evicted,
+            exemplar_callees_dropped: exemplar_counters.pending_dropped_calls,
         },
         window: None,
         recording: invocation::is_enabled(),
@@ -247,6 +251,8 @@ pub fn reset() {
         row.clear();
     }
     aggregate::clear_recent();
+    aggregate::exemplars::clear();
+    cpu::exemplar_samples::clear();
     aggregate::reset_labels();
     invocation::reset_dynamic_overflowed();
     cpu::reset_sampled_cpu();

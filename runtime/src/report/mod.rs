@@ -6,6 +6,7 @@
 mod assemble;
 mod attribution;
 mod html;
+mod invocation_detail;
 mod running_rows;
 mod text;
 mod window;
@@ -14,4 +15,5 @@ pub(crate) use assemble::report_with_heap;
 pub use assemble::{report, reset, running_invocations};
 pub use attribution::ResourceAttribution;
 pub use html::{HeapSite, HtmlReport};
+pub use invocation_detail::{invocation_detail, InvocationDetail};
 pub(crate) use window::WindowMeter;

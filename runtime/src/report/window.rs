@@ -73,6 +73,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 impl WindowMeter {
     /// A meter whose first window starts now.
     pub(crate) fn new() -> Self {
+        aggregate::exemplars::rotate(1);
         let mut meter = WindowMeter::default();
         for (row, consumed) in reading() {
             meter.last.insert(row.owner.key(), consumed);
@@ -89,7 +90,11 @@ impl WindowMeter {
     ) -> WindowFigures {
         let mut functions = Vec::new();
         let mut agents: BTreeMap<Option<&'static str>, WindowAgentRow> = BTreeMap::new();
-        for (row, now) in reading() {
+        let readings = reading();
+        // Calls drained from now on compete for the next window's
+        // exemplars.
+        aggregate::exemplars::rotate(sequence + 1);
+        for (row, now) in readings {
             let before = self.last.get(&row.owner.key()).copied().unwrap_or_default();
             // A reading never goes down; keeping the higher one makes sure
             // nothing is charged twice if one ever did.

@@ -1,0 +1,620 @@
+//! Exemplars: per (agent, function) row, the K slowest invocations of each
+//! window by CPU and by wall, each kept with its callee tree.
+//!
+//! Whether a call is one is decided when it finishes, against its row's
+//! floors (the K-th slowest kept so far this window): two loads on every
+//! finish, so that its span can say so. Its tree is assembled as calls
+//! drain: a call that ran callees, or was called, leaves a [`Node`] in its
+//! parent's pending [`Subtree`]; the parent takes it when it drains.
+//! Children drained after their parent (another thread's batch drained
+//! later) are attached to its kept tree when the parent was kept, and
+//! otherwise wait until the pending budget pushes them out, counted.
+//!
+//! Bounded: at most [`MAX_KEPT`] exemplars (the oldest window goes first),
+//! [`MAX_NODES`] nodes and [`MAX_IDS`] descendant ids each, at most
+//! [`MAX_PENDING_NODES`] nodes waiting in unfinished calls' subtrees.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use super::callee_tree::{Node, Subtree, MAX_IDS, MAX_NODES};
+use super::row::{lock, Call, ExemplarIds, Row};
+use crate::model::{CalleeNode, Exemplar, InvocationRecord, SlowestBy};
+
+/// Exemplars per row, window and ranking unless configured.
+pub(crate) const DEFAULT_PER_FUNCTION: usize = 4;
+/// Windows whose exemplars are kept unless configured.
+pub(crate) const DEFAULT_WINDOWS: usize = 3;
+/// Exemplars kept at most, all rows and windows together.
+pub(crate) const MAX_KEPT: usize = 512;
+/// Nodes waiting in unfinished calls' subtrees, all together.
+pub(crate) const MAX_PENDING_NODES: usize = 1 << 15;
+/// Evicted exemplars remembered, to say so when one is asked for.
+const EVICTED_REMEMBERED: usize = 4096;
+
+static PER_FUNCTION: AtomicUsize = AtomicUsize::new(DEFAULT_PER_FUNCTION);
+static WINDOWS: AtomicUsize = AtomicUsize::new(DEFAULT_WINDOWS);
+
+/// A new row's floor: nothing passes when exemplars are off.
+pub(crate) fn initial_floor() -> u64 {
+    if PER_FUNCTION.load(Relaxed) == 0 {
+        u64::MAX
+    } else {
+        0
+    }
+}
+
+/// Whether exemplars are kept at all.
+pub(crate) fn enabled() -> bool {
+    PER_FUNCTION.load(Relaxed) > 0
+}
+
+/// An exemplar as the store keeps it.
+#[derive(Debug)]
+struct Kept {
+    record: InvocationRecord,
+    row: &'static Row,
+    ids: ExemplarIds,
+    end_ns: u64,
+    window: u64,
+    by_cpu: bool,
+    by_wall: bool,
+    tree: Node,
+    folded: bool,
+    descendants: Vec<u64>,
+    descendants_dropped: u64,
+}
+
+/// One row's exemplars in one window, slowest first.
+#[derive(Debug, Default)]
+struct Ranking {
+    by_cpu: Vec<(u64, u64)>,
+    by_wall: Vec<(u64, u64)>,
+}
+
+#[derive(Debug)]
+struct Window {
+    sequence: u64,
+    rows: HashMap<usize, (&'static Row, Ranking)>,
+}
+
+/// Why an exemplar is no longer kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// Slower calls of its function in the same window replaced it.
+    Replaced,
+    /// Its window is older than the windows kept.
+    Aged,
+    /// The store was over [`MAX_KEPT`].
+    OverBudget,
+}
+
+#[derive(Debug)]
+struct Evicted {
+    id: u64,
+    function: &'static str,
+    agent: Option<&'static str>,
+    window: u64,
+    why: Eviction,
+}
+
+/// What the store knows of an invocation id.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Kept(Box<KeptView>),
+    Evicted {
+        function: &'static str,
+        agent: Option<&'static str>,
+        window: u64,
+        why: Eviction,
+    },
+    NotKept,
+}
+
+/// A kept exemplar, copied out of the store.
+#[derive(Debug)]
+pub(crate) struct KeptView {
+    pub(crate) record: InvocationRecord,
+    pub(crate) span_id: u64,
+    pub(crate) trace_id: u128,
+    pub(crate) end_ns: u64,
+    pub(crate) window: u64,
+    pub(crate) slowest_by: SlowestBy,
+    pub(crate) tree: CalleeNode,
+    pub(crate) folded: bool,
+    pub(crate) descendants: Vec<u64>,
+    pub(crate) descendants_dropped: u64,
+}
+
+/// What the exemplar store had to leave out.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ExemplarCounters {
+    pub(crate) kept: u64,
+    pub(crate) evicted: u64,
+    pub(crate) pending_dropped_calls: u64,
+    pub(crate) late_calls: u64,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    /// Drains so far: ages pending subtrees.
+    drains: u64,
+    windows: VecDeque<Window>,
+    kept: HashMap<u64, Kept>,
+    /// Invocation id (an exemplar's or a descendant's) → the exemplars
+    /// whose tree holds it.
+    containing: HashMap<u64, Vec<u64>>,
+    pending: HashMap<u64, Subtree>,
+    pending_nodes: usize,
+    evicted: VecDeque<Evicted>,
+    counters: ExemplarCounters,
+}
+
+static STORE: LazyLock<Mutex<Store>> = LazyLock::new(Mutex::default);
+
+/// The store for a batch of calls: locked when the first call that needs
+/// it comes (after the recent ring's shard, and before a row's shard or
+/// while one is held: nothing that holds the store takes either).
+pub(crate) struct Batch(Option<MutexGuard<'static, Store>>);
+
+pub(super) fn batch() -> Batch {
+    Batch(None)
+}
+
+impl Batch {
+    /// Takes a drained call: its node for its parent's tree, and it as an
+    /// exemplar when it finished as one. A root call that ran nothing
+    /// costs one branch.
+    #[inline]
+    pub(super) fn offer(&mut self, call: &Call) {
+        if call.parent_id == 0 && call.exemplar.is_none() && !call.had_callees {
+            return;
+        }
+        self.0
+            .get_or_insert_with(|| {
+                let mut store = lock(&STORE);
+                store.drains += 1;
+                store
+            })
+            .offer(call);
+    }
+}
+
+fn slowest_by(cpu: bool, wall: bool) -> SlowestBy {
+    match (cpu, wall) {
+        (true, true) => SlowestBy::CpuAndWall,
+        (true, false) => SlowestBy::Cpu,
+        _ => SlowestBy::Wall,
+    }
+}
+
+/// Inserts `(value, id)` into `list` (slowest first, at most `k`): the id
+/// that fell off, if one did; `Err` when `value` does not make the list.
+fn rank(list: &mut Vec<(u64, u64)>, k: usize, value: u64, id: u64) -> Result<Option<u64>, ()> {
+    if list.len() >= k && list.last().is_some_and(|(v, _)| *v >= value) {
+        return Err(());
+    }
+    let at = list.partition_point(|(v, _)| *v >= value);
+    list.insert(at, (value, id));
+    Ok((list.len() > k)
+        .then(|| list.pop().map(|(_, id)| id))
+        .flatten())
+}
+
+fn floor(list: &[(u64, u64)], k: usize) -> u64 {
+    if list.len() >= k {
+        list[k - 1].0
+    } else {
+        0
+    }
+}
+
+impl Store {
+    fn offer(&mut self, call: &Call) {
+        let mut subtree = if call.had_callees {
+            let subtree = self.pending.remove(&call.id).unwrap_or_default();
+            self.pending_nodes -= subtree.nodes;
+            subtree
+        } else {
+            Subtree::default()
+        };
+        let mut descendants = std::mem::take(&mut subtree.ids);
+        let descendants_dropped = subtree.ids_dropped;
+        let folded = subtree.folded;
+        let node = Node::of(call, subtree);
+        if let Some(ids) = &call.exemplar {
+            self.keep(
+                call,
+                **ids,
+                &node,
+                &descendants,
+                descendants_dropped,
+                folded,
+            );
+        }
+        if call.parent_id == 0 {
+            return;
+        }
+        if descendants.len() < MAX_IDS {
+            descendants.push(call.id);
+        }
+        if let Some(exemplars) = self.containing.get(&call.parent_id).cloned() {
+            // The parent drained first and is in kept trees.
+            self.counters.late_calls += 1;
+            for exemplar in exemplars {
+                self.attach_late(exemplar, call.parent_id, node.clone(), &descendants);
+            }
+            return;
+        }
+        let drains = self.drains;
+        let pending = self
+            .pending
+            .entry(call.parent_id)
+            .or_insert_with(|| Subtree {
+                born: drains,
+                ..Subtree::default()
+            });
+        let grew = pending.add(node, &descendants, descendants_dropped);
+        self.pending_nodes = self.pending_nodes.saturating_add_signed(grew);
+        if self.pending_nodes > MAX_PENDING_NODES {
+            self.shed_pending();
+        }
+    }
+
+    /// Drops the older half of the pending subtrees: parents that have run
+    /// long, never finished, or finished before these children drained.
+    fn shed_pending(&mut self) {
+        let mut ages: Vec<u64> = self.pending.values().map(|s| s.born).collect();
+        let middle = ages.len() / 2;
+        let (_, cut, _) = ages.select_nth_unstable(middle);
+        let cut = *cut;
+        let mut dropped = 0;
+        self.pending.retain(|_, s| {
+            let keep = s.born > cut;
+            if !keep {
+                dropped += s.children.iter().map(Node::total_calls).sum::<u64>() + s.cut_calls;
+            }
+            keep
+        });
+        self.counters.pending_dropped_calls += dropped;
+        self.pending_nodes = self.pending.values().map(|s| s.nodes).sum();
+    }
+
+    fn current_window(&mut self) -> &mut Window {
+        if self.windows.is_empty() {
+            self.windows.push_front(Window {
+                sequence: 0,
+                rows: HashMap::new(),
+            });
+        }
+        &mut self.windows[0]
+    }
+
+    fn keep(
+        &mut self,
+        call: &Call,
+        ids: ExemplarIds,
+        node: &Node,
+        descendants: &[u64],
+        descendants_dropped: u64,
+        folded: bool,
+    ) {
+        let k = PER_FUNCTION.load(Relaxed);
+        if k == 0 {
+            return;
+        }
+        let row = call.row;
+        let window = self.current_window();
+        let sequence = window.sequence;
+        let (_, ranking) = window
+            .rows
+            .entry(row.owner.key())
+            .or_insert_with(|| (row, Ranking::default()));
+        let cpu = call
+            .cpu_ns
+            .and_then(|cpu| rank(&mut ranking.by_cpu, k, cpu, call.id).ok());
+        let wall = rank(&mut ranking.by_wall, k, call.wall_ns, call.id).ok();
+        row.set_exemplar_floor(
+            if call.cpu_ns.is_some() {
+                floor(&ranking.by_cpu, k)
+            } else {
+                0
+            },
+            floor(&ranking.by_wall, k),
+        );
+        let fell_off: Vec<(u64, bool)> = [cpu.flatten(), wall.flatten()]
+            .into_iter()
+            .zip([true, false])
+            .filter_map(|(id, by_cpu)| id.map(|id| (id, by_cpu)))
+            .collect();
+        let still_ranked = |ranking: &Ranking, id: u64| {
+            ranking.by_cpu.iter().any(|(_, i)| *i == id)
+                || ranking.by_wall.iter().any(|(_, i)| *i == id)
+        };
+        let gone: Vec<u64> = fell_off
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != call.id && !still_ranked(ranking, *id))
+            .collect();
+        for (id, by_cpu) in &fell_off {
+            if let Some(k) = self.kept.get_mut(id) {
+                if *by_cpu {
+                    k.by_cpu = false;
+                } else {
+                    k.by_wall = false;
+                }
+            }
+        }
+        for id in gone {
+            self.evict(id, Eviction::Replaced);
+        }
+        let (by_cpu, by_wall) = (cpu.is_some(), wall.is_some());
+        if !by_cpu && !by_wall {
+            // Its floor was passed when it finished, but slower calls of
+            // the row drained first.
+            self.remember_evicted(call.id, row, sequence, Eviction::Replaced);
+            return;
+        }
+        for id in descendants.iter().chain([&call.id]) {
+            self.containing.entry(*id).or_default().push(call.id);
+        }
+        self.kept.insert(
+            call.id,
+            Kept {
+                record: super::recent::to_record(call),
+                row,
+                ids,
+                end_ns: call.end_ns,
+                window: sequence,
+                by_cpu,
+                by_wall,
+                tree: node.clone(),
+                folded,
+                descendants: descendants.to_vec(),
+                descendants_dropped,
+            },
+        );
+        self.counters.kept += 1;
+        while self.kept.len() > MAX_KEPT {
+            self.evict_oldest();
+        }
+    }
+
+    /// A child that drained after its parent, a node of kept trees.
+    fn attach_late(&mut self, exemplar: u64, parent: u64, node: Node, ids: &[u64]) {
+        let Some(kept) = self.kept.get_mut(&exemplar) else {
+            return;
+        };
+        let mut attached = false;
+        fn find(node: &mut Node, id: u64) -> Option<&mut Node> {
+            if node.id == id {
+                return Some(node);
+            }
+            node.children.iter_mut().find_map(|c| find(c, id))
+        }
+        let calls = node.total_calls();
+        if kept.tree.size() + node.size() <= MAX_NODES {
+            if let Some(at) = find(&mut kept.tree, parent) {
+                at.children.push(node);
+                at.children.sort_by_key(|c| c.start_ns);
+                attached = true;
+            }
+        }
+        if !attached {
+            kept.tree.cut_calls += calls;
+            kept.folded = true;
+        }
+        let room = MAX_IDS.saturating_sub(kept.descendants.len());
+        let taken = ids.len().min(room);
+        kept.descendants.extend_from_slice(&ids[..taken]);
+        kept.descendants_dropped += (ids.len() - taken) as u64;
+        for id in &ids[..taken] {
+            self.containing.entry(*id).or_default().push(exemplar);
+        }
+    }
+
+    fn remember_evicted(&mut self, id: u64, row: &'static Row, window: u64, why: Eviction) {
+        self.counters.evicted += 1;
+        if self.evicted.len() == EVICTED_REMEMBERED {
+            self.evicted.pop_front();
+        }
+        self.evicted.push_back(Evicted {
+            id,
+            function: row.owner.function,
+            agent: row.owner.agent,
+            window,
+            why,
+        });
+    }
+
+    fn evict(&mut self, id: u64, why: Eviction) {
+        let Some(kept) = self.kept.remove(&id) else {
+            return;
+        };
+        for member in kept.descendants.iter().chain([&id]) {
+            if let Some(list) = self.containing.get_mut(member) {
+                list.retain(|e| *e != id);
+                if list.is_empty() {
+                    self.containing.remove(member);
+                }
+            }
+        }
+        if why != Eviction::Replaced {
+            for window in &mut self.windows {
+                if let Some((_, ranking)) = window.rows.get_mut(&kept.row.owner.key()) {
+                    ranking.by_cpu.retain(|(_, i)| *i != id);
+                    ranking.by_wall.retain(|(_, i)| *i != id);
+                }
+            }
+        }
+        self.remember_evicted(id, kept.row, kept.window, why);
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .kept
+            .iter()
+            .min_by_key(|(id, k)| (k.window, k.end_ns, **id))
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.evict(id, Eviction::OverBudget);
+        }
+    }
+
+    fn rotate(&mut self, sequence: u64) {
+        if let Some(current) = self.windows.front() {
+            for (row, _) in current.rows.values() {
+                row.set_exemplar_floor(initial_floor(), initial_floor());
+            }
+        }
+        self.windows.push_front(Window {
+            sequence,
+            rows: HashMap::new(),
+        });
+        let keep = WINDOWS.load(Relaxed).max(1);
+        while self.windows.len() > keep {
+            if let Some(old) = self.windows.pop_back() {
+                let ids: Vec<u64> = old
+                    .rows
+                    .values()
+                    .flat_map(|(_, r)| r.by_cpu.iter().chain(&r.by_wall).map(|(_, id)| *id))
+                    .collect();
+                for id in ids {
+                    self.evict(id, Eviction::Aged);
+                }
+            }
+        }
+    }
+
+    fn view(&self, id: u64, kept: &Kept) -> KeptView {
+        KeptView {
+            record: kept.record.clone(),
+            span_id: kept.ids.span_id,
+            trace_id: kept.ids.trace_id,
+            end_ns: kept.end_ns,
+            window: kept.window,
+            slowest_by: slowest_by(kept.by_cpu, kept.by_wall),
+            tree: public_tree(&kept.tree, kept.tree.start_ns),
+            folded: kept.folded,
+            descendants: kept.descendants.iter().copied().chain([id]).collect(),
+            descendants_dropped: kept.descendants_dropped,
+        }
+    }
+}
+
+fn public_tree(node: &Node, origin: u64) -> CalleeNode {
+    CalleeNode {
+        function: node.row.owner.function.to_owned(),
+        agent: node.row.owner.agent.map(str::to_owned),
+        id: (node.id != 0).then_some(node.id),
+        calls: node.calls,
+        errors: node.errors,
+        outcome: node.outcome,
+        start_offset_ns: node.start_ns.saturating_sub(origin),
+        wall_ns: node.wall_ns,
+        cpu_ns: node.cpu_ns,
+        self_cpu_ns: node.self_cpu_ns,
+        alloc_bytes: node.alloc_bytes,
+        retained_bytes: node.retained_bytes,
+        cut_calls: node.cut_calls,
+        children: node
+            .children
+            .iter()
+            .map(|c| public_tree(c, origin))
+            .collect(),
+    }
+}
+
+/// Sets K (0 turns exemplars off) and the windows kept; existing rows'
+/// floors follow.
+pub(crate) fn configure(per_function: usize, windows: usize) {
+    PER_FUNCTION.store(per_function, Relaxed);
+    WINDOWS.store(windows.max(1), Relaxed);
+    clear();
+}
+
+/// Starts window `sequence`: the next calls compete afresh; windows beyond
+/// those kept are evicted.
+pub(crate) fn rotate(sequence: u64) {
+    lock(&STORE).rotate(sequence);
+}
+
+/// Forgets every exemplar, pending subtree and counter.
+pub(crate) fn clear() {
+    *lock(&STORE) = Store::default();
+    let floor = initial_floor();
+    for row in super::row::rows() {
+        row.set_exemplar_floor(floor, floor);
+    }
+}
+
+/// The exemplars of `row` still kept, slowest first, newest window first.
+pub(crate) fn of_row(row: &'static Row) -> Vec<Exemplar> {
+    let store = lock(&STORE);
+    let mut ids: Vec<u64> = Vec::new();
+    for window in &store.windows {
+        if let Some((_, ranking)) = window.rows.get(&row.owner.key()) {
+            let mut merged: Vec<(u64, u64)> = ranking
+                .by_wall
+                .iter()
+                .chain(&ranking.by_cpu)
+                .copied()
+                .collect();
+            merged.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
+            for (_, id) in merged {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids.into_iter()
+        .filter_map(|id| {
+            let kept = store.kept.get(&id)?;
+            Some(Exemplar {
+                id,
+                window: kept.window,
+                slowest_by: slowest_by(kept.by_cpu, kept.by_wall),
+                cpu_ns: kept.record.cpu_ns,
+                wall_ns: kept.record.wall_ns,
+                outcome: kept.record.outcome,
+                callees: kept.tree.total_calls() - 1,
+            })
+        })
+        .collect()
+}
+
+/// What the store knows of invocation `id`.
+pub(crate) fn lookup(id: u64) -> Lookup {
+    super::batch::drain_all();
+    let store = lock(&STORE);
+    if let Some(kept) = store.kept.get(&id) {
+        return Lookup::Kept(Box::new(store.view(id, kept)));
+    }
+    match store.evicted.iter().rev().find(|e| e.id == id) {
+        Some(e) => Lookup::Evicted {
+            function: e.function,
+            agent: e.agent,
+            window: e.window,
+            why: e.why,
+        },
+        None => Lookup::NotKept,
+    }
+}
+
+/// The exemplars whose trees hold each of `invocations` (the ids CPU
+/// samples carry), and which exemplars are kept at all.
+pub(crate) fn containing(invocations: &[u64]) -> (Vec<Vec<u64>>, Vec<u64>) {
+    let store = lock(&STORE);
+    let found = invocations
+        .iter()
+        .map(|id| store.containing.get(id).cloned().unwrap_or_default())
+        .collect();
+    (found, store.kept.keys().copied().collect())
+}
+
+/// The store's counters.
+pub(crate) fn counters() -> ExemplarCounters {
+    lock(&STORE).counters
+}
