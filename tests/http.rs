@@ -45,6 +45,23 @@ fn remember(bytes: usize) {
     }
 }
 
+#[inline(never)]
+fn score_steps_hot_loop() -> u64 {
+    std::hint::black_box(common::burn_cpu_ns(20_000_000))
+}
+
+/// Now and then a planner call that is slower than the rest: the one whose
+/// page, tree and profile the endpoint serves.
+#[profiled(agent = "planner")]
+fn review_plan() -> u64 {
+    plan_route(1) + score_steps()
+}
+
+#[profiled(agent = "planner")]
+fn score_steps() -> u64 {
+    score_steps_hot_loop()
+}
+
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 struct Service {
@@ -68,11 +85,16 @@ fn service() -> &'static Service {
             .expect("the profiler starts");
         let address = profiler.http_addr().expect("the endpoint runs");
         for worker in 0..2 {
-            std::thread::spawn(move || loop {
-                plan_route(worker);
-                fetch_documents(8);
-                remember(1024);
-                std::thread::sleep(Duration::from_millis(1));
+            std::thread::spawn(move || {
+                for round in 0u64.. {
+                    plan_route(worker);
+                    fetch_documents(8);
+                    remember(1024);
+                    if round % 25 == 0 {
+                        review_plan();
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             });
         }
         common::wait_until("a collector window", || {
@@ -464,6 +486,158 @@ fn chromium_renders_the_live_report() {
     );
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+}
+
+/// A `review_plan` call kept with CPU samples of its own: its id.
+fn kept_review() -> u64 {
+    let mut found = 0;
+    common::wait_until("a kept review_plan call with CPU samples", || {
+        let report = agentprof::report();
+        let Some(row) = report.functions_named("::review_plan").next() else {
+            return false;
+        };
+        found = row
+            .exemplars
+            .iter()
+            .map(|e| e.id)
+            .find(|id| agentprof::invocation_detail(*id).is_ok_and(|d| d.profile_samples > 0))
+            .unwrap_or(0);
+        found != 0
+    });
+    found
+}
+
+#[test]
+fn a_slow_call_has_its_page_json_and_pprof_and_bad_ids_get_404_or_400() {
+    let service = service();
+    // Windows of 1 s keep exemplars for about 3 s: an id may go while it is
+    // fetched (a 404 saying so), and the next one is tried.
+    let mut served = false;
+    for _ in 0..20 {
+        let id = kept_review();
+        let json = get(
+            service.address,
+            &format!("/debug/agentprof/invocations/{id}?format=json"),
+            &[],
+        );
+        if json.status == 404 {
+            assert!(json.text().contains("evicted"), "{}", json.text());
+            continue;
+        }
+        assert_eq!(json.status, 200, "{}", json.text());
+        let value: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert_eq!(value["invocation"]["id"], id);
+        let callees: Vec<String> = value["tree"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["function"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            callees.iter().any(|f| f.ends_with("::plan_route"))
+                && callees.iter().any(|f| f.ends_with("::score_steps")),
+            "{callees:?}"
+        );
+        assert!(value["profile_samples"].as_u64().unwrap() > 0);
+
+        let pprof = get(
+            service.address,
+            &format!("/debug/agentprof/invocations/{id}/pprof"),
+            &[],
+        );
+        if pprof.status == 404 {
+            continue;
+        }
+        assert_eq!(pprof.status, 200, "{}", pprof.text());
+        let profile = decode(&pprof.body);
+        assert_eq!(sample_types(&profile), ["samples/count", "cpu/nanoseconds"]);
+        // Only its own work: the other functions the workers run meanwhile
+        // on the same threads are not in it.
+        let names: Vec<&str> = profile
+            .function
+            .iter()
+            .map(|f| profile.string_table[f.name as usize].as_str())
+            .collect();
+        assert!(names.iter().any(|n| n.contains("score_steps_hot_loop")));
+        assert!(
+            !names.iter().any(|n| n.contains("fetch_documents")),
+            "{names:?}"
+        );
+        let file = common::TempDir::new("invocation-pprof");
+        let path = file.0.join("invocation.pb.gz");
+        std::fs::write(&path, &pprof.body).unwrap();
+        if let Some(top) = common::go_pprof(&["-top"], &path) {
+            assert!(top.contains("score_steps_hot_loop"), "{top}");
+        }
+
+        let page = get(
+            service.address,
+            &format!("/debug/agentprof/invocations/{id}"),
+            &[],
+        );
+        if page.status == 404 {
+            continue;
+        }
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        let Some(browser) = common::chromium() else {
+            served = true;
+            break;
+        };
+        let dir = common::TempDir::new("invocation-chromium");
+        let url = format!(
+            "http://{}/debug/agentprof/invocations/{id}",
+            service.address
+        );
+        let (dom, log) =
+            common::run_chromium(&browser, &dir.0.join("profile"), &url, &["--dump-dom"]);
+        if dom.contains("404: invocation") {
+            continue;
+        }
+        assert!(dom.contains("<table class=\"tree\">"), "{dom}");
+        assert!(dom.matches("<tr class=\"node\"").count() >= 3, "{dom}");
+        assert!(dom.contains("score_steps"));
+        assert!(dom.contains("<svg"), "its flamegraph");
+        assert!(!log.contains("Uncaught"), "{log}");
+        served = true;
+        break;
+    }
+    assert!(
+        served,
+        "every kept call was evicted before it could be fetched"
+    );
+
+    // The live page links function rows to their slowest calls.
+    let live = get(service.address, "/debug/agentprof/?seconds=1", &[]);
+    assert!(
+        live.text().contains("href=\"/debug/agentprof/invocations/"),
+        "no links to invocation pages"
+    );
+    // Bad ids: 400 naming the text, 404 saying what became of the id.
+    let bad = get(service.address, "/debug/agentprof/invocations/abc", &[]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("\"abc\""), "{}", bad.text());
+    let unknown = get(
+        service.address,
+        &format!("/debug/agentprof/invocations/{}", u64::MAX),
+        &[],
+    );
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.text().contains("is not known"),
+        "{}",
+        unknown.text()
+    );
+    let format = get(
+        service.address,
+        "/debug/agentprof/invocations/1?format=xml",
+        &[],
+    );
+    assert_eq!(format.status, 400);
+    assert!(format.text().contains("xml"));
 }
 
 fn loopback_with(token: Option<&str>, max_seconds: u64) -> HttpServer {

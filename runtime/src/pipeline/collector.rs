@@ -270,6 +270,7 @@ fn cut(
                     super::page::readable(window.end)
                 ),
             )],
+            super::page::SlowestCalls::Embedded,
         )
     });
     let cpu_profile = cpu_report

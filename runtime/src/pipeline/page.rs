@@ -11,6 +11,20 @@ use crate::memory::HeapProfile;
 use crate::model::Report;
 use crate::report::HtmlReport;
 
+/// Where a page's function rows take a reader to their slowest calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlowestCalls {
+    /// To their pages on the live endpoint.
+    LivePages,
+    /// To their figures and callee trees, embedded in the page (a file).
+    Embedded,
+}
+
+/// Function rows whose slowest calls a file embeds (by CPU), and calls
+/// per row: the page stays small.
+const EMBEDDED_ROWS: usize = 20;
+const EMBEDDED_PER_ROW: usize = 2;
+
 /// The page of `report`, with `cpu` and `heap` when at hand and `extra`
 /// facts (the window, or how the live profile was taken).
 pub(crate) fn render(
@@ -18,8 +32,23 @@ pub(crate) fn render(
     cpu: Option<&CpuReport>,
     heap: Option<&HeapProfile>,
     extra: Vec<(String, String)>,
+    slowest: SlowestCalls,
 ) -> String {
     let mut page = HtmlReport::new(report).title(format!("agentprof: {}", service_name()));
+    page = match slowest {
+        SlowestCalls::LivePages => page.link_invocation_pages(),
+        SlowestCalls::Embedded => {
+            let mut rows: Vec<_> = report.functions.iter().collect();
+            rows.sort_by_key(|f| std::cmp::Reverse(f.cpu_ns.unwrap_or(f.wall_ns)));
+            let details = rows
+                .into_iter()
+                .take(EMBEDDED_ROWS)
+                .flat_map(|f| f.exemplars.iter().take(EMBEDDED_PER_ROW))
+                .filter_map(|e| crate::report::invocation_detail(e.id).ok())
+                .collect();
+            page.slowest_calls(details)
+        }
+    };
     page = page.fact("host", host_name());
     if let Some(start) = process_start() {
         page = page.fact(

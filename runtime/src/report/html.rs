@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use super::invocation_detail::InvocationDetail;
+use super::invocation_page::{self, Links};
 use super::text::{Bytes, Nanos};
 use crate::model::{MemoryTimelinePoint, Report, WindowFigures};
 
@@ -34,6 +36,8 @@ pub struct HtmlReport<'a> {
     flamegraphs: Vec<(String, String)>,
     heap_sites: Vec<HeapSite>,
     cpu_history: Vec<WindowFigures>,
+    slowest: Vec<InvocationDetail>,
+    invocation_pages: bool,
 }
 
 impl Report {
@@ -44,7 +48,7 @@ impl Report {
 }
 
 /// Text made safe for HTML content and attribute values.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -62,7 +66,7 @@ fn escape(text: &str) -> String {
 /// An inferno SVG made fit to sit inline among others: the XML prologue,
 /// its script and its event handlers go (the picture stays), so that
 /// several on one page neither collide nor run code.
-fn inline_svg(svg: &str) -> String {
+pub(super) fn inline_svg(svg: &str) -> String {
     let mut svg = svg[svg.find("<svg").unwrap_or(0)..].to_owned();
     while let Some(start) = svg.find("<script") {
         let end = svg[start..]
@@ -85,7 +89,7 @@ fn inline_svg(svg: &str) -> String {
     svg
 }
 
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}\
+pub(super) const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}\
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}\
 table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
 th{cursor:pointer;background:#f4f4f4}td.text,th.text{text-align:left}\
@@ -105,7 +109,7 @@ var s=document.getElementById('flame-agent');if(s){var f=function(){document.que
 .forEach(function(d){d.style.display=d.dataset.agent===s.value?'':'none'})};s.addEventListener('change',f);f()}";
 
 /// A table cell holding a number, sortable by its value.
-fn number(out: &mut String, value: Option<i128>, shown: &str) {
+pub(super) fn number(out: &mut String, value: Option<i128>, shown: &str) {
     match value {
         Some(v) => {
             let _ = write!(out, "<td data-v=\"{v}\">{}</td>", escape(shown));
@@ -114,7 +118,7 @@ fn number(out: &mut String, value: Option<i128>, shown: &str) {
     }
 }
 
-fn text(out: &mut String, value: &str) {
+pub(super) fn text(out: &mut String, value: &str) {
     let _ = write!(out, "<td class=\"text\">{}</td>", escape(value));
 }
 
@@ -149,7 +153,7 @@ fn column_tip(column: &str) -> Option<&'static str> {
     })
 }
 
-fn unsigned_bytes(out: &mut String, value: Option<u64>) {
+pub(super) fn unsigned_bytes(out: &mut String, value: Option<u64>) {
     number(out, value.map(i128::from), &bytes(value.map(|b| b as i64)));
 }
 
@@ -243,11 +247,11 @@ fn render_window_functions(out: &mut String, w: &WindowFigures, scope: &str) {
     out.push_str("</tbody></table></section>");
 }
 
-fn nanos(ns: Option<u64>) -> String {
+pub(super) fn nanos(ns: Option<u64>) -> String {
     Nanos(ns).to_string()
 }
 
-fn bytes(b: Option<i64>) -> String {
+pub(super) fn bytes(b: Option<i64>) -> String {
     Bytes(b).to_string()
 }
 
@@ -477,6 +481,8 @@ impl<'a> HtmlReport<'a> {
             flamegraphs: Vec::new(),
             heap_sites: Vec::new(),
             cpu_history: Vec::new(),
+            slowest: Vec::new(),
+            invocation_pages: false,
         }
     }
 
@@ -513,6 +519,55 @@ impl<'a> HtmlReport<'a> {
         self
     }
 
+    /// Embeds these exemplars (figures and callee tree) in a "Slowest
+    /// calls" section, and links each function row to its own: for a page
+    /// read away from the service, such as a window's report file.
+    pub fn slowest_calls(mut self, details: Vec<InvocationDetail>) -> Self {
+        self.slowest = details;
+        self
+    }
+
+    /// Links each function row's slowest calls to their pages on the live
+    /// endpoint (`/debug/agentprof/invocations/{id}`).
+    pub fn link_invocation_pages(mut self) -> Self {
+        self.invocation_pages = true;
+        self
+    }
+
+    /// Where an exemplar of a row links to, if anywhere.
+    fn exemplar_link(&self, id: u64) -> Option<String> {
+        if self.invocation_pages {
+            Some(Links::Pages.href(id))
+        } else if self.slowest.iter().any(|d| d.invocation.id == id) {
+            Some(Links::Anchors.href(id))
+        } else {
+            None
+        }
+    }
+
+    fn render_slowest(&self, out: &mut String) {
+        if self.slowest.is_empty() {
+            return;
+        }
+        out.push_str("<section id=\"slowest\"><h2>Slowest calls</h2>");
+        for detail in &self.slowest {
+            let r = &detail.invocation;
+            let _ = write!(
+                out,
+                "<details id=\"invocation-{}\"><summary>{} #{}: {} wall, {} cpu</summary>",
+                r.id,
+                escape(&r.function),
+                r.id,
+                nanos(Some(r.wall_ns)),
+                nanos(r.cpu_ns)
+            );
+            invocation_page::figures(out, detail);
+            invocation_page::callee_tree_table(out, &detail.tree);
+            out.push_str("</details>");
+        }
+        out.push_str("</section>");
+    }
+
     /// The page.
     pub fn render(&self) -> String {
         let r = self.report;
@@ -526,6 +581,7 @@ impl<'a> HtmlReport<'a> {
         );
         self.render_header(&mut out);
         self.render_tables(&mut out);
+        self.render_slowest(&mut out);
         out.push_str("<section id=\"memory\"><h2>Memory over time</h2>");
         out.push_str(&timeline_chart(&r.memory_timeline));
         out.push_str("</section><section id=\"cpu-over-time\"><h2>CPU per agent over time</h2>");
@@ -707,6 +763,10 @@ impl<'a> HtmlReport<'a> {
             "net p50",
             "net max",
         ];
+        let links = self.invocation_pages || !self.slowest.is_empty();
+        if links {
+            columns.push("slowest calls");
+        }
         let inuse = self
             .report
             .functions
@@ -752,6 +812,22 @@ impl<'a> HtmlReport<'a> {
                 f.net_bytes_max.map(i128::from),
                 &bytes(f.net_bytes_max),
             );
+            if links {
+                out.push_str("<td class=\"text exemplars\">");
+                for e in f.exemplars.iter().take(3) {
+                    if let Some(href) = self.exemplar_link(e.id) {
+                        let _ = write!(
+                            out,
+                            "<a href=\"{}\" title=\"{} wall, {} cpu\">#{}</a> ",
+                            escape(&href),
+                            nanos(Some(e.wall_ns)),
+                            nanos(e.cpu_ns),
+                            e.id
+                        );
+                    }
+                }
+                out.push_str("</td>");
+            }
             if inuse {
                 unsigned_bytes(out, f.inuse_bytes);
             }

@@ -7,6 +7,7 @@ mod assemble;
 mod attribution;
 mod html;
 mod invocation_detail;
+mod invocation_page;
 mod running_rows;
 mod text;
 mod window;

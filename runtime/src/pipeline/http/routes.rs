@@ -9,6 +9,8 @@
 //! | `/debug/agentprof/report` | the report as JSON |
 //! | `/debug/agentprof/report.txt` | the report as a table |
 //! | `/debug/agentprof/flamegraph.svg?seconds=N&agent=A&function=F` | a flamegraph of the next N s |
+//! | `/debug/agentprof/invocations/{id}` | one of the slowest calls: figures, callee tree, flamegraph (`?format=json`) |
+//! | `/debug/agentprof/invocations/{id}/pprof` | its CPU samples, gzipped pprof |
 //!
 //! Parameters of Go's endpoint that mean nothing here (`gc`, `debug`) are
 //! ignored; a bad value of one that does is a 400 naming it.
@@ -90,6 +92,9 @@ pub(super) async fn respond(request: Request<Incoming>, state: Arc<State>) -> Re
         "/debug/agentprof/flamegraph.svg" => flamegraph(&query, &state).await,
         // Browsers ask for it; an empty answer keeps their logs clean.
         "/favicon.ico" => reply(StatusCode::NO_CONTENT, "image/x-icon", Vec::new()),
+        other if other.starts_with(INVOCATIONS) => {
+            invocation(&other[INVOCATIONS.len()..], &query).await
+        }
         other => text(
             StatusCode::NOT_FOUND,
             format!("404: nothing at {other}; see /debug/pprof/\n"),
@@ -102,6 +107,83 @@ pub(super) async fn respond(request: Request<Incoming>, state: Arc<State>) -> Re
         *reply.body_mut() = Full::new(Bytes::new());
     }
     reply
+}
+
+/// Where one invocation's page lives, its id after it.
+const INVOCATIONS: &str = "/debug/agentprof/invocations/";
+
+/// `/debug/agentprof/invocations/{id}` and `.../{id}/pprof`.
+async fn invocation(rest: &str, query: &Query) -> Reply {
+    let (id_text, pprof) = match rest.strip_suffix("/pprof") {
+        Some(id) => (id, true),
+        None => (rest.trim_end_matches('/'), false),
+    };
+    let Ok(id) = id_text.parse::<u64>() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "400: {id_text:?} is not an invocation id (a whole number, as report rows' \
+                 `exemplars` and span fields give it)\n"
+            ),
+        );
+    };
+    let format = query.get("format").unwrap_or("html").to_owned();
+    if !pprof && !matches!(format.as_str(), "html" | "json") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("400: format={format:?}: html or json\n"),
+        );
+    }
+    let detail = match blocking(move || crate::report::invocation_detail(id)).await {
+        Ok(detail) => detail,
+        // Not kept is an answer about the id, not a failure of the server.
+        Err(e @ Error::InvocationNotKept { .. }) => {
+            return text(StatusCode::NOT_FOUND, format!("404: {e}\n"))
+        }
+        Err(e) => return error_reply(&e),
+    };
+    if pprof {
+        let Some(profile) = detail.profile else {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "404: invocation {id} has no CPU profile: no CPU sampler was running \
+                     (telemetry.profiling.cpu.continuous, a CpuProfiler, or a profile request)\n"
+                ),
+            );
+        };
+        return match blocking(move || Ok(profile.pprof_gzip())).await {
+            Ok(body) => {
+                let mut reply = reply(StatusCode::OK, "application/octet-stream", body);
+                if let Ok(value) = HeaderValue::from_str(&format!(
+                    "attachment; filename=\"invocation-{id}.pb.gz\""
+                )) {
+                    reply
+                        .headers_mut()
+                        .insert(header::CONTENT_DISPOSITION, value);
+                }
+                reply
+            }
+            Err(e) => error_reply(&e),
+        };
+    }
+    let rendered = blocking(move || {
+        if format == "json" {
+            detail.to_json().map(|json| (true, json))
+        } else {
+            Ok((false, detail.to_html()))
+        }
+    })
+    .await;
+    match rendered {
+        Ok((true, json)) => reply(StatusCode::OK, "application/json", json.into_bytes()),
+        Ok((false, html)) => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            html.into_bytes(),
+        ),
+        Err(e) => error_reply(&e),
+    }
 }
 
 /// 503: every serving permit is taken, or the connection was closed to
@@ -449,6 +531,7 @@ async fn live_page(query: &Query, state: &Arc<State>) -> Reply {
             cpu.as_deref(),
             heap.as_ref(),
             facts,
+            super::super::page::SlowestCalls::LivePages,
         ))
     })
     .await;
@@ -477,6 +560,11 @@ fn index() -> Reply {
             "the HTML report: agents, functions, memory, CPU over time, flamegraphs, heap",
         ),
         ("/debug/agentprof/report", "the report as JSON"),
+        (
+            "/debug/agentprof/invocations/ID",
+            "one of the slowest calls (ids: each function row's exemplars): figures, callee tree, \
+             flamegraph; ?format=json; /pprof for its CPU samples",
+        ),
         ("/debug/agentprof/report.txt", "the report as a table"),
         (
             "/debug/agentprof/flamegraph.svg?seconds=10",
