@@ -255,3 +255,39 @@ fn a_subscriber_may_run_instrumented_code_while_a_call_finishes() {
         .all(|r| r.agent.as_deref() == Some("reentrant")
             && r.outcome == agentprof::report::Outcome::Ok));
 }
+
+#[profiled(agent = "kept")]
+fn maybe_kept(ns: u64) -> u64 {
+    common::burn_cpu_ns(ns);
+    common::current_id()
+}
+
+#[test]
+fn the_span_of_a_kept_slow_call_says_so_and_a_quick_one_does_not() {
+    common::setup();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let (slow, quick) = tracing::subscriber::with_default(subscriber, || {
+        let slow: Vec<u64> = (0..4).map(|_| maybe_kept(2_000_000)).collect();
+        // Drained: the function's floor is now its fourth slowest call.
+        let _ = agentprof::report();
+        (slow, maybe_kept(0))
+    });
+    let spans = capture.0.lock().unwrap().clone();
+    let field = |id: u64| {
+        spans
+            .iter()
+            .find(|s| s.fields.get("invocation_id") == Some(&id.to_string()))
+            .unwrap_or_else(|| panic!("no span of {id}"))
+            .fields
+            .get("agentprof.exemplar")
+            .cloned()
+    };
+    for id in slow {
+        assert_eq!(field(id).as_deref(), Some("true"));
+        // Its id finds it, as a trace UI's span field would.
+        assert!(agentprof::invocation_detail(id).is_ok());
+    }
+    assert_eq!(field(quick), None);
+    assert!(agentprof::invocation_detail(quick).is_err());
+}

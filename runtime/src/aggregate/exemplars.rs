@@ -618,3 +618,90 @@ pub(crate) fn containing(invocations: &[u64]) -> (Vec<Vec<u64>>, Vec<u64>) {
 pub(crate) fn counters() -> ExemplarCounters {
     lock(&STORE).counters
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::row::test_row;
+
+    fn kept(row: &'static Row, id: u64, cpu: u64) -> Call {
+        Call {
+            exemplar: Some(Box::default()),
+            had_callees: true,
+            ..Call::test(row, id, cpu)
+        }
+    }
+
+    fn child(row: &'static Row, id: u64, parent: u64) -> Call {
+        Call {
+            parent_id: parent,
+            agent_root: false,
+            ..Call::test(row, id, 10)
+        }
+    }
+
+    #[test]
+    fn a_child_drained_after_its_kept_parent_joins_the_tree() {
+        let (parent, callee) = (test_row("ex::late_parent"), test_row("ex::late_child"));
+        let mut store = Store::default();
+        store.offer(&child(callee, 2, 1));
+        store.offer(&kept(parent, 1, 1000));
+        // Drained late: another thread's batch.
+        store.offer(&child(callee, 3, 1));
+        let kept = &store.kept[&1];
+        assert_eq!(
+            kept.tree.children.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(store.containing[&3], [1]);
+        assert_eq!(store.counters.late_calls, 1);
+        assert!(store.pending.is_empty());
+    }
+
+    #[test]
+    fn old_windows_age_out_and_are_remembered_as_evicted() {
+        let row = test_row("ex::aging");
+        let mut store = Store::default();
+        store.offer(&kept(row, 7, 500));
+        for sequence in 1..=DEFAULT_WINDOWS as u64 {
+            store.rotate(sequence);
+        }
+        assert!(store.kept.is_empty());
+        assert!(store.containing.is_empty());
+        let evicted = store.evicted.back().unwrap();
+        assert_eq!((evicted.id, evicted.why), (7, Eviction::Aged));
+    }
+
+    #[test]
+    fn a_slower_call_replaces_the_fastest_kept_one() {
+        let row = test_row("ex::replace");
+        let mut store = Store::default();
+        for id in 1..=(DEFAULT_PER_FUNCTION as u64 + 1) {
+            store.offer(&kept(row, id, id * 100));
+        }
+        assert_eq!(store.kept.len(), DEFAULT_PER_FUNCTION);
+        assert!(!store.kept.contains_key(&1));
+        assert_eq!(
+            store.evicted.back().map(|e| e.why),
+            Some(Eviction::Replaced)
+        );
+        // The row's floor is now the fourth slowest: 200 ns.
+        assert!(!row.is_exemplar(Some(150), 150));
+        assert!(row.is_exemplar(Some(250), 0));
+    }
+
+    #[test]
+    fn subtrees_of_parents_that_never_finish_stay_within_the_budget() {
+        let row = test_row("ex::orphans");
+        let mut store = Store::default();
+        for id in 0..(MAX_PENDING_NODES as u64 + 100) {
+            store.offer(&child(row, 1_000_000 + id, 1 + id));
+        }
+        assert!(store.pending_nodes <= MAX_PENDING_NODES);
+        assert!(store.counters.pending_dropped_calls >= 100);
+        assert_eq!(
+            store.pending_nodes,
+            store.pending.values().map(|s| s.nodes).sum::<usize>()
+        );
+    }
+}
