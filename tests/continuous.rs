@@ -116,6 +116,18 @@ fn the_file_exporter_writes_every_window_readably_and_privately() {
     );
     assert!(html.contains("<svg"), "flamegraphs inline");
     assert!(html.contains("id=\"memory-timeline\""), "the memory chart");
+    // The window's slowest calls, embedded (a file has no endpoint to
+    // link to), and the function row linking to them.
+    let row = report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["agent"] == "windowed")
+        .unwrap();
+    let slowest = row["exemplars"][0]["id"].as_u64().expect("exemplars");
+    assert!(html.contains("<section id=\"slowest\">"));
+    assert!(html.contains(&format!("<details id=\"invocation-{slowest}\">")));
+    assert!(html.contains(&format!("href=\"#invocation-{slowest}\"")));
     assert!(report["functions"]
         .as_array()
         .unwrap()

@@ -15,7 +15,7 @@ use crate::model::Outcome;
 /// Nodes a tree keeps exactly, itself included.
 pub(crate) const MAX_NODES: usize = 64;
 /// Descendant ids a subtree remembers (to find their CPU samples).
-pub(crate) const MAX_IDS: usize = 1024;
+pub(crate) const MAX_IDS: usize = 256;
 
 /// One call, or several calls of one function folded together.
 #[derive(Clone, Debug)]
@@ -72,6 +72,11 @@ impl Node {
     /// Nodes in this tree, itself included.
     pub(crate) fn size(&self) -> usize {
         1 + self.children.iter().map(Node::size).sum::<usize>()
+    }
+
+    /// Whether calls were folded or cut anywhere in this tree.
+    pub(crate) fn is_folded(&self) -> bool {
+        self.id == 0 || self.cut_calls > 0 || self.children.iter().any(Node::is_folded)
     }
 
     /// Calls in this tree, itself and cut calls included.

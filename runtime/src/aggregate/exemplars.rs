@@ -496,7 +496,7 @@ impl Store {
             window: kept.window,
             slowest_by: slowest_by(kept.by_cpu, kept.by_wall),
             tree: public_tree(&kept.tree, kept.tree.start_ns),
-            folded: kept.folded,
+            folded: kept.folded || kept.tree.is_folded(),
             descendants: kept.descendants.iter().copied().chain([id]).collect(),
             descendants_dropped: kept.descendants_dropped,
         }

@@ -1,5 +1,5 @@
-//! One exemplar as an HTML page: its figures, its callee tree as a table
-//! whose rows fold and unfold, and its own flamegraph. The callee-tree
+//! One exemplar as an HTML page: its figures, its own flamegraph, and its
+//! callee tree as a table whose rows fold and unfold. The callee-tree
 //! table is also what the report page shows under "Slowest calls".
 
 use std::fmt::Write;
@@ -194,15 +194,7 @@ impl InvocationDetail {
             r.id
         );
         figures(&mut out, self);
-        out.push_str("<section id=\"callees\"><h2>What it called</h2>");
-        if self.tree_folded {
-            out.push_str(
-                "<p class=\"muted\">Large tree: calls of one function are folded into one \
-                 row (no id), and the deepest levels counted as cut calls on their caller.</p>",
-            );
-        }
-        callee_tree_table(&mut out, &self.tree);
-        out.push_str("</section><section id=\"flamegraph\"><h2>Its CPU flamegraph</h2>");
+        out.push_str("<section id=\"flamegraph\"><h2>Its CPU flamegraph</h2>");
         match &self.profile {
             Some(profile) if profile.sample_count() > 0 => {
                 let _ = write!(
@@ -234,6 +226,14 @@ impl InvocationDetail {
                  (`telemetry.profiling.cpu.continuous`, a `CpuProfiler`, or a profile request).</p>",
             ),
         }
+        out.push_str("</section><section id=\"callees\"><h2>What it called</h2>");
+        if self.tree_folded {
+            out.push_str(
+                "<p class=\"muted\">Large tree: calls of one function are folded into one \
+                 row (no id), and the deepest levels counted as cut calls on their caller.</p>",
+            );
+        }
+        callee_tree_table(&mut out, &self.tree);
         let _ = write!(
             out,
             "</section><script>{TREE_SCRIPT}</script></body></html>"
