@@ -95,8 +95,9 @@ impl Batch {
         };
         for index in tail..head {
             // SAFETY: slots in `tail..head` were published by the owner and
-            // are read once: `tail` moves past them under this lock.
-            let call = unsafe { (*self.slots[index % SLOTS].get()).assume_init_read() };
+            // are consumed once: `tail` moves past each under this lock as
+            // soon as it is moved out.
+            let call = unsafe { (*self.slots[index % SLOTS].get()).assume_init_ref() };
             let row = call.row;
             if !held.as_ref().is_some_and(|(r, _, _)| std::ptr::eq(*r, row)) {
                 // Release the previous row before taking the next: two
@@ -105,15 +106,17 @@ impl Batch {
                 held = Some((row, row.lock_stats(), 0));
             }
             if let Some((_, stats, calls)) = held.as_mut() {
-                row.record_locked(stats, &call);
+                row.record_locked(stats, call);
                 *calls += 1;
             }
-            exemplars.offer(&call);
-            recent::push_locked(&mut ring, call);
+            exemplars.offer(call);
+            // SAFETY: the call is moved into the ring and its slot released
+            // right after; it is not touched again here.
+            unsafe { recent::push_moved(&mut ring, call) };
+            self.tail.store(index + 1, Release);
         }
         release(held);
         drop(exemplars);
-        self.tail.store(head, Release);
     }
 }
 
@@ -218,7 +221,7 @@ mod tests {
             self_cpu_ns: Some(n),
             polls: 1,
             memory: None,
-            exemplar: None,
+            exemplar: false,
             had_callees: false,
         }
     }

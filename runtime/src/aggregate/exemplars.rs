@@ -45,6 +45,29 @@ pub(crate) fn initial_floor() -> u64 {
     }
 }
 
+/// Trace ids of exemplars not drained yet, by invocation id (only calls
+/// whose span had them; an exemplar is rare once its function's floor is
+/// set). Bounded: past the cap, ids are not noted (the exemplar keeps
+/// none).
+static TRACE_IDS: Mutex<Vec<(u64, ExemplarIds)>> = Mutex::new(Vec::new());
+const MAX_TRACE_IDS: usize = 4096;
+
+/// Notes the trace ids of a call kept as an exemplar, for the store.
+pub(crate) fn note_trace_ids(id: u64, ids: ExemplarIds) {
+    let mut noted = lock(&TRACE_IDS);
+    if noted.len() < MAX_TRACE_IDS {
+        noted.push((id, ids));
+    }
+}
+
+fn take_trace_ids(id: u64) -> ExemplarIds {
+    let mut noted = lock(&TRACE_IDS);
+    match noted.iter().position(|(i, _)| *i == id) {
+        Some(at) => noted.swap_remove(at).1,
+        None => ExemplarIds::default(),
+    }
+}
+
 /// Whether exemplars are kept at all.
 pub(crate) fn enabled() -> bool {
     PER_FUNCTION.load(Relaxed) > 0
@@ -168,7 +191,7 @@ impl Batch {
     /// costs one branch.
     #[inline]
     pub(super) fn offer(&mut self, call: &Call) {
-        if call.parent_id == 0 && call.exemplar.is_none() && !call.had_callees {
+        if call.parent_id == 0 && !call.exemplar && !call.had_callees {
             return;
         }
         self.0
@@ -223,10 +246,10 @@ impl Store {
         let descendants_dropped = subtree.ids_dropped;
         let folded = subtree.folded;
         let node = Node::of(call, subtree);
-        if let Some(ids) = &call.exemplar {
+        if call.exemplar {
             self.keep(
                 call,
-                **ids,
+                take_trace_ids(call.id),
                 &node,
                 &descendants,
                 descendants_dropped,
@@ -626,7 +649,7 @@ mod tests {
 
     fn kept(row: &'static Row, id: u64, cpu: u64) -> Call {
         Call {
-            exemplar: Some(Box::default()),
+            exemplar: true,
             had_callees: true,
             ..Call::test(row, id, cpu)
         }

@@ -69,16 +69,17 @@ pub(crate) struct Call {
     pub(crate) self_cpu_ns: Option<u64>,
     pub(crate) polls: u64,
     pub(crate) memory: Option<MemoryUsage>,
-    /// Set when the call was among its row's slowest of the window when it
-    /// finished (see [`Row::is_exemplar`]): what the store needs of it
-    /// beyond its figures.
-    pub(crate) exemplar: Option<Box<ExemplarIds>>,
+    /// Whether it was among its row's slowest of the window when it
+    /// finished (see [`Row::is_exemplar`]).
+    pub(crate) exemplar: bool,
     /// Whether calls ran inside it (directly or through propagation), so
     /// that its callee tree is looked for.
     pub(crate) had_callees: bool,
 }
 
-/// The trace ids an exemplar keeps (boxed: most calls are not exemplars).
+/// The trace ids an exemplar keeps: handed over apart from its [`Call`]
+/// (which stays small: it is moved at every finish), and only when the
+/// span has them.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ExemplarIds {
     pub(crate) span_id: u64,
@@ -709,7 +710,7 @@ impl Call {
             self_cpu_ns: Some(cpu_ns),
             polls: 0,
             memory: None,
-            exemplar: None,
+            exemplar: false,
             had_callees: false,
         }
     }

@@ -407,6 +407,15 @@ impl Frame {
                 }
             }
         });
+        if exemplar && self.active.span_id != 0 {
+            aggregate::exemplars::note_trace_ids(
+                self.active.id,
+                ExemplarIds {
+                    span_id: self.active.span_id,
+                    trace_id: self.active.trace_id,
+                },
+            );
+        }
         // Held until the call is in the batch, so that a report sees it
         // either running or finished, never neither.
         let _registry = running::deregister(self);
@@ -426,12 +435,7 @@ impl Frame {
             self_cpu_ns: measured.then_some(self_cpu),
             polls,
             memory,
-            exemplar: exemplar.then(|| {
-                Box::new(ExemplarIds {
-                    span_id: self.active.span_id,
-                    trace_id: self.active.trace_id,
-                })
-            }),
+            exemplar,
             had_callees: self.children_wall_ns.load(Relaxed) != 0
                 || children_cpu != 0
                 || self.shared.get().is_some(),

@@ -15,6 +15,7 @@ use crate::report::HtmlReport;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SlowestCalls {
     /// To their pages on the live endpoint.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     LivePages,
     /// To their figures and callee trees, embedded in the page (a file).
     Embedded,
