@@ -1,9 +1,8 @@
 //! The callee tree of one invocation: the instrumented invocations it made,
 //! directly and through propagation to other tasks and threads.
 //!
-//! Trees are built bottom-up as calls drain: a call's finished children
-//! wait in its [`Subtree`] until it finishes itself, then the call and its
-//! subtree become one [`Node`] in its parent's. A tree stays exact up to
+//! A kept call's tree is built from the callee log: each callee becomes a
+//! [`Node`] in its caller's [`Subtree`], bottom-up. A tree stays exact up to
 //! [`MAX_NODES`] nodes; past that, siblings of one function are folded into
 //! one node (their counts and figures summed), and if that is not enough,
 //! the deepest levels are cut (their calls stay in their ancestors' totals
@@ -37,6 +36,20 @@ pub(crate) struct Node {
     /// Calls below this node that were cut off to keep the tree bounded.
     pub(crate) cut_calls: u64,
     pub(crate) children: Vec<Node>,
+    /// Ids of calls folded into this node or cut below it (up to
+    /// [`MAX_IDS`]): their CPU samples still belong to the tree. Empty
+    /// (no allocation) while the tree is exact.
+    pub(crate) folded_ids: Vec<u64>,
+}
+
+/// Adds `ids` to `into`, up to [`MAX_IDS`].
+fn add_ids(into: &mut Vec<u64>, ids: impl IntoIterator<Item = u64>) {
+    for id in ids {
+        if into.len() >= MAX_IDS {
+            return;
+        }
+        into.push(id);
+    }
 }
 
 fn add_opt<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -64,9 +77,61 @@ impl Node {
             retained_bytes: call.memory.map(|m| m.retained_bytes),
             cut_calls: children.cut_calls,
             children: children.children,
+            folded_ids: children.folded_ids,
         };
         node.sort();
         node
+    }
+
+    /// A logged callee with its own callees.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn logged(
+        row: &'static Row,
+        id: u64,
+        start_ns: u64,
+        wall_ns: u64,
+        (cpu_ns, self_cpu_ns): (Option<u64>, Option<u64>),
+        (alloc_bytes, retained_bytes): (Option<u64>, Option<i64>),
+        outcome: Outcome,
+        children: Subtree,
+    ) -> Node {
+        let mut node = Node {
+            row,
+            id,
+            calls: 1,
+            errors: u64::from(outcome != Outcome::Ok),
+            start_ns,
+            end_ns: start_ns + wall_ns,
+            outcome,
+            wall_ns,
+            cpu_ns,
+            self_cpu_ns,
+            alloc_bytes,
+            retained_bytes,
+            cut_calls: children.cut_calls,
+            children: children.children,
+            folded_ids: children.folded_ids,
+        };
+        node.sort();
+        node
+    }
+
+    /// Ids of every call in this tree but itself (up to [`MAX_IDS`]).
+    pub(crate) fn descendant_ids(&self) -> Vec<u64> {
+        let mut ids = Vec::new();
+        self.collect_ids(&mut ids, false);
+        ids
+    }
+
+    /// This tree's ids, itself included: exact nodes' and folded ones.
+    fn collect_ids(&self, into: &mut Vec<u64>, with_own: bool) {
+        if with_own && self.id != 0 {
+            add_ids(into, [self.id]);
+        }
+        add_ids(into, self.folded_ids.iter().copied());
+        for child in &self.children {
+            child.collect_ids(into, true);
+        }
     }
 
     /// Nodes in this tree, itself included.
@@ -90,6 +155,13 @@ impl Node {
 
     /// Adds `other`, a node of the same function, into this one.
     fn absorb(&mut self, other: Node) {
+        if self.id != 0 {
+            add_ids(&mut self.folded_ids, [self.id]);
+        }
+        if other.id != 0 {
+            add_ids(&mut self.folded_ids, [other.id]);
+        }
+        add_ids(&mut self.folded_ids, other.folded_ids);
         self.id = 0;
         self.calls += other.calls;
         self.errors += other.errors;
@@ -129,6 +201,11 @@ fn cut_below(children: &mut [Node], depth: usize) {
     for node in children {
         if depth <= 1 {
             node.cut_calls += node.children.iter().map(Node::total_calls).sum::<u64>();
+            let mut ids = std::mem::take(&mut node.folded_ids);
+            for child in &node.children {
+                child.collect_ids(&mut ids, true);
+            }
+            node.folded_ids = ids;
             node.children = Vec::new();
         } else {
             cut_below(&mut node.children, depth - 1);
@@ -148,33 +225,24 @@ fn depth_of(children: &[Node]) -> usize {
         .unwrap_or(0)
 }
 
-/// The finished children of a call that has not finished yet.
+/// The callees of one call, bounded as they are added.
 #[derive(Debug, Default)]
 pub(crate) struct Subtree {
     pub(crate) children: Vec<Node>,
     /// Nodes in `children`, all levels.
     pub(crate) nodes: usize,
-    /// Ids of every descendant (up to [`MAX_IDS`]).
-    pub(crate) ids: Vec<u64>,
-    pub(crate) ids_dropped: u64,
-    /// Calls cut off below the call itself.
+    /// Calls cut off below the call itself, and their ids.
     pub(crate) cut_calls: u64,
+    pub(crate) folded_ids: Vec<u64>,
     /// Whether calls were folded or cut to keep it bounded.
     pub(crate) folded: bool,
-    /// When the first child arrived (the store's drain count): old
-    /// subtrees go first when the store is over its budget.
-    pub(crate) born: u64,
 }
 
 impl Subtree {
-    /// Adds a finished child (with its own descendants' ids), keeping the
-    /// subtree within [`MAX_NODES`] - 1 nodes. Returns the change in nodes.
-    pub(crate) fn add(&mut self, child: Node, ids: &[u64], ids_dropped: u64) -> isize {
+    /// Adds a finished child, keeping the subtree within [`MAX_NODES`] - 1
+    /// nodes. Returns the change in nodes.
+    pub(crate) fn add(&mut self, child: Node) -> isize {
         let before = self.nodes;
-        let room = MAX_IDS.saturating_sub(self.ids.len());
-        let taken = ids.len().min(room);
-        self.ids.extend_from_slice(&ids[..taken]);
-        self.ids_dropped += ids_dropped + (ids.len() - taken) as u64;
         if self.folded {
             // Once folded, later calls of a folded function join it.
             if let Some(same) = self
@@ -205,6 +273,7 @@ impl Subtree {
                     .sort_by_key(|c| std::cmp::Reverse(c.cpu_ns.unwrap_or(c.wall_ns)));
                 for gone in self.children.drain(MAX_NODES - 2..) {
                     self.cut_calls += gone.total_calls();
+                    gone.collect_ids(&mut self.folded_ids, true);
                 }
                 self.children.sort_by_key(|c| c.start_ns);
             }
@@ -228,7 +297,7 @@ mod tests {
         let (a, b) = (test_row("tree::a"), test_row("tree::b"));
         let mut subtree = Subtree::default();
         for id in 1..=3 {
-            subtree.add(Node::of(&call(b, id, 10), Subtree::default()), &[id], 0);
+            subtree.add(Node::of(&call(b, id, 10), Subtree::default()));
         }
         let root = Node::of(&call(a, 9, 100), subtree);
         assert_eq!(root.size(), 4);
@@ -248,7 +317,7 @@ mod tests {
         let mut subtree = Subtree::default();
         for id in 0..200 {
             let row = if id % 2 == 0 { b } else { c };
-            subtree.add(Node::of(&call(row, id + 1, 7), Subtree::default()), &[], 0);
+            subtree.add(Node::of(&call(row, id + 1, 7), Subtree::default()));
         }
         let root = Node::of(&call(a, 1000, 5000), subtree);
         assert!(root.size() <= MAX_NODES, "{}", root.size());
@@ -271,7 +340,7 @@ mod tests {
         for (i, row) in rows.iter().enumerate() {
             let node = Node::of(&call(row, i as u64 + 1, 1), below);
             below = Subtree::default();
-            below.add(node, &[], 0);
+            below.add(node);
         }
         let root = Node::of(&call(test_row("tree::deep_root"), 500, 1), below);
         assert!(root.size() <= MAX_NODES, "{}", root.size());

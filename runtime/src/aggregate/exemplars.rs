@@ -3,22 +3,24 @@
 //!
 //! Whether a call is one is decided when it finishes, against its row's
 //! floors (the K-th slowest kept so far this window): two loads on every
-//! finish, so that its span can say so. Its tree is assembled as calls
-//! drain: a call that ran callees, or was called, leaves a [`Node`] in its
-//! parent's pending [`Subtree`]; the parent takes it when it drains.
-//! Children drained after their parent (another thread's batch drained
-//! later) are attached to its kept tree when the parent was kept, and
-//! otherwise wait until the pending budget pushes them out, counted.
+//! finish, so that its span can say so. Its tree is built when it drains,
+//! from the [`CalleeLog`] its callees were written to as they drained (a
+//! record and a map update per nested call; nothing is built for the calls
+//! that are not kept). Callees drained after their kept caller (another
+//! thread's batch drained later) join its tree then.
 //!
 //! Bounded: at most [`MAX_KEPT`] exemplars (the oldest window goes first),
-//! [`MAX_NODES`] nodes and [`MAX_IDS`] descendant ids each, at most
-//! [`MAX_PENDING_NODES`] nodes waiting in unfinished calls' subtrees.
+//! [`MAX_NODES`] nodes and [`MAX_IDS`] descendant ids each; the log's own
+//! bounds are in its module.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
-use super::callee_tree::{Node, Subtree, MAX_IDS, MAX_NODES};
+use rustc_hash::FxHashMap as HashMap;
+
+use super::callee_log::CalleeLog;
+use super::callee_tree::{Node, MAX_IDS, MAX_NODES};
 use super::row::{lock, Call, ExemplarIds, Row};
 use crate::model::{CalleeNode, Exemplar, InvocationRecord, SlowestBy};
 
@@ -28,8 +30,6 @@ pub(crate) const DEFAULT_PER_FUNCTION: usize = 4;
 pub(crate) const DEFAULT_WINDOWS: usize = 3;
 /// Exemplars kept at most, all rows and windows together.
 pub(crate) const MAX_KEPT: usize = 512;
-/// Nodes waiting in unfinished calls' subtrees, all together.
-pub(crate) const MAX_PENDING_NODES: usize = 1 << 15;
 /// Evicted exemplars remembered, to say so when one is asked for.
 const EVICTED_REMEMBERED: usize = 4096;
 
@@ -85,8 +85,8 @@ struct Kept {
     by_wall: bool,
     tree: Node,
     folded: bool,
+    /// Ids in its tree but its own (up to [`MAX_IDS`]).
     descendants: Vec<u64>,
-    descendants_dropped: u64,
 }
 
 /// One row's exemplars in one window, slowest first.
@@ -155,21 +155,18 @@ pub(crate) struct KeptView {
 pub(crate) struct ExemplarCounters {
     pub(crate) kept: u64,
     pub(crate) evicted: u64,
-    pub(crate) pending_dropped_calls: u64,
+    pub(crate) callees_dropped: u64,
     pub(crate) late_calls: u64,
 }
 
 #[derive(Debug, Default)]
 struct Store {
-    /// Drains so far: ages pending subtrees.
-    drains: u64,
     windows: VecDeque<Window>,
     kept: HashMap<u64, Kept>,
     /// Invocation id (an exemplar's or a descendant's) → the exemplars
     /// whose tree holds it.
     containing: HashMap<u64, Vec<u64>>,
-    pending: HashMap<u64, Subtree>,
-    pending_nodes: usize,
+    log: CalleeLog,
     evicted: VecDeque<Evicted>,
     counters: ExemplarCounters,
 }
@@ -179,10 +176,17 @@ static STORE: LazyLock<Mutex<Store>> = LazyLock::new(Mutex::default);
 /// The store for a batch of calls: locked when the first call that needs
 /// it comes (after the recent ring's shard, and before a row's shard or
 /// while one is held: nothing that holds the store takes either).
-pub(crate) struct Batch(Option<MutexGuard<'static, Store>>);
+pub(crate) struct Batch {
+    store: Option<MutexGuard<'static, Store>>,
+    /// Read once per batch: with exemplars off, no call is looked at.
+    enabled: bool,
+}
 
 pub(super) fn batch() -> Batch {
-    Batch(None)
+    Batch {
+        store: None,
+        enabled: enabled(),
+    }
 }
 
 impl Batch {
@@ -191,16 +195,10 @@ impl Batch {
     /// costs one branch.
     #[inline]
     pub(super) fn offer(&mut self, call: &Call) {
-        if call.parent_id == 0 && !call.exemplar && !call.had_callees {
+        if !self.enabled || (call.parent_id == 0 && !call.exemplar && !call.had_callees) {
             return;
         }
-        self.0
-            .get_or_insert_with(|| {
-                let mut store = lock(&STORE);
-                store.drains += 1;
-                store
-            })
-            .offer(call);
+        self.store.get_or_insert_with(|| lock(&STORE)).offer(call);
     }
 }
 
@@ -235,94 +233,47 @@ fn floor(list: &[(u64, u64)], k: usize) -> u64 {
 
 impl Store {
     fn offer(&mut self, call: &Call) {
-        let mut subtree = if call.had_callees {
-            let subtree = self.pending.remove(&call.id).unwrap_or_default();
-            self.pending_nodes -= subtree.nodes;
-            subtree
-        } else {
-            Subtree::default()
-        };
-        let mut descendants = std::mem::take(&mut subtree.ids);
-        let descendants_dropped = subtree.ids_dropped;
+        let callees = self.log.take_callees(call);
+        // A callee drained after its caller was kept joins that tree
+        // directly (another thread's batch drained later).
+        let late_to: Option<Vec<u64>> = (call.parent_id != 0 && !self.containing.is_empty())
+            .then(|| self.containing.get(&call.parent_id).cloned())
+            .flatten();
+        if !call.exemplar && late_to.is_none() {
+            if call.parent_id != 0 {
+                self.log.log(call, callees);
+            }
+            return;
+        }
+        let subtree = self.log.subtree(callees);
         let folded = subtree.folded;
         let node = Node::of(call, subtree);
         if call.exemplar {
-            self.keep(
-                call,
-                take_trace_ids(call.id),
-                &node,
-                &descendants,
-                descendants_dropped,
-                folded,
-            );
+            self.keep(call, take_trace_ids(call.id), &node, folded);
         }
-        if call.parent_id == 0 {
-            return;
-        }
-        if descendants.len() < MAX_IDS {
-            descendants.push(call.id);
-        }
-        if let Some(exemplars) = self.containing.get(&call.parent_id).cloned() {
-            // The parent drained first and is in kept trees.
-            self.counters.late_calls += 1;
-            for exemplar in exemplars {
-                self.attach_late(exemplar, call.parent_id, node.clone(), &descendants);
+        match late_to {
+            Some(exemplars) => {
+                self.counters.late_calls += 1;
+                for exemplar in exemplars {
+                    self.attach_late(exemplar, call.parent_id, node.clone());
+                }
             }
-            return;
+            None if call.parent_id != 0 => self.log.log(call, callees),
+            None => {}
         }
-        let drains = self.drains;
-        let pending = self
-            .pending
-            .entry(call.parent_id)
-            .or_insert_with(|| Subtree {
-                born: drains,
-                ..Subtree::default()
-            });
-        let grew = pending.add(node, &descendants, descendants_dropped);
-        self.pending_nodes = self.pending_nodes.saturating_add_signed(grew);
-        if self.pending_nodes > MAX_PENDING_NODES {
-            self.shed_pending();
-        }
-    }
-
-    /// Drops the older half of the pending subtrees: parents that have run
-    /// long, never finished, or finished before these children drained.
-    fn shed_pending(&mut self) {
-        let mut ages: Vec<u64> = self.pending.values().map(|s| s.born).collect();
-        let middle = ages.len() / 2;
-        let (_, cut, _) = ages.select_nth_unstable(middle);
-        let cut = *cut;
-        let mut dropped = 0;
-        self.pending.retain(|_, s| {
-            let keep = s.born > cut;
-            if !keep {
-                dropped += s.children.iter().map(Node::total_calls).sum::<u64>() + s.cut_calls;
-            }
-            keep
-        });
-        self.counters.pending_dropped_calls += dropped;
-        self.pending_nodes = self.pending.values().map(|s| s.nodes).sum();
     }
 
     fn current_window(&mut self) -> &mut Window {
         if self.windows.is_empty() {
             self.windows.push_front(Window {
                 sequence: 0,
-                rows: HashMap::new(),
+                rows: HashMap::default(),
             });
         }
         &mut self.windows[0]
     }
 
-    fn keep(
-        &mut self,
-        call: &Call,
-        ids: ExemplarIds,
-        node: &Node,
-        descendants: &[u64],
-        descendants_dropped: u64,
-        folded: bool,
-    ) {
+    fn keep(&mut self, call: &Call, ids: ExemplarIds, node: &Node, folded: bool) {
         let k = PER_FUNCTION.load(Relaxed);
         if k == 0 {
             return;
@@ -379,6 +330,7 @@ impl Store {
             self.remember_evicted(call.id, row, sequence, Eviction::Replaced);
             return;
         }
+        let descendants = node.descendant_ids();
         for id in descendants.iter().chain([&call.id]) {
             self.containing.entry(*id).or_default().push(call.id);
         }
@@ -394,8 +346,7 @@ impl Store {
                 by_wall,
                 tree: node.clone(),
                 folded,
-                descendants: descendants.to_vec(),
-                descendants_dropped,
+                descendants,
             },
         );
         self.counters.kept += 1;
@@ -405,7 +356,11 @@ impl Store {
     }
 
     /// A child that drained after its parent, a node of kept trees.
-    fn attach_late(&mut self, exemplar: u64, parent: u64, node: Node, ids: &[u64]) {
+    fn attach_late(&mut self, exemplar: u64, parent: u64, node: Node) {
+        let mut ids = node.descendant_ids();
+        if node.id != 0 {
+            ids.push(node.id);
+        }
         let Some(kept) = self.kept.get_mut(&exemplar) else {
             return;
         };
@@ -431,7 +386,6 @@ impl Store {
         let room = MAX_IDS.saturating_sub(kept.descendants.len());
         let taken = ids.len().min(room);
         kept.descendants.extend_from_slice(&ids[..taken]);
-        kept.descendants_dropped += (ids.len() - taken) as u64;
         for id in &ids[..taken] {
             self.containing.entry(*id).or_default().push(exemplar);
         }
@@ -493,7 +447,7 @@ impl Store {
         }
         self.windows.push_front(Window {
             sequence,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
         });
         let keep = WINDOWS.load(Relaxed).max(1);
         while self.windows.len() > keep {
@@ -520,8 +474,11 @@ impl Store {
             slowest_by: slowest_by(kept.by_cpu, kept.by_wall),
             tree: public_tree(&kept.tree, kept.tree.start_ns),
             folded: kept.folded || kept.tree.is_folded(),
+            descendants_dropped: kept
+                .tree
+                .total_calls()
+                .saturating_sub(1 + kept.descendants.len() as u64),
             descendants: kept.descendants.iter().copied().chain([id]).collect(),
-            descendants_dropped: kept.descendants_dropped,
         }
     }
 }
@@ -563,7 +520,7 @@ pub(crate) fn rotate(sequence: u64) {
     lock(&STORE).rotate(sequence);
 }
 
-/// Forgets every exemplar, pending subtree and counter.
+/// Forgets every exemplar, logged callee and counter.
 pub(crate) fn clear() {
     *lock(&STORE) = Store::default();
     let floor = initial_floor();
@@ -639,7 +596,11 @@ pub(crate) fn containing(invocations: &[u64]) -> (Vec<Vec<u64>>, Vec<u64>) {
 
 /// The store's counters.
 pub(crate) fn counters() -> ExemplarCounters {
-    lock(&STORE).counters
+    let store = lock(&STORE);
+    ExemplarCounters {
+        callees_dropped: store.log.dropped,
+        ..store.counters
+    }
 }
 
 #[cfg(test)]
@@ -678,7 +639,7 @@ mod tests {
         );
         assert_eq!(store.containing[&3], [1]);
         assert_eq!(store.counters.late_calls, 1);
-        assert!(store.pending.is_empty());
+        assert!(!store.log.lists_callees_of(1));
     }
 
     #[test]
@@ -714,17 +675,29 @@ mod tests {
     }
 
     #[test]
-    fn subtrees_of_parents_that_never_finish_stay_within_the_budget() {
+    fn callers_that_never_finish_stay_within_the_log_bounds() {
+        use super::super::callee_log::{LOG_RECORDS, MAX_LISTS};
         let row = test_row("ex::orphans");
         let mut store = Store::default();
-        for id in 0..(MAX_PENDING_NODES as u64 + 100) {
-            store.offer(&child(row, 1_000_000 + id, 1 + id));
+        // Callees of callers that never drain, more than the log holds.
+        let calls = (MAX_LISTS + LOG_RECORDS) as u64;
+        for id in 0..calls {
+            store.offer(&child(row, 10_000_000 + id, 1 + id));
         }
-        assert!(store.pending_nodes <= MAX_PENDING_NODES);
-        assert!(store.counters.pending_dropped_calls >= 100);
-        assert_eq!(
-            store.pending_nodes,
-            store.pending.values().map(|s| s.nodes).sum::<usize>()
-        );
+        assert!(store.log.lists() <= MAX_LISTS);
+        assert!(counters_of(&store).callees_dropped > 0);
+        // A caller kept now finds what the log still holds, and counts the
+        // rest as cut.
+        let parent = 1 + calls - 1;
+        store.offer(&kept(row, parent, 5_000));
+        let tree = &store.kept[&parent].tree;
+        assert_eq!(tree.total_calls(), 2, "{tree:?}");
+    }
+
+    fn counters_of(store: &Store) -> ExemplarCounters {
+        ExemplarCounters {
+            callees_dropped: store.log.dropped,
+            ..store.counters
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! and count per key, the ring by its capacity.
 
 mod batch;
+mod callee_log;
 mod callee_tree;
 pub(crate) mod exemplars;
 mod histogram;

@@ -212,7 +212,7 @@ pub(crate) fn report_with_heap(heap: Option<&memory::HeapProfile>) -> Report {
             running_untracked: invocation::running_untracked(),
             rows_overflowed: aggregate::rows_overflowed(),
             exemplars_evicted: exemplar_counters.evicted,
-            exemplar_callees_dropped: exemplar_counters.pending_dropped_calls,
+            exemplar_callees_dropped: exemplar_counters.callees_dropped,
         },
         window: None,
         recording: invocation::is_enabled(),

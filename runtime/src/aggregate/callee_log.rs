@@ -1,0 +1,205 @@
+//! The log of drained calls that ran inside another, from which a kept
+//! call's callee tree is built.
+//!
+//! Almost no call is kept, so nothing is built per call: a nested call is
+//! written into a fixed ring of records (plain stores, no allocation) and
+//! linked to its caller's previous callee through a map from caller id to
+//! its last callee. When a call drains, it takes its own list out of that
+//! map into its record; when it is kept, its tree is built by walking the
+//! links. A link to a record the ring has since overwritten stops the walk,
+//! and the calls it led to are counted as cut.
+//!
+//! Bounded: [`LOG_RECORDS`] records (taken when the first nested call
+//! drains) and [`MAX_LISTS`] callers with callees not yet drained.
+
+use rustc_hash::FxHashMap;
+
+use super::callee_tree::{Node, Subtree};
+use super::row::{Call, Row};
+use crate::model::Outcome;
+
+/// Records in the log: a kept call's tree is whole when its callees drained
+/// within the last this many nested calls.
+pub(crate) const LOG_RECORDS: usize = 1 << 15;
+/// Callers whose callees are listed while they run.
+pub(crate) const MAX_LISTS: usize = 1 << 15;
+/// Levels a tree is built down to.
+const MAX_DEPTH: usize = 64;
+
+const NONE: u64 = u64::MAX;
+
+/// A caller's callees drained so far: the last one's record, and how many.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Callees {
+    last: u64,
+    count: u64,
+}
+
+/// A drained nested call.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    /// Its position in the log, ever: a link is good while the slot still
+    /// holds the record it pointed at.
+    seq: u64,
+    id: u64,
+    row: &'static Row,
+    start_ns: u64,
+    wall_ns: u64,
+    cpu_ns: Option<u64>,
+    self_cpu_ns: Option<u64>,
+    alloc_bytes: Option<u64>,
+    retained_bytes: Option<i64>,
+    outcome: Outcome,
+    /// The caller's callee drained before this one.
+    previous_sibling: u64,
+    /// Its own callees.
+    callees: Option<Callees>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct CalleeLog {
+    records: Vec<Record>,
+    next_seq: u64,
+    lists: FxHashMap<u64, Callees>,
+    /// Callees lost: overwritten before their caller was kept, or listed
+    /// under callers dropped to keep the map bounded.
+    pub(crate) dropped: u64,
+}
+
+impl CalleeLog {
+    /// Takes `call`'s own list of callees out of the map, when it had any.
+    #[inline]
+    pub(crate) fn take_callees(&mut self, call: &Call) -> Option<Callees> {
+        if call.had_callees {
+            self.lists.remove(&call.id)
+        } else {
+            None
+        }
+    }
+
+    /// Logs `call` (whose own callees are `callees`) under its caller.
+    pub(crate) fn log(&mut self, call: &Call, callees: Option<Callees>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.lists.len() >= MAX_LISTS && !self.lists.contains_key(&call.parent_id) {
+            self.shed();
+        }
+        let list = self.lists.entry(call.parent_id).or_insert(Callees {
+            last: NONE,
+            count: 0,
+        });
+        let record = Record {
+            seq,
+            id: call.id,
+            row: call.row,
+            start_ns: call.end_ns.saturating_sub(call.wall_ns),
+            wall_ns: call.wall_ns,
+            cpu_ns: call.cpu_ns,
+            self_cpu_ns: call.self_cpu_ns,
+            alloc_bytes: call.memory.map(|m| m.alloc_bytes),
+            retained_bytes: call.memory.map(|m| m.retained_bytes),
+            outcome: call.outcome,
+            previous_sibling: list.last,
+            callees,
+        };
+        list.last = seq;
+        list.count += 1;
+        let slot = (seq % LOG_RECORDS as u64) as usize;
+        if self.records.len() <= slot {
+            if self.records.capacity() == 0 {
+                self.records.reserve_exact(LOG_RECORDS);
+            }
+            self.records.push(record);
+        } else {
+            self.records[slot] = record;
+        }
+    }
+
+    /// Drops the lists whose last callee the log no longer holds (their
+    /// callers ran long, never finished, or finished before these callees
+    /// drained), or the older half when that frees too little.
+    fn shed(&mut self) {
+        let oldest_held = self.next_seq.saturating_sub(LOG_RECORDS as u64);
+        let mut cut = oldest_held;
+        let stale = self.lists.values().filter(|l| l.last < cut).count();
+        // Shedding too few would make the next insert shed again.
+        if self.lists.len() - stale > MAX_LISTS / 2 {
+            let mut lasts: Vec<u64> = self.lists.values().map(|l| l.last).collect();
+            let middle = lasts.len() / 2;
+            cut = *lasts.select_nth_unstable(middle).1;
+        }
+        let mut dropped = 0;
+        self.lists.retain(|_, list| {
+            let keep = list.last >= cut;
+            if !keep {
+                dropped += list.count;
+            }
+            keep
+        });
+        self.dropped += dropped;
+    }
+
+    fn record(&self, seq: u64) -> Option<&Record> {
+        if seq == NONE {
+            return None;
+        }
+        self.records
+            .get((seq % LOG_RECORDS as u64) as usize)
+            .filter(|r| r.seq == seq)
+    }
+
+    /// The callee tree of a call whose own list is `callees`: its children
+    /// as a bounded subtree.
+    pub(crate) fn subtree(&mut self, callees: Option<Callees>) -> Subtree {
+        let (subtree, lost) = self.build(callees, 0);
+        self.dropped += lost;
+        subtree
+    }
+
+    fn build(&self, callees: Option<Callees>, depth: usize) -> (Subtree, u64) {
+        let mut subtree = Subtree::default();
+        let Some(callees) = callees else {
+            return (subtree, 0);
+        };
+        let mut lost = 0;
+        let mut found = 0;
+        let mut seq = callees.last;
+        while let Some(record) = self.record(seq) {
+            found += 1;
+            let (below, below_lost) = if depth + 1 < MAX_DEPTH {
+                self.build(record.callees, depth + 1)
+            } else {
+                let mut cut = Subtree::default();
+                cut.cut_calls = record.callees.map_or(0, |c| c.count);
+                (cut, 0)
+            };
+            lost += below_lost;
+            subtree.add(Node::logged(
+                record.row,
+                record.id,
+                record.start_ns,
+                record.wall_ns,
+                (record.cpu_ns, record.self_cpu_ns),
+                (record.alloc_bytes, record.retained_bytes),
+                record.outcome,
+                below,
+            ));
+            seq = record.previous_sibling;
+        }
+        let missing = callees.count.saturating_sub(found);
+        subtree.cut_calls += missing;
+        (subtree, lost + missing)
+    }
+
+    /// Whether `id` has callees listed (drained while it runs).
+    #[cfg(test)]
+    pub(crate) fn lists_callees_of(&self, id: u64) -> bool {
+        self.lists.contains_key(&id)
+    }
+
+    /// Callers with listed callees.
+    #[cfg(test)]
+    pub(crate) fn lists(&self) -> usize {
+        self.lists.len()
+    }
+}
