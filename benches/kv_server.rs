@@ -226,6 +226,18 @@ fn runtime(dispatch: Option<tracing::Dispatch>) -> tokio::runtime::Runtime {
     builder.build().expect("a tokio runtime")
 }
 
+/// Keeps `per_function` exemplars per function (0: none) from now on.
+fn exemplars(per_function: usize) {
+    let mut config = agentprof::Config::default();
+    config.telemetry.profiling.enabled = true;
+    config
+        .telemetry
+        .profiling
+        .attribution
+        .exemplars_per_function = per_function;
+    agentprof::init(&config).expect("a valid configuration");
+}
+
 fn benches(c: &mut Criterion) {
     let registry = tracing::Dispatch::new(tracing_subscriber::registry());
     let bare = runtime(None);
@@ -249,6 +261,10 @@ fn benches(c: &mut Criterion) {
     variant!("plain_registry", with_registry, plain);
     variant!("instrument_registry", with_registry, traced);
     variant!("profiled_registry", with_registry, profiled);
+    // What keeping the slowest calls' callee trees costs here.
+    exemplars(0);
+    variant!("profiled_registry_no_exemplars", with_registry, profiled);
+    exemplars(agentprof::config::AttributionConfig::default().exemplars_per_function);
     g.finish();
     black_box(agentprof::report());
 }
@@ -273,6 +289,10 @@ fn summary() {
     println!(
         "  #[profiled] / plain, Registry             {:8.3}x",
         m("profiled_registry") / m("plain_registry")
+    );
+    println!(
+        "  same, exemplars off / exemplars on        {:8.3}x",
+        m("profiled_registry_no_exemplars") / m("profiled_registry")
     );
     let ratio = m("profiled_registry") / m("instrument_registry");
     println!(

@@ -106,6 +106,8 @@ fn opt_out_build_is_the_function_as_written() {
         "usage=false",
         "rows=0",
         "sum=45",
+        "exemplar=false",
+        "not_kept=true",
     ] {
         assert!(off_api.contains(expected), "opt-out api probe: {off_api}");
     }
@@ -116,6 +118,8 @@ fn opt_out_build_is_the_function_as_written() {
         "usage=true",
         "outcome=Some(true)",
         "sum=45",
+        "exemplar=true",
+        "not_kept=true",
     ] {
         assert!(on_api.contains(expected), "recording api probe: {on_api}");
     }

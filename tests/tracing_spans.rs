@@ -268,7 +268,7 @@ fn the_span_of_a_kept_slow_call_says_so_and_a_quick_one_does_not() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     let (slow, quick) = tracing::subscriber::with_default(subscriber, || {
-        let slow: Vec<u64> = (0..4).map(|_| maybe_kept(2_000_000)).collect();
+        let slow: Vec<u64> = (0..4).map(|_| maybe_kept(20_000_000)).collect();
         // Drained: the function's floor is now its fourth slowest call.
         let _ = agentprof::report();
         (slow, maybe_kept(0))

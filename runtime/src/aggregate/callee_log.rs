@@ -169,8 +169,10 @@ impl CalleeLog {
             let (below, below_lost) = if depth + 1 < MAX_DEPTH {
                 self.build(record.callees, depth + 1)
             } else {
-                let mut cut = Subtree::default();
-                cut.cut_calls = record.callees.map_or(0, |c| c.count);
+                let cut = Subtree {
+                    cut_calls: record.callees.map_or(0, |c| c.count),
+                    ..Subtree::default()
+                };
                 (cut, 0)
             };
             lost += below_lost;

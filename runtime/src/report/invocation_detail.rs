@@ -72,6 +72,12 @@ fn unix_ns(monotonic_ns: u64) -> u64 {
 /// it was evicted (and why) or never was an exemplar.
 pub fn invocation_detail(id: u64) -> Result<InvocationDetail> {
     let not_kept = |why: String| Error::InvocationNotKept { id, why };
+    if !crate::built_in::RECORDING {
+        return Err(not_kept(
+            "is not kept: this build of agentprof records nothing (its `enabled` feature is off)"
+                .to_owned(),
+        ));
+    }
     let kept = match exemplars::lookup(id) {
         Lookup::Kept(kept) => kept,
         Lookup::Evicted {

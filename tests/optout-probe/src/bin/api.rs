@@ -17,11 +17,12 @@ use agentprof::{
     heap::HeapProfile, heap::HeapProfiler, heap::HeapProfilerConfig, heap::HeapStack,
     heap::DEFAULT_SAMPLE_INTERVAL, memory::MemoryStats, memory::MemoryTimelinePoint,
     memory::SystemMemoryInfo, memory::INSTALL_HINT, propagation::Context, propagation::FutureExt,
-    propagation::InInvocation, propagation::ProfiledFuture, report::AgentRow, report::Dropped,
-    report::FunctionRow, report::HeapSite, report::HtmlReport, report::InvocationRecord,
-    report::Outcome, report::Report, report::RunningFigures, report::RunningInvocation,
-    report::WindowAgentRow, report::WindowFigures, report::WindowFunctionRow,
-    report::SCHEMA_VERSION, Config, Error, Profiler, ProfilerBuilder, RunningProfiler,
+    propagation::InInvocation, propagation::ProfiledFuture, report::AgentRow, report::CalleeNode,
+    report::Dropped, report::Exemplar, report::FunctionRow, report::HeapSite, report::HtmlReport,
+    report::InvocationDetail, report::InvocationRecord, report::Outcome, report::Report,
+    report::RunningFigures, report::RunningInvocation, report::SlowestBy, report::WindowAgentRow,
+    report::WindowFigures, report::WindowFunctionRow, report::SCHEMA_VERSION, Config, Error,
+    Profiler, ProfilerBuilder, RunningProfiler,
 };
 
 #[global_allocator]
@@ -220,6 +221,21 @@ fn main() {
     let recent: Vec<InvocationRecord> = agentprof::report::recent_invocations();
     let outcome = recent.first().map(|r| r.outcome == Outcome::Ok);
     let _ = agentprof::report::invocation(0);
+    let kept: Option<&Exemplar> = report.functions.iter().find_map(|f| f.exemplars.first());
+    let detail: Option<agentprof::Result<InvocationDetail>> =
+        kept.map(|e| agentprof::invocation_detail(e.id));
+    let exemplar = matches!(detail, Some(Ok(_)));
+    if let Some(Ok(detail)) = &detail {
+        let _: (&CalleeNode, SlowestBy) = (&detail.tree, detail.slowest_by);
+        let _ = (
+            detail.to_html(),
+            detail.to_json(),
+            detail.profile.as_ref().map(CpuReport::sample_count),
+            detail.tree.walk().len(),
+            detail.tree.find("::work").len(),
+        );
+    }
+    let not_kept = agentprof::invocation_detail(u64::MAX).is_err();
     let running_now: Vec<RunningInvocation> = agentprof::report::running_invocations();
     let _: Option<(u64, Option<u64>)> = running_now.first().map(|r| (r.wall_ns, r.cpu_ns));
     let _: &RunningFigures = &report
@@ -241,7 +257,7 @@ fn main() {
     println!(
         "enabled={was} cpu_refused={cpu_refused} sum={sum} spawned={spawned} polled={polled} \
          usage={} rows={} outcome={outcome:?} windows={} schema={SCHEMA_VERSION} overrides={overrides} \
-         decode_error={}",
+         decode_error={} exemplar={exemplar} not_kept={not_kept}",
         usage.is_some(),
         report.functions.len(),
         summary.stats.windows,
