@@ -60,27 +60,21 @@ fn add_opt<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T
 }
 
 impl Node {
-    /// `call` with the children that finished before it.
+    /// `call` with its callees.
     pub(crate) fn of(call: &Call, children: Subtree) -> Node {
-        let mut node = Node {
-            row: call.row,
-            id: call.id,
-            calls: 1,
-            errors: u64::from(call.outcome != Outcome::Ok),
-            start_ns: call.end_ns.saturating_sub(call.wall_ns),
-            end_ns: call.end_ns,
-            outcome: call.outcome,
-            wall_ns: call.wall_ns,
-            cpu_ns: call.cpu_ns,
-            self_cpu_ns: call.self_cpu_ns,
-            alloc_bytes: call.memory.map(|m| m.alloc_bytes),
-            retained_bytes: call.memory.map(|m| m.retained_bytes),
-            cut_calls: children.cut_calls,
-            children: children.children,
-            folded_ids: children.folded_ids,
-        };
-        node.sort();
-        node
+        Node::logged(
+            call.row,
+            call.id,
+            call.end_ns.saturating_sub(call.wall_ns),
+            call.wall_ns,
+            (call.cpu_ns, call.self_cpu_ns),
+            (
+                call.memory.map(|m| m.alloc_bytes),
+                call.memory.map(|m| m.retained_bytes),
+            ),
+            call.outcome,
+            children,
+        )
     }
 
     /// A logged callee with its own callees.

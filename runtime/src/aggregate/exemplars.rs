@@ -529,27 +529,21 @@ pub(crate) fn clear() {
     }
 }
 
-/// The exemplars of `row` still kept, slowest first, newest window first.
+/// The exemplars of `row` still kept, in every window kept, slowest first
+/// (by the larger of wall and CPU).
 pub(crate) fn of_row(row: &'static Row) -> Vec<Exemplar> {
     let store = lock(&STORE);
-    let mut ids: Vec<u64> = Vec::new();
-    for window in &store.windows {
-        if let Some((_, ranking)) = window.rows.get(&row.owner.key()) {
-            let mut merged: Vec<(u64, u64)> = ranking
-                .by_wall
-                .iter()
-                .chain(&ranking.by_cpu)
-                .copied()
-                .collect();
-            merged.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
-            for (_, id) in merged {
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-    }
-    ids.into_iter()
+    let mut ids: Vec<u64> = store
+        .windows
+        .iter()
+        .filter_map(|window| window.rows.get(&row.owner.key()))
+        .flat_map(|(_, ranking)| ranking.by_wall.iter().chain(&ranking.by_cpu))
+        .map(|(_, id)| *id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut exemplars: Vec<Exemplar> = ids
+        .into_iter()
         .filter_map(|id| {
             let kept = store.kept.get(&id)?;
             Some(Exemplar {
@@ -562,7 +556,11 @@ pub(crate) fn of_row(row: &'static Row) -> Vec<Exemplar> {
                 callees: kept.tree.total_calls() - 1,
             })
         })
-        .collect()
+        .collect();
+    // The slowest of the windows kept first: also the least likely to be
+    // replaced while a reader follows its link.
+    exemplars.sort_by_key(|e| std::cmp::Reverse(e.wall_ns.max(e.cpu_ns.unwrap_or(0))));
+    exemplars
 }
 
 /// What the store knows of invocation `id`.

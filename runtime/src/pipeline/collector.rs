@@ -273,6 +273,10 @@ fn cut(
             super::page::SlowestCalls::Embedded,
         )
     });
+    // Calls drained from now on compete for the next window's exemplars
+    // (after the page, which embeds this window's: the rotation evicts the
+    // oldest window's).
+    crate::aggregate::exemplars::rotate(window.sequence + 1);
     let cpu_profile = cpu_report
         .as_ref()
         .filter(|_| wants.cpu_profile)

@@ -90,11 +90,7 @@ impl WindowMeter {
     ) -> WindowFigures {
         let mut functions = Vec::new();
         let mut agents: BTreeMap<Option<&'static str>, WindowAgentRow> = BTreeMap::new();
-        let readings = reading();
-        // Calls drained from now on compete for the next window's
-        // exemplars.
-        aggregate::exemplars::rotate(sequence + 1);
-        for (row, now) in readings {
+        for (row, now) in reading() {
             let before = self.last.get(&row.owner.key()).copied().unwrap_or_default();
             // A reading never goes down; keeping the higher one makes sure
             // nothing is charged twice if one ever did.
