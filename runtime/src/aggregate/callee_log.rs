@@ -9,8 +9,9 @@
 //! links. A link to a record the ring has since overwritten stops the walk,
 //! and the calls it led to are counted as cut.
 //!
-//! Bounded: [`LOG_RECORDS`] records (taken when the first nested call
-//! drains) and [`MAX_LISTS`] callers with callees not yet drained.
+//! Bounded: [`LOG_RECORDS`] records of 104 bytes (3.3 MiB, taken when the
+//! first nested call drains) and [`MAX_LISTS`] callers with callees not yet
+//! drained.
 
 use rustc_hash::FxHashMap;
 
@@ -35,7 +36,8 @@ pub(crate) struct Callees {
     count: u64,
 }
 
-/// A drained nested call.
+/// A drained nested call. Absent figures are `NONE` (i64::MIN for the
+/// signed one), so that a record stays 104 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Record {
     /// Its position in the log, ever: a link is good while the slot still
@@ -45,15 +47,19 @@ struct Record {
     row: &'static Row,
     start_ns: u64,
     wall_ns: u64,
-    cpu_ns: Option<u64>,
-    self_cpu_ns: Option<u64>,
-    alloc_bytes: Option<u64>,
-    retained_bytes: Option<i64>,
-    outcome: Outcome,
+    cpu_ns: u64,
+    self_cpu_ns: u64,
+    alloc_bytes: u64,
+    retained_bytes: i64,
     /// The caller's callee drained before this one.
     previous_sibling: u64,
-    /// Its own callees.
-    callees: Option<Callees>,
+    /// Its own callees (`last` is `NONE` when it had none).
+    callees: Callees,
+    outcome: Outcome,
+}
+
+fn present(value: u64) -> Option<u64> {
+    (value != NONE).then_some(value)
 }
 
 #[derive(Debug, Default)]
@@ -94,13 +100,16 @@ impl CalleeLog {
             row: call.row,
             start_ns: call.end_ns.saturating_sub(call.wall_ns),
             wall_ns: call.wall_ns,
-            cpu_ns: call.cpu_ns,
-            self_cpu_ns: call.self_cpu_ns,
-            alloc_bytes: call.memory.map(|m| m.alloc_bytes),
-            retained_bytes: call.memory.map(|m| m.retained_bytes),
-            outcome: call.outcome,
+            cpu_ns: call.cpu_ns.unwrap_or(NONE),
+            self_cpu_ns: call.self_cpu_ns.unwrap_or(NONE),
+            alloc_bytes: call.memory.map_or(NONE, |m| m.alloc_bytes),
+            retained_bytes: call.memory.map_or(i64::MIN, |m| m.retained_bytes),
             previous_sibling: list.last,
-            callees,
+            callees: callees.unwrap_or(Callees {
+                last: NONE,
+                count: 0,
+            }),
+            outcome: call.outcome,
         };
         list.last = seq;
         list.count += 1;
@@ -139,6 +148,9 @@ impl CalleeLog {
         self.dropped += dropped;
     }
 
+    #[cfg(test)]
+    pub(crate) const RECORD_BYTES: usize = std::mem::size_of::<Record>();
+
     fn record(&self, seq: u64) -> Option<&Record> {
         if seq == NONE {
             return None;
@@ -167,10 +179,10 @@ impl CalleeLog {
         while let Some(record) = self.record(seq) {
             found += 1;
             let (below, below_lost) = if depth + 1 < MAX_DEPTH {
-                self.build(record.callees, depth + 1)
+                self.build(Some(record.callees), depth + 1)
             } else {
                 let cut = Subtree {
-                    cut_calls: record.callees.map_or(0, |c| c.count),
+                    cut_calls: record.callees.count,
                     ..Subtree::default()
                 };
                 (cut, 0)
@@ -181,8 +193,11 @@ impl CalleeLog {
                 record.id,
                 record.start_ns,
                 record.wall_ns,
-                (record.cpu_ns, record.self_cpu_ns),
-                (record.alloc_bytes, record.retained_bytes),
+                (present(record.cpu_ns), present(record.self_cpu_ns)),
+                (
+                    present(record.alloc_bytes),
+                    (record.retained_bytes != i64::MIN).then_some(record.retained_bytes),
+                ),
                 record.outcome,
                 below,
             ));

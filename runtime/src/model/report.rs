@@ -521,9 +521,9 @@ pub struct Dropped {
     /// their window, or pushed out of the full store.
     #[serde(default)]
     pub exemplars_evicted: u64,
-    /// Calls left out of callee trees because the store of unfinished
-    /// calls' subtrees was full (parents that ran long, never finished, or
-    /// finished before these calls were drained).
+    /// Calls left out of kept callee trees: the callee log had overwritten
+    /// them (they drained long before their kept caller), or their caller's
+    /// list was dropped to keep the log's map bounded.
     #[serde(default)]
     pub exemplar_callees_dropped: u64,
 }
