@@ -26,6 +26,8 @@
 //!
 //! [telemetry.profiling.attribution]
 //! recent_invocations = 1024
+//! exemplars_per_function = 4  # slowest calls kept per function, window, ranking
+//! exemplar_windows = 3
 //! label_value_max_len = 128
 //! label_values_per_key = 1000
 //!
