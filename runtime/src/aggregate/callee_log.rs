@@ -9,7 +9,7 @@
 //! links. A link to a record the ring has since overwritten stops the walk,
 //! and the calls it led to are counted as cut.
 //!
-//! Bounded: [`LOG_RECORDS`] records of 104 bytes (3.3 MiB, taken when the
+//! Bounded: [`LOG_RECORDS`] records of 104 bytes (1.6 MiB, taken when the
 //! first nested call drains) and [`MAX_LISTS`] callers with callees not yet
 //! drained.
 
@@ -21,9 +21,9 @@ use crate::model::Outcome;
 
 /// Records in the log: a kept call's tree is whole when its callees drained
 /// within the last this many nested calls.
-pub(crate) const LOG_RECORDS: usize = 1 << 15;
+pub(crate) const LOG_RECORDS: usize = 1 << 14;
 /// Callers whose callees are listed while they run.
-pub(crate) const MAX_LISTS: usize = 1 << 15;
+pub(crate) const MAX_LISTS: usize = 1 << 14;
 /// Levels a tree is built down to.
 const MAX_DEPTH: usize = 64;
 

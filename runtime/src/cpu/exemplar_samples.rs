@@ -10,7 +10,7 @@
 //! next delivery.
 //!
 //! Bounded: [`RECENT_SAMPLES`] samples in the ring (at 100 Hz per busy
-//! thread, eight busy threads fill it in about ten seconds: an exemplar's
+//! thread, eight busy threads fill it in about five seconds: an exemplar's
 //! profile covers at most that much of its run before it finished), and
 //! [`MAX_KEYS_PER_EXEMPLAR`] distinct stacks per exemplar.
 
@@ -24,7 +24,7 @@ use super::{tap, Aggregate};
 use crate::aggregate::exemplars;
 
 /// Drained samples waiting to learn whether their invocation is kept.
-pub(crate) const RECENT_SAMPLES: usize = 8192;
+pub(crate) const RECENT_SAMPLES: usize = 4096;
 /// Distinct (stack, invocation, thread) keys kept per exemplar.
 pub(crate) const MAX_KEYS_PER_EXEMPLAR: usize = 4096;
 
