@@ -24,9 +24,8 @@ pub(crate) struct Node {
     pub(crate) id: u64,
     pub(crate) calls: u64,
     pub(crate) errors: u64,
-    /// Earliest start and latest end among its calls, monotonic ns.
+    /// Earliest start among its calls, monotonic ns.
     pub(crate) start_ns: u64,
-    pub(crate) end_ns: u64,
     pub(crate) outcome: Outcome,
     pub(crate) wall_ns: u64,
     pub(crate) cpu_ns: Option<u64>,
@@ -95,7 +94,6 @@ impl Node {
             calls: 1,
             errors: u64::from(outcome != Outcome::Ok),
             start_ns,
-            end_ns: start_ns + wall_ns,
             outcome,
             wall_ns,
             cpu_ns,
@@ -160,7 +158,6 @@ impl Node {
         self.calls += other.calls;
         self.errors += other.errors;
         self.start_ns = self.start_ns.min(other.start_ns);
-        self.end_ns = self.end_ns.max(other.end_ns);
         if other.outcome != Outcome::Ok {
             self.outcome = other.outcome;
         }

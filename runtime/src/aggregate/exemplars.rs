@@ -153,7 +153,6 @@ pub(crate) struct KeptView {
 /// What the exemplar store had to leave out.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ExemplarCounters {
-    pub(crate) kept: u64,
     pub(crate) evicted: u64,
     pub(crate) callees_dropped: u64,
     pub(crate) late_calls: u64,
@@ -349,7 +348,6 @@ impl Store {
                 descendants,
             },
         );
-        self.counters.kept += 1;
         while self.kept.len() > MAX_KEPT {
             self.evict_oldest();
         }
