@@ -56,6 +56,11 @@ pub(super) fn deliver(raw: &[RawSample]) {
         .recent
         .extend(raw.iter().filter(|s| s.invocation != 0).cloned());
     let excess = store.recent.len().saturating_sub(RECENT_SAMPLES);
+    if excess == 0 && store.pinned.is_empty() {
+        // Nothing leaves the ring and nothing pinned may need freeing: no
+        // reason to ask the exemplar store anything.
+        return;
+    }
     let leaving: Vec<RawSample> = store.recent.drain(..excess).collect();
     let invocations: Vec<u64> = leaving.iter().map(|s| s.invocation).collect();
     let (owners, kept) = exemplars::containing(&invocations);

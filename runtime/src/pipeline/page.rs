@@ -45,7 +45,7 @@ pub(crate) fn render(
                 .into_iter()
                 .take(EMBEDDED_ROWS)
                 .flat_map(|f| f.exemplars.iter().take(EMBEDDED_PER_ROW))
-                .filter_map(|e| crate::report::invocation_detail(e.id).ok())
+                .filter_map(|e| crate::report::invocation_figures(e.id).ok())
                 .collect();
             page.slowest_calls(details)
         }

@@ -71,6 +71,16 @@ fn unix_ns(monotonic_ns: u64) -> u64 {
 /// An id that is not kept gets [`Error::InvocationNotKept`] saying whether
 /// it was evicted (and why) or never was an exemplar.
 pub fn invocation_detail(id: u64) -> Result<InvocationDetail> {
+    detail(id, true)
+}
+
+/// Its figures and tree only, for a page that shows no flamegraph of it:
+/// its samples are not gathered.
+pub(crate) fn invocation_figures(id: u64) -> Result<InvocationDetail> {
+    detail(id, false)
+}
+
+fn detail(id: u64, with_profile: bool) -> Result<InvocationDetail> {
     let not_kept = |why: String| Error::InvocationNotKept { id, why };
     if !crate::built_in::RECORDING {
         return Err(not_kept(
@@ -115,12 +125,16 @@ pub fn invocation_detail(id: u64) -> Result<InvocationDetail> {
     };
     let start_unix_ns = unix_ns(kept.end_ns.saturating_sub(kept.record.wall_ns));
     let duration = Duration::from_nanos(kept.record.wall_ns);
-    let profile = exemplar_samples::profile(
-        id,
-        &kept.descendants,
-        UNIX_EPOCH + Duration::from_nanos(start_unix_ns),
-        duration,
-    );
+    let profile = with_profile
+        .then(|| {
+            exemplar_samples::profile(
+                id,
+                &kept.descendants,
+                UNIX_EPOCH + Duration::from_nanos(start_unix_ns),
+                duration,
+            )
+        })
+        .flatten();
     Ok(InvocationDetail {
         span_id: (kept.span_id != 0).then(|| format!("{:016x}", kept.span_id)),
         trace_id: (kept.trace_id != 0).then(|| format!("{:032x}", kept.trace_id)),

@@ -16,5 +16,6 @@ pub(crate) use assemble::report_with_heap;
 pub use assemble::{report, reset, running_invocations};
 pub use attribution::ResourceAttribution;
 pub use html::{HeapSite, HtmlReport};
+pub(crate) use invocation_detail::invocation_figures;
 pub use invocation_detail::{invocation_detail, InvocationDetail};
 pub(crate) use window::WindowMeter;
