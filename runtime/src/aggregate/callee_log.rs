@@ -9,6 +9,11 @@
 //! links. A link to a record the ring has since overwritten stops the walk,
 //! and the calls it led to are counted as cut.
 //!
+//! The list most recently written stays out of the map: a thread's batch
+//! drains a caller's callees one after another and the caller right after
+//! them, so most nested calls find their caller's list there and the
+//! caller takes it back without hashing.
+//!
 //! Bounded: [`LOG_RECORDS`] records of 104 bytes (1.6 MiB, taken when the
 //! first nested call drains) and [`MAX_LISTS`] callers with callees not yet
 //! drained.
@@ -65,38 +70,79 @@ fn present(value: u64) -> Option<u64> {
     (value != NONE).then_some(value)
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CalleeLog {
     records: Vec<Record>,
     next_seq: u64,
     lists: FxHashMap<u64, Callees>,
+    /// The caller whose list was written last, and that list (`last` is
+    /// `NONE` when there is none); not in `lists`.
+    open: (u64, Callees),
     /// Callees lost: overwritten before their caller was kept, or listed
     /// under callers dropped to keep the map bounded.
     pub(crate) dropped: u64,
 }
 
+const NO_LIST: Callees = Callees {
+    last: NONE,
+    count: 0,
+};
+
+impl Default for CalleeLog {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            next_seq: 0,
+            lists: FxHashMap::default(),
+            open: (0, NO_LIST),
+            dropped: 0,
+        }
+    }
+}
+
 impl CalleeLog {
-    /// Takes `call`'s own list of callees out of the map, when it had any.
+    /// Takes `call`'s own list of callees out of the log, when it had any.
     #[inline]
     pub(crate) fn take_callees(&mut self, call: &Call) -> Option<Callees> {
-        if call.had_callees {
-            self.lists.remove(&call.id)
-        } else {
-            None
+        if !call.had_callees {
+            return None;
         }
+        if self.open.1.last != NONE && self.open.0 == call.id {
+            return Some(std::mem::replace(&mut self.open.1, NO_LIST));
+        }
+        if self.lists.is_empty() {
+            return None;
+        }
+        self.lists.remove(&call.id)
+    }
+
+    /// The list of `caller`, made the open one: the open list of another
+    /// caller goes into the map first.
+    #[inline]
+    fn open_list(&mut self, caller: u64) -> &mut Callees {
+        if self.open.0 != caller || self.open.1.last == NONE {
+            if self.open.1.last != NONE {
+                let (previous, list) = std::mem::replace(&mut self.open, (caller, NO_LIST));
+                if self.lists.len() >= MAX_LISTS {
+                    self.shed();
+                }
+                self.lists.insert(previous, list);
+            }
+            let list = if self.lists.is_empty() {
+                None
+            } else {
+                self.lists.remove(&caller)
+            };
+            self.open = (caller, list.unwrap_or(NO_LIST));
+        }
+        &mut self.open.1
     }
 
     /// Logs `call` (whose own callees are `callees`) under its caller.
     pub(crate) fn log(&mut self, call: &Call, callees: Option<Callees>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.lists.len() >= MAX_LISTS && !self.lists.contains_key(&call.parent_id) {
-            self.shed();
-        }
-        let list = self.lists.entry(call.parent_id).or_insert(Callees {
-            last: NONE,
-            count: 0,
-        });
+        let list = self.open_list(call.parent_id);
         let record = Record {
             seq,
             id: call.id,
@@ -108,10 +154,7 @@ impl CalleeLog {
             alloc_bytes: call.memory.map_or(NONE, |m| m.alloc_bytes),
             retained_bytes: call.memory.map_or(i64::MIN, |m| m.retained_bytes),
             previous_sibling: list.last,
-            callees: callees.unwrap_or(Callees {
-                last: NONE,
-                count: 0,
-            }),
+            callees: callees.unwrap_or(NO_LIST),
             outcome: call.outcome,
         };
         list.last = seq;
@@ -211,12 +254,86 @@ impl CalleeLog {
     /// Whether `id` has callees listed (drained while it runs).
     #[cfg(test)]
     pub(crate) fn lists_callees_of(&self, id: u64) -> bool {
-        self.lists.contains_key(&id)
+        self.lists.contains_key(&id) || (self.open.0 == id && self.open.1.last != NONE)
     }
 
     /// Callers with listed callees.
     #[cfg(test)]
     pub(crate) fn lists(&self) -> usize {
-        self.lists.len()
+        self.lists.len() + usize::from(self.open.1.last != NONE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::row::test_row;
+
+    fn nested(row: &'static Row, id: u64, parent: u64) -> Call {
+        Call {
+            parent_id: parent,
+            agent_root: false,
+            ..Call::test(row, id, 10)
+        }
+    }
+
+    fn caller(row: &'static Row, id: u64, parent: u64) -> Call {
+        Call {
+            had_callees: true,
+            ..nested(row, id, parent)
+        }
+    }
+
+    fn children(log: &mut CalleeLog, callees: Option<Callees>) -> Vec<u64> {
+        let subtree = log.subtree(callees);
+        let mut ids: Vec<u64> = subtree.children.iter().map(|n| n.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Callees of two callers drained interleaved, as two threads' batches
+    /// or a caller and its callee's callees do: each caller gets exactly
+    /// its own, whichever list was open when it drained.
+    #[test]
+    fn interleaved_callers_each_get_their_own_callees() {
+        let row = test_row("log::interleaved");
+        let mut log = CalleeLog::default();
+        for (id, parent) in [(10, 1), (20, 2), (11, 1), (21, 2), (22, 2), (12, 1)] {
+            let call = nested(row, id, parent);
+            let own = log.take_callees(&call);
+            log.log(&call, own);
+        }
+        assert_eq!(log.lists(), 2);
+        // 2 drains while 1's list is open, then 1 while none is.
+        let two = log.take_callees(&caller(row, 2, 0));
+        assert_eq!(two.map(|c| c.count), Some(3));
+        assert_eq!(children(&mut log, two), [20, 21, 22]);
+        let one = log.take_callees(&caller(row, 1, 0));
+        assert_eq!(one.map(|c| c.count), Some(3));
+        assert_eq!(children(&mut log, one), [10, 11, 12]);
+        assert_eq!(log.lists(), 0);
+        assert!(log.take_callees(&caller(row, 1, 0)).is_none());
+        assert_eq!(log.dropped, 0);
+    }
+
+    /// A caller that is itself a callee: its list is taken into its own
+    /// record, and its caller's tree holds it with its callees.
+    #[test]
+    fn a_callee_with_callees_keeps_them_under_its_caller() {
+        let row = test_row("log::depth");
+        let mut log = CalleeLog::default();
+        for call in [nested(row, 100, 10), caller(row, 10, 1), nested(row, 11, 1)] {
+            let own = log.take_callees(&call);
+            log.log(&call, own);
+        }
+        let root = log.take_callees(&caller(row, 1, 0));
+        let subtree = log.subtree(root);
+        let mut ids: Vec<(u64, Vec<u64>)> = subtree
+            .children
+            .iter()
+            .map(|n| (n.id, n.children.iter().map(|c| c.id).collect()))
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [(10, vec![100]), (11, vec![])]);
     }
 }
