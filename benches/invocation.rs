@@ -9,7 +9,8 @@
 //! off, and under `#[tracing::instrument]` with a `tracing_subscriber`
 //! registry; an async fn's per-poll cost and the cost of an async call that
 //! suspends once (it is then visible as running); and the same sync call on one and
-//! on two threads at once. It ends with a summary of overheads and ratios
+//! on two threads at once (timed by the wall clock and by each thread's CPU
+//! clock). It ends with a summary of overheads and ratios
 //! computed from this run's estimates.
 
 use std::future::Future;
@@ -27,6 +28,29 @@ const GROUP: &str = "invocation";
 #[inline(never)]
 fn bare(x: u64) -> u64 {
     x.wrapping_mul(31).wrapping_add(7)
+}
+
+/// A control for the 2-thread figures: about as long as a profiled call,
+/// writing a thread's own records (192 bytes each, as a finished call is
+/// written into its thread's batch) and sharing nothing with the other
+/// thread. What it loses on two threads is the machine's, not agentprof's.
+#[inline(never)]
+fn unshared_work(x: u64) -> u64 {
+    thread_local! {
+        static RECORDS: std::cell::RefCell<Vec<[u64; 24]>> =
+            std::cell::RefCell::new(vec![[0; 24]; 64]);
+    }
+    RECORDS.with_borrow_mut(|records| {
+        let mut acc = x;
+        for k in 0..4 {
+            let record = &mut records[((x * 4 + k) % 64) as usize];
+            for word in record.iter_mut() {
+                acc = acc.rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ *word;
+                *word = acc;
+            }
+        }
+        acc
+    })
 }
 
 #[agentprof::profiled(agent = "bench")]
@@ -157,6 +181,29 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    g.bench_function("sync_profiled_1_thread_cpu_time", |b| {
+        b.iter_custom(|iters| {
+            common::on_threads_cpu(1, iters, |i, _| {
+                black_box(profiled(black_box(i)));
+            })
+        })
+    });
+    g.bench_function("sync_profiled_2_threads_cpu_time", |b| {
+        b.iter_custom(|iters| {
+            common::on_threads_cpu(2, iters, |i, _| {
+                black_box(profiled(black_box(i)));
+            })
+        })
+    });
+    for threads in [1, 2] {
+        g.bench_function(format!("unshared_work_{threads}_threads_cpu_time"), |b| {
+            b.iter_custom(|iters| {
+                common::on_threads_cpu(threads, iters, |i, _| {
+                    black_box(unshared_work(black_box(i)));
+                })
+            })
+        });
+    }
     g.bench_function("sync_bare_2_threads", |b| {
         b.iter_custom(|iters| {
             common::on_threads(2, iters, |i, _| {
@@ -231,6 +278,23 @@ fn summary() {
         "  2 threads / 1 thread per call        {:8.2}x  target <= 1.1x: {} ({two:.1} / {one:.1})",
         two / one,
         met(two / one <= 1.1)
+    );
+    let (one_cpu, two_cpu) = (
+        m("sync_profiled_1_thread_cpu_time"),
+        m("sync_profiled_2_threads_cpu_time"),
+    );
+    println!(
+        "  same, thread CPU time per call       {:8.2}x  target <= 1.1x: {} ({two_cpu:.1} / {one_cpu:.1})",
+        two_cpu / one_cpu,
+        met(two_cpu / one_cpu <= 1.1)
+    );
+    let (one_control, two_control) = (
+        m("unshared_work_1_threads_cpu_time"),
+        m("unshared_work_2_threads_cpu_time"),
+    );
+    println!(
+        "  control sharing nothing, CPU time    {:8.2}x  (this machine's own 2-thread cost: {two_control:.1} / {one_control:.1})",
+        two_control / one_control,
     );
 }
 
