@@ -116,33 +116,45 @@ impl CalleeLog {
         self.lists.remove(&call.id)
     }
 
-    /// The list of `caller`, made the open one: the open list of another
-    /// caller goes into the map first.
+    /// Appends record `seq` to `caller`'s list; returns the record it
+    /// follows. The list is the open one, or its entry in the map (one
+    /// lookup), or a new list that becomes the open one, the previous open
+    /// list going into the map. A caller whose callees drain interleaved
+    /// with others' (a connection's handler among other connections') thus
+    /// moves into the map once and costs one lookup per callee there, and
+    /// a short caller whose callees drain together costs none.
     #[inline]
-    fn open_list(&mut self, caller: u64) -> &mut Callees {
-        if self.open.0 != caller || self.open.1.last == NONE {
-            if self.open.1.last != NONE {
-                let (previous, list) = std::mem::replace(&mut self.open, (caller, NO_LIST));
-                if self.lists.len() >= MAX_LISTS {
-                    self.shed();
-                }
-                self.lists.insert(previous, list);
-            }
-            let list = if self.lists.is_empty() {
-                None
-            } else {
-                self.lists.remove(&caller)
-            };
-            self.open = (caller, list.unwrap_or(NO_LIST));
+    fn append(&mut self, caller: u64, seq: u64) -> u64 {
+        let append = |list: &mut Callees| {
+            list.count += 1;
+            std::mem::replace(&mut list.last, seq)
+        };
+        let open = self.open.1.last != NONE;
+        if open && self.open.0 == caller {
+            return append(&mut self.open.1);
         }
-        &mut self.open.1
+        if !self.lists.is_empty() {
+            if let Some(list) = self.lists.get_mut(&caller) {
+                return append(list);
+            }
+        }
+        if open {
+            let (previous, list) = std::mem::replace(&mut self.open, (caller, NO_LIST));
+            if self.lists.len() >= MAX_LISTS {
+                self.shed();
+            }
+            self.lists.insert(previous, list);
+        } else {
+            self.open = (caller, NO_LIST);
+        }
+        append(&mut self.open.1)
     }
 
     /// Logs `call` (whose own callees are `callees`) under its caller.
     pub(crate) fn log(&mut self, call: &Call, callees: Option<Callees>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let list = self.open_list(call.parent_id);
+        let previous_sibling = self.append(call.parent_id, seq);
         let record = Record {
             seq,
             id: call.id,
@@ -153,12 +165,10 @@ impl CalleeLog {
             self_cpu_ns: call.self_cpu_ns.unwrap_or(NONE),
             alloc_bytes: call.memory.map_or(NONE, |m| m.alloc_bytes),
             retained_bytes: call.memory.map_or(i64::MIN, |m| m.retained_bytes),
-            previous_sibling: list.last,
+            previous_sibling,
             callees: callees.unwrap_or(NO_LIST),
             outcome: call.outcome,
         };
-        list.last = seq;
-        list.count += 1;
         let slot = (seq % LOG_RECORDS as u64) as usize;
         if self.records.len() <= slot {
             if self.records.capacity() == 0 {
@@ -313,6 +323,40 @@ mod tests {
         assert_eq!(children(&mut log, one), [10, 11, 12]);
         assert_eq!(log.lists(), 0);
         assert!(log.take_callees(&caller(row, 1, 0)).is_none());
+        assert_eq!(log.dropped, 0);
+    }
+
+    /// Long callers whose callees drain among short callers' (a
+    /// connection's handler among its requests' callees): each caller gets
+    /// exactly its own, and only the long ones wait in the map.
+    #[test]
+    fn long_callers_among_short_ones_keep_all_their_callees() {
+        let row = test_row("log::long");
+        let mut log = CalleeLog::default();
+        let mut drain = |log: &mut CalleeLog, call: Call| {
+            let own = log.take_callees(&call);
+            log.log(&call, own);
+            own
+        };
+        let mut next = 1_000;
+        for _ in 0..50 {
+            drain(&mut log, nested(row, next, 1));
+            let short = next + 1;
+            drain(&mut log, nested(row, next + 2, short));
+            drain(&mut log, nested(row, next + 3, short));
+            let own = drain(&mut log, caller(row, short, 2));
+            assert_eq!(own.map(|c| c.count), Some(2));
+            next += 4;
+        }
+        assert!(log.lists() <= 2, "{}", log.lists());
+        for long in [1, 2] {
+            let callees = log.take_callees(&caller(row, long, 0));
+            assert_eq!(callees.map(|c| c.count), Some(50));
+            let subtree = log.subtree(callees);
+            let calls: u64 = subtree.children.iter().map(Node::total_calls).sum();
+            assert_eq!(calls, if long == 1 { 50 } else { 150 });
+            assert_eq!(subtree.cut_calls, 0);
+        }
         assert_eq!(log.dropped, 0);
     }
 
