@@ -333,7 +333,7 @@ mod tests {
     fn long_callers_among_short_ones_keep_all_their_callees() {
         let row = test_row("log::long");
         let mut log = CalleeLog::default();
-        let mut drain = |log: &mut CalleeLog, call: Call| {
+        let drain = |log: &mut CalleeLog, call: Call| {
             let own = log.take_callees(&call);
             log.log(&call, own);
             own

@@ -23,8 +23,8 @@ pub(crate) use labels::{agent_name, configure_labels, label_counters, reset_labe
 pub(crate) use recent::{clear_recent, recent_evicted, set_recent_capacity};
 pub use recent::{invocation, recent_invocations};
 pub(crate) use row::{
-    owner_keys, rows, rows_overflowed, Call, ExemplarIds, Lifetime, MemoryUsage, Row, RowList,
-    Stats,
+    owner_keys, rows, rows_overflowed, same_agent, Call, ExemplarIds, Lifetime, MemoryUsage, Row,
+    RowList, Stats,
 };
 
 pub(crate) use batch::drain_all;

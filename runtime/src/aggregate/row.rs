@@ -278,9 +278,18 @@ pub(crate) struct Row {
     /// exemplars this window (the K-th slowest kept so far; 0 until K are
     /// kept; `u64::MAX` when exemplars are off). Raised as calls drain.
     exemplar_floor: [AtomicU64; 2],
-    first: Mutex<Stats>,
-    extra: [OnceLock<Box<Mutex<Stats>>>; SHARDS - 1],
+    first: StatsShard,
+    extra: [OnceLock<Box<StatsShard>>; SHARDS - 1],
 }
+
+/// One thread shard of a row's figures, on cache lines of its own: the
+/// drain writes a score of its counters per call, and a shard allocated
+/// next to another thread's (or sharing a line with the row's floors,
+/// which every finish reads) would make the two threads take turns
+/// owning that line.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct StatsShard(Mutex<Stats>);
 
 /// Shards of a row's running-invocation counter.
 const ACTIVE_SHARDS: usize = 4;
@@ -303,7 +312,7 @@ impl Row {
                 AtomicU64::new(super::exemplars::initial_floor()),
                 AtomicU64::new(super::exemplars::initial_floor()),
             ],
-            first: Mutex::default(),
+            first: StatsShard::default(),
             extra: Default::default(),
         }
     }
@@ -334,15 +343,15 @@ impl Row {
     fn shard(&self) -> &Mutex<Stats> {
         let index = my_shard();
         if index == 0 {
-            return &self.first;
+            return &self.first.0;
         }
         let slot = &self.extra[index - 1];
         if let Some(shard) = slot.get() {
-            return shard;
+            return &shard.0;
         }
         if EXTRA_SHARD_BYTES.fetch_add(SHARD_BYTES, Relaxed) + SHARD_BYTES > EXTRA_SHARD_BUDGET {
             EXTRA_SHARD_BYTES.fetch_sub(SHARD_BYTES, Relaxed);
-            return &self.first;
+            return &self.first.0;
         }
         let mut created = false;
         let shard = slot.get_or_init(|| {
@@ -352,12 +361,16 @@ impl Row {
         if !created {
             EXTRA_SHARD_BYTES.fetch_sub(SHARD_BYTES, Relaxed);
         }
-        shard
+        &shard.0
     }
 
     /// Every shard that exists.
     fn shards(&self) -> impl Iterator<Item = &Mutex<Stats>> {
-        std::iter::once(&self.first).chain(self.extra.iter().filter_map(|s| s.get().map(|b| &**b)))
+        std::iter::once(&self.first.0).chain(
+            self.extra
+                .iter()
+                .filter_map(|s| s.get().map(|shard| &shard.0)),
+        )
     }
 
     /// This thread's shard of the row's figures, locked.
@@ -670,7 +683,10 @@ fn published(ptr: *mut Row) -> Option<&'static Row> {
     unsafe { ptr.as_ref() }
 }
 
-fn same_agent(a: Option<&'static str>, b: Option<&'static str>) -> bool {
+/// Whether two agent names are the same: by address first (a callee of
+/// the same agent usually holds the very literal its caller's row does).
+#[inline]
+pub(crate) fn same_agent(a: Option<&'static str>, b: Option<&'static str>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,

@@ -166,7 +166,7 @@ impl Frame {
         let (parent_id, parent_agent) =
             with_current(|parent| parent.map_or((0, None), |p| (p.active.id, p.agent())));
         let agent = callsite.agent().or(parent_agent);
-        let agent_root = parent_id == 0 || parent_agent != agent;
+        let agent_root = parent_id == 0 || !aggregate::same_agent(parent_agent, agent);
         let row = callsite.row_for(agent);
         row.started();
         let id = slot::next_invocation_id();
