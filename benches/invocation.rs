@@ -167,34 +167,24 @@ fn benches(c: &mut Criterion) {
         b.iter(|| drive(profiled_async()))
     });
     agentprof::__test_hooks::set_fast_cpu_clock(fast);
-    g.bench_function("sync_profiled_1_thread", |b| {
-        b.iter_custom(|iters| {
-            common::on_threads(1, iters, |i, _| {
-                black_box(profiled(black_box(i)));
-            })
-        })
-    });
-    g.bench_function("sync_profiled_2_threads", |b| {
-        b.iter_custom(|iters| {
-            common::on_threads(2, iters, |i, _| {
-                black_box(profiled(black_box(i)));
-            })
-        })
-    });
-    g.bench_function("sync_profiled_1_thread_cpu_time", |b| {
-        b.iter_custom(|iters| {
-            common::on_threads_cpu(1, iters, |i, _| {
-                black_box(profiled(black_box(i)));
-            })
-        })
-    });
-    g.bench_function("sync_profiled_2_threads_cpu_time", |b| {
-        b.iter_custom(|iters| {
-            common::on_threads_cpu(2, iters, |i, _| {
-                black_box(profiled(black_box(i)));
-            })
-        })
-    });
+    // One and two threads at once, timed by the wall clock and by each
+    // thread's CPU clock.
+    type OnThreads = fn(usize, u64, fn(u64, usize)) -> Duration;
+    let call: fn(u64, usize) = |i, _| {
+        black_box(profiled(black_box(i)));
+    };
+    for (name, threads, run) in [
+        ("sync_profiled_1_thread", 1, common::on_threads as OnThreads),
+        ("sync_profiled_2_threads", 2, common::on_threads),
+        ("sync_profiled_1_thread_cpu_time", 1, common::on_threads_cpu),
+        (
+            "sync_profiled_2_threads_cpu_time",
+            2,
+            common::on_threads_cpu,
+        ),
+    ] {
+        g.bench_function(name, |b| b.iter_custom(|iters| run(threads, iters, call)));
+    }
     for threads in [1, 2] {
         g.bench_function(format!("unshared_work_{threads}_threads_cpu_time"), |b| {
             b.iter_custom(|iters| {
