@@ -13,7 +13,8 @@
 //! The bench runs itself as the service, in fresh processes, in three
 //! modes per round (`ROUNDS` rounds): the profiler not started, recording
 //! only (invocations and the counting allocator), and the whole pipeline;
-//! it prints the medians and the ratios to the first.
+//! it prints the medians, and the medians of each round's ratios to the
+//! first.
 //! Peak RSS is the child's `ru_maxrss`, CPU its user + system time, both
 //! from `wait4`. `AGENTPROF_FOOTPRINT_SESSIONS` scales the work (default:
 //! about 20 s on the 2-core development VM).
@@ -254,7 +255,11 @@ fn main() {
     let (rounds, sessions) = if bench { (ROUNDS, sessions) } else { (1, 16) };
     let mut runs: Vec<Vec<(f64, f64, f64, String)>> = vec![Vec::new(); Mode::ALL.len()];
     for round in 0..rounds {
-        for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        // Each mode in turn first, so that drift within a round does not
+        // always favour the same one.
+        for step in 0..Mode::ALL.len() {
+            let i = (round + step) % Mode::ALL.len();
+            let mode = Mode::ALL[i];
             let r = run(mode, sessions);
             eprintln!(
                 "round {round} {:<11} {:6.2} s {:6.2} cpu-s {:6.1} MiB  {}",
@@ -269,7 +274,20 @@ fn main() {
     }
     let pick =
         |mode: usize, i: usize| median(runs[mode].iter().map(|r| [r.0, r.1, r.2][i]).collect());
-    println!("footprint ({sessions} sessions, medians of {rounds} rounds):");
+    // Ratios to `off` within each round, then their median: the machine's
+    // drift between rounds divides out.
+    let ratio = |mode: usize, i: usize| {
+        median(
+            runs[mode]
+                .iter()
+                .zip(&runs[0])
+                .map(|(r, off)| [r.0 / off.0, r.1 / off.1][i])
+                .collect(),
+        )
+    };
+    println!(
+        "footprint ({sessions} sessions, medians of {rounds} rounds; ratios: medians of each round's)"
+    );
     println!(
         "  {:<11} {:>9} {:>9} {:>9}  {:>7} {:>7} {:>9}",
         "", "wall s", "CPU s", "peak RSS", "wall", "CPU", "RSS"
@@ -281,8 +299,8 @@ fn main() {
             pick(i, 0),
             pick(i, 1),
             pick(i, 2),
-            pick(i, 0) / pick(0, 0),
-            pick(i, 1) / pick(0, 1),
+            ratio(i, 0),
+            ratio(i, 1),
             pick(i, 2) - pick(0, 2),
         );
     }
