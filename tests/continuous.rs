@@ -50,6 +50,49 @@ fn files(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// Windows in which the process sat idle have no CPU samples to draw;
+/// they still get every file, their flamegraph saying why it is empty.
+#[test]
+fn idle_windows_still_get_every_file() {
+    let _serial = serial();
+    let dir = fresh_dir("idle-windows");
+    let _cleanup = common::RemoveOnDrop(dir.clone());
+    let profiler = Profiler::builder()
+        .window(Duration::from_millis(300))
+        .cpu_frequency(100)
+        .file_exporter(dir.to_string_lossy())
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let summary = profiler.shutdown().unwrap();
+    let windows = summary.stats.windows as usize;
+    assert!(windows >= 2, "{summary:?}");
+    assert_eq!(summary.stats.exported, summary.stats.windows);
+    let flamegraphs = files(&dir, "flamegraph_");
+    assert_eq!(flamegraphs.len(), windows, "flamegraph_ files");
+    assert_eq!(
+        files(&dir, "cpu_profile_").len(),
+        windows,
+        "cpu_profile_ files"
+    );
+    let mut empty = 0;
+    for path in &flamegraphs {
+        let svg = std::fs::read_to_string(path).unwrap();
+        assert!(
+            svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"),
+            "{path:?}"
+        );
+        if svg.contains("No flamegraph for this window") {
+            empty += 1;
+        }
+    }
+    // Sleeping threads are not sampled; the profiler's own threads may be
+    // now and then, so not every window need be empty.
+    assert!(empty >= 1, "no window without samples among {windows}");
+}
+
 #[test]
 fn the_file_exporter_writes_every_window_readably_and_privately() {
     let _serial = serial();

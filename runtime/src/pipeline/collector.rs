@@ -284,8 +284,7 @@ fn cut(
     let flamegraph = cpu_report
         .as_ref()
         .filter(|_| wants.flamegraph)
-        .and_then(|r| r.flamegraph_svg().ok())
-        .filter(|svg| !svg.is_empty());
+        .map(|r| r.window_flamegraph_svg());
     let heap = heap_snapshot
         .filter(|_| wants.memory_profile)
         .map(|h| h.to_pprof_gzip());
