@@ -77,20 +77,19 @@ fn idle_windows_still_get_every_file() {
         windows,
         "cpu_profile_ files"
     );
-    let mut empty = 0;
+    // Sleeping threads are not sampled, but the profiler's start and its
+    // window cuts may be: each file is a drawing or says why it is not.
     for path in &flamegraphs {
         let svg = std::fs::read_to_string(path).unwrap();
         assert!(
             svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"),
             "{path:?}"
         );
-        if svg.contains("No flamegraph for this window") {
-            empty += 1;
-        }
+        assert!(
+            svg.contains("No flamegraph for this window") || svg.contains("id=\"frames\""),
+            "{path:?}: {svg}"
+        );
     }
-    // Sleeping threads are not sampled; the profiler's own threads may be
-    // now and then, so not every window need be empty.
-    assert!(empty >= 1, "no window without samples among {windows}");
 }
 
 #[test]
