@@ -375,15 +375,6 @@ impl CpuReport {
             .map_err(render_error)
     }
 
-    /// The flamegraph of a continuous window: as [`Self::flamegraph_svg`],
-    /// or, when there is none to draw (a window in which no thread was
-    /// sampled), a page of the same size saying why, so that every window
-    /// has the same files.
-    pub(crate) fn window_flamegraph_svg(&self) -> Vec<u8> {
-        self.flamegraph_svg()
-            .unwrap_or_else(|e| message_svg("CPU", &format!("No flamegraph for this window: {e}")))
-    }
-
     /// The flamegraph of one agent's samples.
     pub(crate) fn agent_flamegraph_svg(&self, agent: &str) -> Result<Vec<u8>> {
         render(&self.folded_where(|a| a == Some(agent)), "CPU")
@@ -411,29 +402,6 @@ fn render_error(message: String) -> Error {
     }
 }
 
-/// An SVG with a title and one line of text, in the flamegraphs' size.
-fn message_svg(title: &str, message: &str) -> Vec<u8> {
-    let escape = |text: &str| {
-        text.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    format!(
-        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
-         <svg version=\"1.1\" width=\"1200\" height=\"90\" viewBox=\"0 0 1200 90\" \
-         xmlns=\"http://www.w3.org/2000/svg\">\n\
-         <rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" fill=\"#eeeeee\"/>\n\
-         <text x=\"600\" y=\"24\" font-size=\"17\" font-family=\"Verdana\" \
-         text-anchor=\"middle\">{}</text>\n\
-         <text x=\"600\" y=\"60\" font-size=\"12\" font-family=\"Verdana\" \
-         text-anchor=\"middle\">{}</text>\n</svg>\n",
-        escape(title),
-        escape(message)
-    )
-    .into_bytes()
-}
-
 fn render(folded: &str, title: &str) -> Result<Vec<u8>> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_owned();
@@ -451,10 +419,10 @@ fn render(folded: &str, title: &str) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
-    /// A window in which no thread was sampled still gets a flamegraph
-    /// file: a valid SVG that says why there is nothing to draw.
+    /// A report without samples has no flamegraph, and says why: the
+    /// reason a window's placeholder file shows.
     #[test]
-    fn a_window_without_samples_gets_a_flamegraph_saying_so() {
+    fn a_report_without_samples_says_why_it_has_no_flamegraph() {
         let report = CpuReport::new(
             HashMap::new(),
             Meta {
@@ -469,13 +437,7 @@ mod tests {
                 dropped_keys: 0,
             },
         );
-        assert!(report.flamegraph_svg().is_err());
-        let svg = String::from_utf8(report.window_flamegraph_svg()).unwrap();
-        assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("No flamegraph for this window"), "{svg}");
-        assert!(svg.contains("no samples"), "{svg}");
-        let escaped = String::from_utf8(message_svg("a<b", "x & \"y\"")).unwrap();
-        assert!(escaped.contains(">a&lt;b<"), "{escaped}");
-        assert!(escaped.contains(">x &amp; &quot;y&quot;<"), "{escaped}");
+        let error = report.flamegraph_svg().unwrap_err().to_string();
+        assert!(error.contains("no samples"), "{error}");
     }
 }

@@ -17,7 +17,7 @@ use crate::fork::{self, StartedIn};
 use crate::memory::HeapProfiler;
 use crate::model::Report;
 use crate::profiler_cost;
-use crate::report::WindowMeter;
+use crate::report::{message_svg, WindowMeter};
 
 /// A window's payloads, each rendered only when an exporter takes it.
 struct Payload {
@@ -281,10 +281,11 @@ fn cut(
         .as_ref()
         .filter(|_| wants.cpu_profile)
         .map(|r| r.pprof_gzip());
-    let flamegraph = cpu_report
-        .as_ref()
-        .filter(|_| wants.flamegraph)
-        .map(|r| r.window_flamegraph_svg());
+    let flamegraph = cpu_report.as_ref().filter(|_| wants.flamegraph).map(|r| {
+        // A window in which no thread was sampled still gets its file.
+        r.flamegraph_svg()
+            .unwrap_or_else(|e| message_svg("CPU", &format!("No flamegraph for this window: {e}")))
+    });
     let heap = heap_snapshot
         .filter(|_| wants.memory_profile)
         .map(|h| h.to_pprof_gzip());

@@ -89,6 +89,25 @@ pub(super) fn inline_svg(svg: &str) -> String {
     svg
 }
 
+/// An SVG with a title and one line of text, as wide as a flamegraph: what
+/// a window's flamegraph file holds when there is nothing to draw, so that
+/// every window has the same files.
+pub(crate) fn message_svg(title: &str, message: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+         <svg version=\"1.1\" width=\"1200\" height=\"90\" viewBox=\"0 0 1200 90\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" fill=\"#eeeeee\"/>\n\
+         <text x=\"600\" y=\"24\" font-size=\"17\" font-family=\"Verdana\" \
+         text-anchor=\"middle\">{}</text>\n\
+         <text x=\"600\" y=\"60\" font-size=\"12\" font-family=\"Verdana\" \
+         text-anchor=\"middle\">{}</text>\n</svg>\n",
+        escape(title),
+        escape(message)
+    )
+    .into_bytes()
+}
+
 pub(super) const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}\
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}\
 table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
@@ -979,5 +998,15 @@ mod tests {
         let svg = "<?xml version=\"1.0\"?><svg onload=\"init(evt)\" x=\"1\"><script>\
                    var a = 1;</script><rect onclick=\"s(this)\"/></svg>";
         assert_eq!(inline_svg(svg), "<svg x=\"1\"><rect/></svg>");
+    }
+
+    #[test]
+    fn a_message_svg_is_a_whole_svg_with_its_text_escaped() {
+        let svg = String::from_utf8(message_svg("CPU", "No flamegraph for this window")).unwrap();
+        assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("No flamegraph for this window"), "{svg}");
+        let escaped = String::from_utf8(message_svg("a<b", "x & \"y\"")).unwrap();
+        assert!(escaped.contains(">a&lt;b<"), "{escaped}");
+        assert!(escaped.contains(">x &amp; &quot;y&quot;<"), "{escaped}");
     }
 }

@@ -15,6 +15,7 @@ mod window;
 pub(crate) use assemble::report_with_heap;
 pub use assemble::{report, reset, running_invocations};
 pub use attribution::ResourceAttribution;
+pub(crate) use html::message_svg;
 pub use html::{HeapSite, HtmlReport};
 pub(crate) use invocation_detail::invocation_figures;
 pub use invocation_detail::{invocation_detail, InvocationDetail};
